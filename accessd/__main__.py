@@ -1,0 +1,5 @@
+"""`python -m accessd` runs the daemon CLI."""
+
+from .cli.daemon import main
+
+main()

@@ -1,0 +1,121 @@
+"""`accessd`: the door daemon's entry point (run, check-config, relay-safe)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .. import __version__
+from ..config import DEFAULT_CONFIG, load_config
+from ..errors import AccessdError, ConfigError
+
+CONFIG_OPT = click.option(
+    "--config", "-c", "config_path", type=click.Path(dir_okay=False), envvar="ACCESSD_CONFIG",
+    default=str(DEFAULT_CONFIG), show_default=True, help="The door's TOML config file.")
+
+
+def _load(config_path: str, **kw):
+    try:
+        return load_config(config_path, **kw)
+    except ConfigError as exc:
+        click.echo(f"accessd: config error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="accessd")
+def main() -> None:
+    """The accessd door daemon.
+
+    \b
+    Example:
+      accessd run --config /etc/accessd/accessd.toml
+    """
+
+
+@main.command()
+@CONFIG_OPT
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+def run(config_path: str, log_level: str) -> None:
+    """Run the door: readers, decisions, lock relay, event log, control socket.
+
+    Stops cleanly on SIGTERM or SIGINT (relay to its safe state first); a
+    second SIGINT exits at once. Exit code 2 means the config is wrong.
+
+    \b
+    Example:
+      accessd run --config config/sim.toml
+    """
+    cfg = _load(config_path)
+    from ..service import run as run_service, setup_logging
+    setup_logging(log_level)
+    sys.exit(run_service(cfg))
+
+
+@main.command("check-config")
+@CONFIG_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML-like text.")
+def check_config(config_path: str, as_json: bool) -> None:
+    """Validate the config and print the effective values (no secrets).
+
+    \b
+    Example:
+      accessd check-config --config /etc/accessd/accessd.toml
+    """
+    cfg = _load(config_path)
+    eff = cfg.as_dict()
+    try:
+        from ..storage.keys import load_key_file
+        eff["storage"]["key_fingerprint"] = load_key_file(cfg.storage.key_file).fingerprint
+    except AccessdError as exc:
+        click.echo(f"accessd: config error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(eff, indent=2))
+        return
+    click.echo(f"# effective config from {eff.pop('config_file')}")
+    readers = eff.pop("readers")
+    for section, values in eff.items():
+        click.echo(f"\n[{section}]")
+        for k, v in values.items():
+            click.echo(f"{k} = {json.dumps(v)}")
+    for r in readers:
+        click.echo("\n[[readers]]")
+        for k, v in r.items():
+            click.echo(f"{k} = {json.dumps(v)}")
+    click.echo("\n# config OK")
+
+
+@main.command("relay-safe")
+@CONFIG_OPT
+def relay_safe(config_path: str) -> None:
+    """Drive the lock relay to its safe (de-energised) state and exit.
+
+    systemd runs this as ExecStopPost=, so the relay is made safe even after a
+    crash. Fail-secure doors end locked, fail-safe doors released.
+
+    \b
+    Example:
+      accessd relay-safe --config /etc/accessd/accessd.toml
+    """
+    cfg = _load(config_path, require_keys=False)
+    from gpiozero import DigitalOutputDevice
+    from ..hw.gpio import make_pin_factory
+    try:
+        factory = make_pin_factory(cfg.gpio.pin_factory)
+        relay = DigitalOutputDevice(cfg.gpio.relay_pin, active_high=cfg.gpio.relay_active_high,
+                                    initial_value=False, pin_factory=factory)
+        relay.off()
+        relay.close()
+    except (AccessdError, OSError, RuntimeError) as exc:
+        click.echo(f"accessd: cannot make the relay safe: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"relay on GPIO{cfg.gpio.relay_pin} de-energised "
+               f"({'locked' if cfg.door.fail_mode == 'secure' else 'released'})")
+
+
+if __name__ == "__main__":
+    main()

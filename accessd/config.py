@@ -1,0 +1,327 @@
+"""The door's one TOML config file: schema, validation and the effective config.
+
+Everything is validated before anything starts: an unknown key, a wrong type, a
+pin used twice, a missing or too widely readable key file all raise
+`ConfigError` naming the file, the key and the reason. Relative paths are taken
+relative to the directory of the config file.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/accessd/accessd.toml")
+PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
+READER_KINDS = ("sim",)
+FAIL_MODES = ("secure", "safe")
+DOOR_MODES = ("normal", "lockdown")
+
+_REQUIRED = object()
+
+# section -> key -> (types, default). Pins default to None: not fitted.
+_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "door": {
+        "id": ((str,), _REQUIRED),
+        "unlock_seconds": ((int, float), 5.0),
+        "fail_mode": ((str,), "secure"),
+        "held_open_seconds": ((int, float), 30.0),
+        "prealarm_seconds": ((int, float), 10.0),
+        "mode": ((str,), "normal"),
+    },
+    "gpio": {
+        "pin_factory": ((str,), "lgpio"),
+        "relay_pin": ((int,), _REQUIRED),
+        "relay_active_high": ((bool,), True),
+        "door_contact_pin": ((int,), None),
+        "rex_pin": ((int,), None),
+        "tamper_pin": ((int,), None),
+        "buzzer_pin": ((int,), None),
+        "led_green_pin": ((int,), None),
+        "led_red_pin": ((int,), None),
+        "bounce_ms": ((int,), 20),
+    },
+    "storage": {
+        "data_dir": ((str,), "/var/lib/accessd"),
+        "key_file": ((str,), "/etc/accessd/keys.json"),
+    },
+    "api": {
+        "socket": ((str,), "/run/accessd/control.sock"),
+        "group": ((str,), ""),
+        "simulation": ((bool,), False),
+    },
+    "pin": {
+        "min_length": ((int,), 4),
+        "max_length": ((int,), 8),
+        "timeout_seconds": ((int, float), 5.0),
+    },
+}
+_READER_SCHEMA: dict[str, tuple[tuple[type, ...], Any]] = {
+    "name": ((str,), _REQUIRED),
+    "kind": ((str,), _REQUIRED),
+}
+_PIN_KEYS = ("relay_pin", "door_contact_pin", "rex_pin", "tamper_pin",
+             "buzzer_pin", "led_green_pin", "led_red_pin")
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    id: str
+    unlock_seconds: float
+    fail_mode: str
+    held_open_seconds: float
+    prealarm_seconds: float
+    mode: str
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    pin_factory: str
+    relay_pin: int
+    relay_active_high: bool
+    door_contact_pin: int | None
+    rex_pin: int | None
+    tamper_pin: int | None
+    buzzer_pin: int | None
+    led_green_pin: int | None
+    led_red_pin: int | None
+    bounce_ms: int
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    data_dir: Path
+    key_file: Path
+
+    @property
+    def whitelist_path(self) -> Path:
+        return self.data_dir / "whitelist.db"
+
+    @property
+    def eventlog_path(self) -> Path:
+        return self.data_dir / "events.db"
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    socket: Path
+    group: str
+    simulation: bool
+
+
+@dataclass(frozen=True)
+class PinConfig:
+    min_length: int
+    max_length: int
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    name: str
+    kind: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    door: DoorConfig
+    gpio: GpioConfig
+    storage: StorageConfig
+    api: ApiConfig
+    pin: PinConfig
+    readers: tuple[ReaderConfig, ...]
+
+    def as_dict(self) -> dict:
+        """The effective config, ready to print; holds no secret (keys live in the key file)."""
+        out: dict[str, Any] = {"config_file": str(self.path)}
+        for name in ("door", "gpio", "storage", "api", "pin"):
+            section = getattr(self, name)
+            out[name] = {k: (str(v) if isinstance(v, Path) else v)
+                         for k, v in section.__dict__.items()}
+        out["readers"] = [{"name": r.name, "kind": r.kind, **r.options} for r in self.readers]
+        return out
+
+
+def _err(path: Path, key: str, reason: str) -> ConfigError:
+    return ConfigError(f"{path}: {key}: {reason}")
+
+
+def _typename(types: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    if types == (int, float):
+        return "a number"
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _check_section(path: Path, prefix: str, raw: Any, schema: dict) -> dict:
+    if not isinstance(raw, dict):
+        raise _err(path, prefix, f"must be a table, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(schema))
+    if unknown:
+        raise _err(path, f"{prefix}.{unknown[0]}",
+                   f"unknown key (known keys: {', '.join(sorted(schema))})")
+    values = {}
+    for key, (types, default) in schema.items():
+        if key not in raw:
+            if default is _REQUIRED:
+                raise _err(path, f"{prefix}.{key}", "is required")
+            values[key] = default
+            continue
+        value = raw[key]
+        # bool is an int subclass in Python; a pin of `true` is a mistake.
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            raise _err(path, f"{prefix}.{key}",
+                       f"must be {_typename(types)}, got {type(value).__name__} {value!r}")
+        values[key] = float(value) if types == (int, float) else value
+    return values
+
+
+def _positive(path: Path, key: str, value: float) -> None:
+    if value <= 0:
+        raise _err(path, key, f"must be greater than 0, got {value}")
+
+
+def _choice(path: Path, key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise _err(path, key, f"must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_key_file(path: Path, key_file: Path, data_dir: Path, *, must_exist: bool = True) -> None:
+    """A key file must exist, be a regular file, and not be readable by others."""
+    where = "storage.key_file"
+    try:
+        data_dir_r = data_dir.resolve()
+        if key_file.resolve().is_relative_to(data_dir_r):
+            raise _err(path, where, f"{key_file} is inside the data directory {data_dir}; "
+                       "keep keys outside it")
+    except OSError:
+        pass
+    try:
+        st = key_file.stat()
+    except FileNotFoundError:
+        if must_exist:
+            raise _err(path, where, f"{key_file} does not exist (create it with "
+                       f"'accessctl --config {path} keys init')") from None
+        return
+    except PermissionError:
+        raise _err(path, where, f"{key_file} cannot be read by this user") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _err(path, where, f"{key_file} is not a regular file")
+    if st.st_mode & 0o077:
+        raise _err(path, where, f"{key_file} is readable or writable by other users "
+                   f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {key_file}'")
+
+
+def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = True) -> Config:
+    """Read and validate a config file; raise ConfigError on the first problem."""
+    path = Path(path or os.environ.get("ACCESSD_CONFIG") or DEFAULT_CONFIG)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot be read by this user") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8: {exc}") from None
+    base = path.parent.resolve()
+
+    known = set(_SCHEMA) | {"readers"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise _err(path, unknown[0], f"unknown section (known sections: {', '.join(sorted(known))})")
+    if "door" not in raw:
+        raise _err(path, "door", "section is required")
+    if "gpio" not in raw:
+        raise _err(path, "gpio", "section is required")
+    s = {name: _check_section(path, name, raw.get(name, {}), schema)
+         for name, schema in _SCHEMA.items()}
+
+    d = s["door"]
+    if not d["id"].strip() or len(d["id"]) > 64 or any(c.isspace() for c in d["id"]):
+        raise _err(path, "door.id", f"must be 1-64 characters without spaces, got {d['id']!r}")
+    for key in ("unlock_seconds", "held_open_seconds"):
+        _positive(path, f"door.{key}", d[key])
+    if d["prealarm_seconds"] < 0 or d["prealarm_seconds"] >= d["held_open_seconds"]:
+        raise _err(path, "door.prealarm_seconds",
+                   f"must be at least 0 and less than door.held_open_seconds "
+                   f"({d['held_open_seconds']}), got {d['prealarm_seconds']}")
+    _choice(path, "door.fail_mode", d["fail_mode"], FAIL_MODES)
+    _choice(path, "door.mode", d["mode"], DOOR_MODES)
+
+    g = s["gpio"]
+    _choice(path, "gpio.pin_factory", g["pin_factory"], PIN_FACTORIES)
+    seen: dict[int, str] = {}
+    for key in _PIN_KEYS:
+        pin = g[key]
+        if pin is None:
+            continue
+        if not 0 <= pin <= 53:
+            raise _err(path, f"gpio.{key}", f"must be a BCM GPIO number 0-53, got {pin}")
+        if pin in seen:
+            raise _err(path, f"gpio.{key}", f"GPIO{pin} is also used by gpio.{seen[pin]}")
+        seen[pin] = key
+    if g["bounce_ms"] < 0:
+        raise _err(path, "gpio.bounce_ms", f"must be 0 or more, got {g['bounce_ms']}")
+
+    st = s["storage"]
+    storage = StorageConfig(data_dir=base / st["data_dir"], key_file=base / st["key_file"])
+    check_key_file(path, storage.key_file, storage.data_dir, must_exist=require_keys)
+
+    a = s["api"]
+    if a["group"]:
+        try:
+            grp.getgrnam(a["group"])
+        except KeyError:
+            raise _err(path, "api.group", f"no such group {a['group']!r}") from None
+    sock = base / a["socket"]
+    if len(os.fsencode(sock)) > 107:
+        raise _err(path, "api.socket", f"path is too long for a Unix socket ({sock})")
+
+    p = s["pin"]
+    if not 1 <= p["min_length"] <= p["max_length"] <= 16:
+        raise _err(path, "pin.max_length" if p["min_length"] >= 1 else "pin.min_length",
+                   f"need 1 <= min_length <= max_length <= 16, got {p['min_length']} and "
+                   f"{p['max_length']}")
+    _positive(path, "pin.timeout_seconds", p["timeout_seconds"])
+
+    readers_raw = raw.get("readers", [])
+    if not isinstance(readers_raw, list):
+        raise _err(path, "readers", "must be an array of tables ([[readers]])")
+    readers = []
+    names: set[str] = set()
+    for i, r in enumerate(readers_raw):
+        where = f"readers[{i}]"
+        if not isinstance(r, dict):
+            raise _err(path, where, "must be a table")
+        base_keys = {k: v for k, v in r.items() if k in _READER_SCHEMA}
+        rv = _check_section(path, where, base_keys, _READER_SCHEMA)
+        _choice(path, f"{where}.kind", rv["kind"], READER_KINDS)
+        extra = sorted(set(r) - set(_READER_SCHEMA))
+        if extra:
+            raise _err(path, f"{where}.{extra[0]}", f"unknown key for a {rv['kind']} reader")
+        if rv["name"] in names:
+            raise _err(path, f"{where}.name", f"reader name {rv['name']!r} is used twice")
+        names.add(rv["name"])
+        readers.append(ReaderConfig(name=rv["name"], kind=rv["kind"]))
+
+    return Config(
+        path=path,
+        door=DoorConfig(**d),
+        gpio=GpioConfig(**g),
+        storage=storage,
+        api=ApiConfig(socket=sock, group=a["group"], simulation=a["simulation"]),
+        pin=PinConfig(**p),
+        readers=tuple(readers),
+    )

@@ -1,0 +1,286 @@
+"""The control socket: a Unix stream socket taking JSON-lines requests.
+
+Requests (one JSON object per line, one reply line each):
+
+  {"op": "status"}
+  {"op": "unlock"}                               remote unlock, logged with the caller's uid
+  {"op": "capture", "timeout": 30}               the next credential presented (enrolment)
+  {"op": "sim", "input": "tap", "uid": "04A1B2C3"}          simulation only
+  {"op": "sim", "input": "fob", "number": "12648430"}
+  {"op": "sim", "input": "pin", "keys": "1234#"}
+  {"op": "sim", "input": "door", "state": "open" | "closed"}
+  {"op": "sim", "input": "rex"}
+  {"op": "sim", "input": "tamper", "state": "on" | "off"}
+
+Every reply has "ok"; a failed one has "error" saying what was wrong. A reply to
+an action is sent only once the action's log records are committed.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import logging
+import os
+import pwd
+import socket
+import socketserver
+import struct
+import threading
+from concurrent.futures import Future, TimeoutError as FutureTimeout
+from pathlib import Path
+
+from .core.credentials import normalize
+from .core.events import Barrier, CaptureRequest, RemoteUnlock, StatusRequest
+from .core.pinentry import KEYS
+from .errors import (AccessdError, CredentialFormatError, DaemonUnavailable, HardwareError,
+                     ProtocolError)
+
+log = logging.getLogger(__name__)
+MAX_LINE = 64 * 1024
+REPLY_TIMEOUT = 10.0
+SIM_INPUTS = ("tap", "fob", "pin", "door", "rex", "tamper")
+
+
+def _field(req: dict, name: str, kind=str, choices=None):
+    if name not in req:
+        raise ProtocolError(f"missing field {name!r}")
+    value = req[name]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ProtocolError(f"field {name!r} must be {kind.__name__}")
+    if choices and value not in choices:
+        raise ProtocolError(f"field {name!r} must be one of {', '.join(choices)}")
+    return value
+
+
+class Controller:
+    """Turns parsed requests into core queue items; runs in the socket's threads."""
+
+    def __init__(self, engine, readers, inputs, *, simulation: bool, pin_limits=(4, 8)):
+        self.engine = engine
+        self.readers = {r.name: r for r in readers}
+        self.inputs = inputs
+        self.simulation = simulation
+        self.pin_limits = pin_limits
+
+    def _wait(self, fut: Future, timeout: float = REPLY_TIMEOUT) -> dict:
+        try:
+            return fut.result(timeout)
+        except FutureTimeout:
+            return {"ok": False, "error": "timed out waiting for the door (event log stuck?)"}
+
+    def dispatch(self, req, peer_uid: int | None) -> dict:
+        if not isinstance(req, dict):
+            raise ProtocolError("request must be a JSON object")
+        op = _field(req, "op")
+        if op == "status":
+            fut: Future = Future()
+            self.engine.post(StatusRequest(fut))
+            return self._wait(fut)
+        if op == "unlock":
+            fut = Future()
+            self.engine.post(RemoteUnlock(_who(peer_uid), fut))
+            return self._wait(fut)
+        if op == "capture":
+            timeout = req.get("timeout", 30)
+            if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) \
+                    or not 0 < timeout <= 600:
+                raise ProtocolError("field 'timeout' must be a number of seconds, 0-600")
+            fut = Future()
+            self.engine.post(CaptureRequest(float(timeout), fut))
+            return self._wait(fut, timeout + REPLY_TIMEOUT)
+        if op == "sim":
+            return self._sim(req)
+        raise ProtocolError(f"unknown op {op!r} (known: status, unlock, capture, sim)")
+
+    def _sim_reader(self, req):
+        if not self.readers:
+            raise ProtocolError("no reader is configured to simulate on")
+        name = req.get("reader")
+        if name is None:
+            sims = [r for r in self.readers.values() if hasattr(r, "present")]
+            if not sims:
+                raise ProtocolError("no simulated reader is configured (kind = \"sim\")")
+            return sims[0]
+        if name not in self.readers or not hasattr(self.readers[name], "present"):
+            raise ProtocolError(f"no simulated reader named {name!r}")
+        return self.readers[name]
+
+    def _sim(self, req: dict) -> dict:
+        if not self.simulation:
+            raise ProtocolError("simulation is off on this door (api.simulation = false)")
+        what = _field(req, "input", str, SIM_INPUTS)
+        fut: Future = Future()
+        try:
+            if what in ("tap", "fob"):
+                field, kind = ("uid", "nfc") if what == "tap" else ("number", "fob")
+                value = normalize(kind, _field(req, field))
+                self._sim_reader(req).present(kind, value, fut)
+            elif what == "pin":
+                keys = _field(req, "keys")
+                if not keys or any(k not in KEYS for k in keys) or len(keys) > 32:
+                    raise ProtocolError("field 'keys' must be 1-32 keypad keys (0-9, * and #)")
+                reader = self._sim_reader(req)
+                for k in keys[:-1]:
+                    reader.key(k)
+                reader.key(keys[-1], fut)
+            else:
+                if what == "door":
+                    state = _field(req, "state", str, ("open", "closed"))
+                    self.inputs.sim_door(state == "open")
+                elif what == "rex":
+                    self.inputs.sim_rex()
+                else:
+                    state = _field(req, "state", str, ("on", "off"))
+                    self.inputs.sim_tamper(state == "on")
+                self.engine.post(Barrier(fut))
+        except CredentialFormatError as exc:
+            raise ProtocolError(str(exc)) from None
+        except HardwareError as exc:
+            raise ProtocolError(str(exc)) from None
+        return self._wait(fut)
+
+
+def _who(uid: int | None) -> str:
+    if uid is None:
+        return "unknown peer"
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return struct.unpack("3i", creds)[1]
+    except OSError:
+        return None
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        controller: Controller = self.server.controller  # type: ignore[attr-defined]
+        uid = peer_uid(self.request)
+        lineno = 0
+        while True:
+            try:
+                line = self.rfile.readline(MAX_LINE + 1)
+            except OSError:
+                return
+            if not line:
+                return
+            lineno += 1
+            if len(line) > MAX_LINE:
+                self._reply({"ok": False, "error": f"line {lineno}: request longer than "
+                                                    f"{MAX_LINE} bytes; closing"})
+                return
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+                reply = controller.dispatch(req, uid)
+            except json.JSONDecodeError as exc:
+                reply = {"ok": False, "error": f"line {lineno}: malformed JSON: {exc.msg} "
+                                                f"at column {exc.colno}"}
+            except UnicodeDecodeError:
+                reply = {"ok": False, "error": f"line {lineno}: not UTF-8"}
+            except ProtocolError as exc:
+                reply = {"ok": False, "error": f"line {lineno}: {exc}"}
+            except AccessdError as exc:
+                reply = {"ok": False, "error": f"line {lineno}: {exc}"}
+            except Exception as exc:  # never let one request take the daemon down
+                log.exception("control request failed")
+                reply = {"ok": False, "error": f"line {lineno}: internal error: {exc}"}
+            if not self._reply(reply):
+                return
+
+    def _reply(self, obj: dict) -> bool:
+        try:
+            self.wfile.write(json.dumps(obj).encode() + b"\n")
+            self.wfile.flush()
+            return True
+        except OSError:
+            return False
+
+
+class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def __init__(self, path: Path, controller: Controller, group: str = ""):
+        self.path = Path(path)
+        self.controller = controller
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(self.path))
+            except OSError:
+                self.path.unlink()  # stale socket from a crash
+            else:
+                raise HardwareError(f"{self.path}: another accessd is already listening here")
+            finally:
+                probe.close()
+        old = os.umask(0o117)  # the socket is born 0660
+        try:
+            super().__init__(str(self.path), _Handler)
+        finally:
+            os.umask(old)
+        if group:
+            os.chown(self.path, -1, grp.getgrnam(group).gr_gid)
+        os.chmod(self.path, 0o660)
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.5},
+                                        name="control", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class Client:
+    """A blocking JSON-lines client for accessctl, tests and the intercom."""
+
+    def __init__(self, path: Path, timeout: float = 15.0):
+        self.path = Path(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(str(self.path))
+        except FileNotFoundError:
+            raise DaemonUnavailable(f"{self.path}: no control socket (is accessd running?)") from None
+        except PermissionError:
+            raise DaemonUnavailable(f"{self.path}: permission denied (are you in the door's "
+                                    "api.group?)") from None
+        except OSError as exc:
+            raise DaemonUnavailable(f"{self.path}: cannot connect: {exc.strerror}") from None
+        self._rfile = self.sock.makefile("rb")
+
+    def request(self, req: dict, timeout: float | None = None) -> dict:
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        try:
+            self.sock.sendall(json.dumps(req).encode() + b"\n")
+            line = self._rfile.readline()
+        except OSError as exc:
+            raise DaemonUnavailable(f"{self.path}: connection failed: {exc}") from None
+        if not line:
+            raise DaemonUnavailable(f"{self.path}: daemon closed the connection")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self._rfile.close()
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

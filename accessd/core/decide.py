@@ -1,0 +1,49 @@
+"""decide(): is this credential let in, and why. Pure: no I/O, time is an argument."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .credentials import CredentialRecord
+
+GRANTED = "granted"
+UNKNOWN = "denied: unknown credential"
+SUSPENDED = "denied: credential suspended"
+LOST = "denied: credential reported lost"
+NOT_YET = "denied: not valid yet"
+EXPIRED = "denied: expired"
+LOCKDOWN = "denied: door locked down"
+UNREADABLE = "denied: whitelist unreadable"
+
+
+@dataclass(frozen=True)
+class Decision:
+    granted: bool
+    reason: str
+    credential_id: str | None = None
+    assurance: str | None = None
+
+
+def _at(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def decide(record: CredentialRecord | None, mode: str, now: float) -> Decision:
+    """record: the whitelist entry (None = unknown); mode: door mode; now: UTC epoch."""
+    if record is None:
+        return Decision(False, UNKNOWN)
+    cid, assurance = record.credential_id, record.assurance
+    if mode == "lockdown":
+        return Decision(False, LOCKDOWN, cid, assurance)
+    if record.status == "suspended":
+        return Decision(False, SUSPENDED, cid, assurance)
+    if record.status == "lost":
+        return Decision(False, LOST, cid, assurance)
+    if record.status != "active":
+        return Decision(False, f"denied: status {record.status!r}", cid, assurance)
+    if record.valid_from is not None and now < record.valid_from:
+        return Decision(False, f"{NOT_YET} (from {_at(record.valid_from)})", cid, assurance)
+    if record.valid_until is not None and now >= record.valid_until:
+        return Decision(False, f"{EXPIRED} (at {_at(record.valid_until)})", cid, assurance)
+    return Decision(True, GRANTED, cid, assurance)

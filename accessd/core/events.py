@@ -1,0 +1,73 @@
+"""The small immutable items that readers, inputs and the control socket put on the core's queue."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+
+def _now_ns() -> int:
+    return time.perf_counter_ns()
+
+
+@dataclass(frozen=True)
+class CredentialPresented:
+    reader: str
+    kind: str        # nfc | fob | pin
+    value: str       # normalised value; never logged
+    reply: Future | None = None
+    t_queued: int = field(default_factory=_now_ns)
+
+
+@dataclass(frozen=True)
+class KeyPressed:
+    reader: str
+    key: str
+    reply: Future | None = None
+    t_queued: int = field(default_factory=_now_ns)
+
+
+@dataclass(frozen=True)
+class InputChanged:
+    """name: door (active = open), rex (active = pressed), tamper (active = tampered)."""
+    name: str
+    active: bool
+    t_queued: int = field(default_factory=_now_ns)
+
+
+@dataclass(frozen=True)
+class RemoteUnlock:
+    who: str
+    reply: Future | None = None
+    t_queued: int = field(default_factory=_now_ns)
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    timeout: float
+    reply: Future
+
+
+@dataclass(frozen=True)
+class Barrier:
+    """Answered once everything queued before it is handled and logged."""
+    reply: Future
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    reply: Future
+
+
+@dataclass(frozen=True)
+class ReaderHealth:
+    """A reader reporting a fault or a recovery (logged as reader.fault / reader.recovered)."""
+    reader: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass

@@ -1,0 +1,277 @@
+"""The core thread: takes events off one queue, asks decide() and the door state
+machine, sets the outputs, then hands records to the event log.
+
+Everything it touches is injected (whitelist, outputs, log writer, clock), so a
+test can drive `handle()` and `tick()` by hand with a fake clock. The relay is
+set before the log record is even queued; a reply to a control-socket request
+is sent only once the request's records are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import Callable, Protocol
+
+from .config import Config
+from .core import door as fsm
+from .core import pinentry
+from .core.decide import UNREADABLE, Decision, decide
+from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputChanged,
+                          KeyPressed, ReaderHealth, RemoteUnlock, StatusRequest, Stop)
+from .errors import StoreError
+from .storage.crypto import fingerprint
+
+log = logging.getLogger(__name__)
+
+
+class OutputPort(Protocol):
+    def apply(self, out: fsm.Outputs) -> None: ...
+    def safe(self) -> None: ...
+
+
+class Engine:
+    def __init__(self, cfg: Config, whitelist, outputs: OutputPort, logw, clock, *,
+                 door_open: bool = False, tamper: bool = False,
+                 readers_health: Callable[[], list] = lambda: [], notifier=None,
+                 q: queue.SimpleQueue | None = None):
+        self.cfg = cfg
+        self.whitelist = whitelist
+        self.hw = outputs
+        self.logw = logw
+        self.clock = clock
+        self.readers_health = readers_health
+        self.notifier = notifier
+        self.door_cfg = fsm.DoorSettings(cfg.door.unlock_seconds, cfg.door.held_open_seconds,
+                                         cfg.door.prealarm_seconds)
+        self.pin_cfg = pinentry.PinSettings(cfg.pin.min_length, cfg.pin.max_length,
+                                            cfg.pin.timeout_seconds)
+        self.mode = cfg.door.mode
+        self.state = fsm.DoorState(door_open=door_open, tamper=tamper)
+        self.pin = pinentry.PinEntry()
+        self.capture: tuple[Future, float] | None = None
+        self.q: queue.SimpleQueue = q if q is not None else queue.SimpleQueue()
+        self.started_mono = clock.monotonic()
+        self.counters = {"granted": 0, "denied": 0, "errors": 0}
+        # queued -> relay set (µs) and relay set -> log committed (µs), for the benchmark.
+        self.relay_latency_us: deque[float] = deque(maxlen=200_000)
+        self.log_lag_us: deque[float] = deque(maxlen=200_000)
+        self._applied: fsm.Outputs | None = None
+        self._next_watchdog = None
+        if notifier is not None and notifier.watchdog_interval:
+            self._next_watchdog = clock.monotonic()
+        self._apply()
+
+    # ---- plumbing -------------------------------------------------------
+    def post(self, item) -> None:
+        self.q.put(item)
+
+    def _apply(self) -> int | None:
+        out = fsm.outputs(self.state)
+        if out != self._applied:
+            self.hw.apply(out)
+            self._applied = out
+            return time.perf_counter_ns()
+        return None
+
+    def _record(self, kind: str, reason: str, *, credential: str | None = None,
+                detail: dict | None = None, t_relay: int | None = None) -> Future:
+        fut = self.logw.submit(kind, reason, credential=credential, detail=detail)
+        if t_relay is not None:
+            fut.add_done_callback(
+                lambda f, t=t_relay: self.log_lag_us.append((time.perf_counter_ns() - t) / 1e3))
+        return fut
+
+    def _step(self, event, now: float) -> tuple[list[Future], int | None]:
+        self.state, emits = fsm.step(self.state, event, now, self.door_cfg)
+        t_relay = self._apply()
+        futs = [self._record(e.kind, e.reason) for e in emits]
+        return futs, t_relay
+
+    @staticmethod
+    def _reply_when_logged(reply: Future | None, futs: list[Future], payload: dict) -> None:
+        if reply is None:
+            return
+        if not futs:
+            reply.set_result(payload)
+            return
+        last = futs[-1]  # the writer commits in order: the last one done means all done
+
+        def done(f: Future) -> None:
+            if reply.done():
+                return
+            if f.exception() is not None:
+                reply.set_result({**payload, "ok": False,
+                                  "error": f"action taken but not logged: {f.exception()}"})
+            else:
+                reply.set_result({**payload, "seq": f.result()})
+        last.add_done_callback(done)
+
+    def deadline(self) -> float | None:
+        ds = [fsm.next_deadline(self.state, self.door_cfg), self.pin.deadline(self.pin_cfg),
+              self.capture[1] if self.capture else None, self._next_watchdog]
+        live = [d for d in ds if d is not None]
+        return min(live) if live else None
+
+    # ---- main loop ------------------------------------------------------
+    def run(self) -> None:
+        """Run until a Stop item arrives; the relay is made safe on the way out."""
+        while True:
+            d = self.deadline()
+            timeout = None if d is None else max(0.0, d - self.clock.monotonic())
+            try:
+                item = self.q.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if isinstance(item, Stop):
+                self.hw.safe()
+                return
+            try:
+                if item is None:
+                    self.tick(self.clock.monotonic())
+                else:
+                    self.handle(item, self.clock.monotonic())
+            except Exception as exc:  # the door must keep deciding
+                self.counters["errors"] += 1
+                log.exception("core error while handling %s", type(item).__name__)
+                self._record("core.error", f"{type(exc).__name__}: {exc}")
+                reply = getattr(item, "reply", None)
+                if reply is not None and not reply.done():
+                    reply.set_result({"ok": False, "error": f"internal error: {exc}"})
+
+    def tick(self, now: float) -> None:
+        futs, _ = self._step(fsm.Tick(), now)
+        self.pin, timed_out = pinentry.expire(self.pin, now, self.pin_cfg)
+        if timed_out:
+            self._record("pin.timeout", "PIN entry cleared: no key pressed in time")
+        if self.capture and now >= self.capture[1]:
+            self.capture[0].set_result({"ok": False, "error": "no credential presented in time"})
+            self.capture = None
+        if self._next_watchdog is not None and now >= self._next_watchdog:
+            self.notifier.watchdog()
+            self._next_watchdog = now + self.notifier.watchdog_interval
+
+    def handle(self, item, now: float) -> None:
+        # Deadlines that passed while the item waited come first.
+        self.tick(now)
+        if isinstance(item, CredentialPresented):
+            self._credential(item, now)
+        elif isinstance(item, KeyPressed):
+            self._key(item, now)
+        elif isinstance(item, InputChanged):
+            self._input(item, now)
+        elif isinstance(item, RemoteUnlock):
+            futs, t = self._step(fsm.Unlock(), now)
+            futs.insert(0, self._record("unlock.remote", f"remote unlock by {item.who}", t_relay=t))
+            self._reply_when_logged(item.reply, futs, {"ok": True, "relay": self._relay_word()})
+        elif isinstance(item, CaptureRequest):
+            if self.capture is not None:
+                item.reply.set_result({"ok": False, "error": "another capture is already waiting"})
+            else:
+                self.capture = (item.reply, now + item.timeout)
+        elif isinstance(item, Barrier):
+            last = self.logw.last_future
+            self._reply_when_logged(item.reply, [last] if last else [], self.status())
+        elif isinstance(item, StatusRequest):
+            item.reply.set_result(self.status())
+        elif isinstance(item, ReaderHealth):
+            kind = "reader.recovered" if item.ok else "reader.fault"
+            self._record(kind, item.detail, detail={"reader": item.reader})
+        else:
+            raise TypeError(f"unknown queue item {item!r}")
+
+    # ---- handlers -------------------------------------------------------
+    def _credential(self, item: CredentialPresented, now: float) -> None:
+        digest = self.whitelist.digest(item.kind, item.value)
+        fp = fingerprint(digest)
+        if self.capture is not None:
+            reply, _ = self.capture
+            self.capture = None
+            fut = self._record("enrol.captured", f"{item.kind} captured for enrolment",
+                               credential=fp, detail={"reader": item.reader})
+            self._reply_when_logged(reply, [fut], {"ok": True, "kind": item.kind,
+                                                   "value": item.value, "fingerprint": fp})
+            self._reply_when_logged(item.reply, [fut], {"ok": True, "decision": "captured",
+                                                        "credential": fp})
+            return
+        try:
+            decision = decide(self.whitelist.lookup(digest), self.mode, self.clock.wall())
+        except StoreError as exc:
+            log.error("%s", exc)
+            decision = Decision(False, UNREADABLE)
+        futs, t_relay = self._step(fsm.Unlock() if decision.granted else fsm.Deny(), now)
+        if decision.granted and t_relay is not None:
+            self.relay_latency_us.append((t_relay - item.t_queued) / 1e3)
+        self.counters["granted" if decision.granted else "denied"] += 1
+        cred = decision.credential_id or fp
+        fut = self._record("access.granted" if decision.granted else "access.denied",
+                           decision.reason, credential=cred, t_relay=t_relay,
+                           detail={"reader": item.reader, "kind": item.kind,
+                                   "assurance": decision.assurance})
+        futs.insert(0, fut)
+        self._reply_when_logged(item.reply, futs, {
+            "ok": True, "decision": "granted" if decision.granted else "denied",
+            "reason": decision.reason, "credential": cred, "relay": self._relay_word()})
+
+    def _key(self, item: KeyPressed, now: float) -> None:
+        self.pin, outcome = pinentry.press(self.pin, item.key, now, self.pin_cfg)
+        if outcome.kind == "submit":
+            self._credential(CredentialPresented(item.reader, "pin", outcome.pin,
+                                                 item.reply, item.t_queued), now)
+            return
+        futs = []
+        if outcome.kind == "invalid":
+            futs.append(self._record("pin.invalid", outcome.reason, detail={"reader": item.reader}))
+            futs += self._step(fsm.Deny(), now)[0]
+        self._reply_when_logged(item.reply, futs, {"ok": True, "decision": outcome.kind,
+                                                   "reason": outcome.reason})
+
+    def _input(self, item: InputChanged, now: float) -> None:
+        if item.name == "door":
+            self._step(fsm.DoorContact(open=item.active), now)
+        elif item.name == "rex":
+            if item.active:
+                futs, t = self._step(fsm.Unlock(), now)
+                self._record("rex", "unlocked by request-to-exit button", t_relay=t)
+        elif item.name == "tamper":
+            self._step(fsm.Tamper(active=item.active), now)
+        else:
+            raise ValueError(f"unknown input {item.name!r}")
+
+    # ---- status ---------------------------------------------------------
+    def _relay_word(self) -> str:
+        return "locked" if self.state.locked else "unlocked"
+
+    def status(self) -> dict:
+        s = self.state
+        wl_meta = {}
+        try:
+            wl_meta = self.whitelist.meta()
+        except Exception as exc:  # status must answer even when storage does not
+            wl_meta = {"error": str(exc)}
+        alarms = [name for name, on in (("door.forced", s.forced), ("door.held_open", s.held_alarm),
+                                        ("tamper", s.tamper)) if on]
+        return {
+            "ok": True,
+            "door": self.cfg.door.id,
+            "mode": self.mode,
+            "fail_mode": self.cfg.door.fail_mode,
+            "relay": self._relay_word(),
+            "door_open": s.door_open,
+            "alarms": alarms,
+            "pin_typing": bool(self.pin.digits),
+            "uptime_s": round(self.clock.monotonic() - self.started_mono, 1),
+            "counters": dict(self.counters),
+            "whitelist": {"credentials": int(wl_meta.get("count", 0) or 0),
+                          "version": int(wl_meta.get("version", 0) or 0),
+                          **({"error": wl_meta["error"]} if "error" in wl_meta else {})},
+            "log": {"last_seq": self.logw.log.last_seq, "pending": self.logw.pending,
+                    "degraded": self.logw.degraded_since is not None,
+                    "error": self.logw.last_error},
+            "readers": self.readers_health(),
+            "assurance_note": "NFC UIDs, 125 kHz fobs and PINs are low-assurance "
+                              "credentials: they can be cloned or observed.",
+        }

@@ -1,0 +1,194 @@
+"""The daemon's life: startup -> run -> shutdown.
+
+Startup validates everything before the first thread starts; the main thread
+then only waits for signals (blocked in every thread, taken with sigwait, so no
+handler runs in the middle of anything). On SIGTERM/SIGINT the relay goes to
+its safe state first, then readers, the control socket, the core and the log
+writer stop within bounded times. A second SIGINT exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+
+from . import __version__
+from .clock import SystemClock
+from .config import Config
+from .control import ControlServer, Controller
+from .core.events import Stop
+from .engine import Engine
+from .errors import AccessdError
+from .hw.gpio import DoorInputs, DoorOutputs, make_pin_factory
+from .hw.readers import build_readers
+from .sdnotify import Notifier
+from .storage.eventlog import EventLog, LogWriter
+from .storage.keys import load_key_file
+from .storage.whitelist import Whitelist
+from .storage.whitelist_admin import WhitelistAdmin
+
+log = logging.getLogger("accessd")
+
+
+class _SafeOutputs:
+    """Wraps DoorOutputs so that once safe() ran, nothing re-energises the relay."""
+
+    def __init__(self, outputs: DoorOutputs):
+        self.inner = outputs
+        self._lock = threading.Lock()
+        self._frozen = False
+
+    def apply(self, out) -> None:
+        with self._lock:
+            if not self._frozen:
+                self.inner.apply(out)
+
+    def safe(self) -> None:
+        with self._lock:
+            self._frozen = True
+            self.inner.safe()
+
+
+class DoorService:
+    def __init__(self, cfg: Config, *, clock=None, notifier: Notifier | None = None,
+                 pin_factory=None):
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self._factory = pin_factory
+        self._closers: list = []
+        self.core_thread: threading.Thread | None = None
+
+    # ---- startup --------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.cfg
+        try:
+            self._start(cfg)
+        except BaseException:
+            self._close_all()
+            raise
+
+    def _start(self, cfg: Config) -> None:
+        keys = load_key_file(cfg.storage.key_file)
+        cfg.storage.data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        if not cfg.storage.whitelist_path.exists():
+            WhitelistAdmin(cfg.storage.whitelist_path, keys).close()  # an empty whitelist
+        self.whitelist = Whitelist(cfg.storage.whitelist_path, keys)
+        self._closers.append(self.whitelist.close)
+        self.eventlog = EventLog(cfg.storage.eventlog_path, cfg.door.id)
+        self.logw = LogWriter(self.eventlog, wall=self.clock.wall)
+        self.logw.start()
+        self._closers.append(self._stop_log)
+
+        factory = self._factory or make_pin_factory(cfg.gpio.pin_factory)
+        self.factory = factory
+        self.outputs = DoorOutputs(cfg.gpio, cfg.door.fail_mode, factory)
+        self._closers.append(self.outputs.close)
+        self.safe_outputs = _SafeOutputs(self.outputs)
+        self.q: queue.SimpleQueue = queue.SimpleQueue()
+        self.inputs = DoorInputs(cfg.gpio, factory, self.q.put)
+        self._closers.append(self.inputs.close)
+        if cfg.api.simulation and cfg.gpio.pin_factory == "mock":
+            self.inputs.sim_set_idle()
+            while not self.q.empty():  # idle levels are the starting state, not events
+                self.q.get_nowait()
+
+        self.readers = build_readers(cfg.readers, self.q.put, self.clock.wall)
+        self.engine = Engine(cfg, self.whitelist, self.safe_outputs, self.logw, self.clock,
+                             door_open=self.inputs.door_open(), tamper=self.inputs.tampered(),
+                             readers_health=lambda: [r.health() for r in self.readers],
+                             notifier=self.notifier, q=self.q)
+        for r in self.readers:
+            r.start()
+            self._closers.append(r.stop)
+
+        self.server = ControlServer(cfg.api.socket,
+                                    Controller(self.engine, self.readers, self.inputs,
+                                               simulation=cfg.api.simulation),
+                                    cfg.api.group)
+        self._closers.append(self.server.stop)
+        self.server.start()
+
+        count = self.whitelist.count()
+        self.logw.submit("daemon.started", f"accessd {__version__} started",
+                         detail={"credentials": count, "keys": keys.fingerprint,
+                                 "simulation": cfg.api.simulation})
+        self.core_thread = threading.Thread(target=self.engine.run, name="core", daemon=True)
+        self.core_thread.start()
+        status = f"door {cfg.door.id} ready, {count} credentials"
+        log.info("%s; control socket %s", status, cfg.api.socket)
+        self.notifier.ready(status)
+
+    # ---- shutdown -------------------------------------------------------
+    def stop(self, reason: str = "stop requested") -> None:
+        """Relay safe first, then everything else, each step bounded."""
+        if hasattr(self, "safe_outputs"):
+            self.safe_outputs.safe()
+        self.notifier.stopping()
+        log.info("stopping: %s", reason)
+        if self.core_thread is not None:
+            self.q.put(Stop())
+            self.core_thread.join(2.0)
+            if self.core_thread.is_alive():
+                log.error("core thread did not stop within 2 s")
+        if hasattr(self, "logw"):
+            self.logw.submit("daemon.stopped", reason)
+        self._close_all()
+
+    def _stop_log(self) -> None:
+        if not self.logw.stop(5.0):
+            log.error("event log could not be flushed within 5 s; %d records lost",
+                      self.logw.pending)
+        self.eventlog.close()
+
+    def _close_all(self) -> None:
+        while self._closers:
+            fn = self._closers.pop()
+            try:
+                fn()
+            except Exception:
+                log.exception("error during shutdown")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """stderr without timestamps (journald adds them); syslog priority prefixes under systemd."""
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        prio = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+        class _Prio(logging.Formatter):
+            def format(self, record):
+                return f"<{prio.get(record.levelname, 6)}>{super().format(record)}"
+        handler.setFormatter(_Prio("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def run(cfg: Config) -> int:
+    """Run the door until SIGTERM/SIGINT. Returns the process exit code."""
+    sigs = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, sigs)  # every thread started after inherits it
+    service = DoorService(cfg)
+    try:
+        service.start()
+    except AccessdError as exc:
+        log.error("cannot start: %s", exc)
+        return 2 if isinstance(exc, ValueError) else 1
+    sig = signal.sigwait(sigs)
+    stopper = threading.Thread(target=service.stop, args=(f"signal {signal.Signals(sig).name}",),
+                               name="shutdown")
+    stopper.start()
+    while stopper.is_alive():
+        info = signal.sigtimedwait(sigs, 0.2)
+        if info is not None and info.si_signo == signal.SIGINT:
+            service.safe_outputs.safe()
+            log.error("second SIGINT: exiting now, relay made safe")
+            os._exit(130)
+    return 0

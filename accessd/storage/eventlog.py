@@ -1,0 +1,265 @@
+"""The door's event log: sequence-numbered, hash-chained, durable SQLite (WAL, FULL).
+
+Each record carries the hash of the one before it and its own SHA-256 hash, so
+an edit, a deletion or a reordering shows up in `verify_chain`. The core never
+waits for the disk: it hands records to a `LogWriter` thread, which commits them
+in batches and resolves a Future per record once it is durable. If the file
+cannot be written (disk full, locked), records wait in memory, are retried with
+back-off, and a `log.degraded` record is written first once it recovers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from hashlib import sha256
+from pathlib import Path
+from typing import Callable, Iterator
+
+import sqlite_utils
+
+from ..errors import EventLogError
+from .migrations import EVENTLOG_MIGRATIONS, migrate
+
+log = logging.getLogger(__name__)
+GENESIS = "0" * 64
+MAX_PENDING = 200_000
+
+
+def utc_iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def record_hash(seq: int, ts: str, door: str, kind: str, credential: str | None,
+                reason: str, detail: str, prev_hash: str) -> str:
+    body = json.dumps([seq, ts, door, kind, credential, reason, detail, prev_hash],
+                      separators=(",", ":"))
+    return sha256(body.encode()).hexdigest()
+
+
+@dataclass
+class PendingRecord:
+    ts: str
+    kind: str
+    credential: str | None
+    reason: str
+    detail: dict
+    future: Future = field(default_factory=Future)
+
+
+class EventLog:
+    """Direct access to the log file. Writes come from one thread only."""
+
+    COLUMNS = ("seq", "ts", "door", "kind", "credential", "reason", "detail", "prev_hash", "hash")
+
+    def __init__(self, path: Path, door_id: str, *, busy_timeout: float = 0.2):
+        self.path = Path(path)
+        self.door_id = door_id
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite_utils.Database(sqlite3.connect(
+                self.path, timeout=busy_timeout, check_same_thread=False,
+                isolation_level=None))
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous = FULL")
+            migrate(self.db.conn, EVENTLOG_MIGRATIONS)
+            last = self.db.execute(
+                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise EventLogError(f"{self.path}: cannot open event log: {exc}") from None
+        self.last_seq, self.last_hash = last if last else (0, GENESIS)
+
+    def append(self, records: list[PendingRecord]) -> list[int]:
+        """Commit records in one transaction; return their sequence numbers.
+
+        On failure nothing is committed and the in-memory chain head is unchanged.
+        """
+        conn = self.db.conn
+        seq, prev = self.last_seq, self.last_hash
+        rows = []
+        for r in records:
+            seq += 1
+            detail = json.dumps(r.detail, separators=(",", ":"), sort_keys=True)
+            h = record_hash(seq, r.ts, self.door_id, r.kind, r.credential, r.reason, detail, prev)
+            rows.append((seq, r.ts, self.door_id, r.kind, r.credential, r.reason, detail, prev, h))
+            prev = h
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise EventLogError(f"{self.path}: cannot write event log: {exc}") from exc
+        first = self.last_seq + 1
+        self.last_seq, self.last_hash = seq, prev
+        return list(range(first, seq + 1))
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection for staff tools (safe while the daemon writes)."""
+    if not Path(path).exists():
+        raise EventLogError(f"{path}: event log does not exist")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def iter_events(conn: sqlite3.Connection, *, after_seq: int = 0, since_ts: str | None = None,
+                limit: int | None = None) -> Iterator[dict]:
+    sql = "SELECT * FROM events WHERE seq > ?"
+    params: list = [after_seq]
+    if since_ts:
+        sql += " AND ts >= ?"
+        params.append(since_ts)
+    sql += " ORDER BY seq"
+    if limit:
+        sql += " LIMIT ?"
+        params.append(limit)
+    for row in conn.execute(sql, params):
+        yield dict(row)
+
+
+@dataclass
+class ChainReport:
+    records: int
+    first_seq: int | None
+    last_seq: int | None
+    gaps: list[tuple[int, int]]  # (expected seq, found seq)
+    bad: list[tuple[int, str]]   # (seq, what is wrong)
+
+    @property
+    def ok(self) -> bool:
+        return not self.gaps and not self.bad
+
+
+def verify_chain(conn: sqlite3.Connection, *, start_prev: str | None = None) -> ChainReport:
+    """Recompute every hash and link; report gaps and bad records."""
+    gaps, bad = [], []
+    count, first, prev_seq, prev_hash = 0, None, None, start_prev
+    for row in conn.execute(f"SELECT {', '.join(EventLog.COLUMNS)} FROM events ORDER BY seq"):
+        seq, ts, door, kind, cred, reason, detail, prev, h = row
+        count += 1
+        if first is None:
+            first = seq
+            if seq == 1 and prev != GENESIS:
+                bad.append((seq, "first record does not start the chain"))
+        elif seq != prev_seq + 1:
+            gaps.append((prev_seq + 1, seq))
+        if prev_hash is not None and prev != prev_hash:
+            bad.append((seq, "previous-hash link broken"))
+        if record_hash(seq, ts, door, kind, cred, reason, detail, prev) != h:
+            bad.append((seq, "record hash does not match its contents"))
+        prev_seq, prev_hash = seq, h
+    return ChainReport(count, first, prev_seq, gaps, bad)
+
+
+class LogWriter:
+    """The one thread that writes the event log; the core hands it records."""
+
+    def __init__(self, eventlog: EventLog, *, wall: Callable[[], float],
+                 retry_initial: float = 0.05, retry_max: float = 5.0):
+        self.log = eventlog
+        self._wall = wall
+        self._pending: deque[PendingRecord] = deque()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._retry_initial, self._retry_max = retry_initial, retry_max
+        self.degraded_since: float | None = None
+        self.last_error: str | None = None
+        self.dropped = 0
+        self.last_future: Future | None = None
+        self._thread = threading.Thread(target=self._run, name="eventlog", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, kind: str, reason: str, *, credential: str | None = None,
+               detail: dict | None = None, ts: float | None = None) -> Future:
+        rec = PendingRecord(utc_iso(self._wall() if ts is None else ts), kind, credential,
+                            reason, detail or {})
+        with self._cond:
+            if len(self._pending) >= MAX_PENDING:
+                # Keep the oldest (they say what happened first); count the rest.
+                self.dropped += 1
+                rec.future.set_exception(EventLogError("dropped: event log unavailable too long"))
+                return rec.future
+            self._pending.append(rec)
+            self.last_future = rec.future
+            self._cond.notify()
+        return rec.future
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending) + len(self._inflight)
+
+    _inflight: list[PendingRecord] = []
+    _give_up = False
+
+    def _run(self) -> None:
+        delay = self._retry_initial
+        self._inflight = []
+        while True:
+            with self._cond:
+                while not self._pending and not self._inflight and not self._stop:
+                    self._cond.wait()
+                if not self._pending and not self._inflight:
+                    return
+                self._inflight.extend(self._pending)
+                self._pending.clear()
+            batch = self._inflight
+            to_write = batch
+            if self.degraded_since is not None:
+                note = PendingRecord(utc_iso(self._wall()), "log.degraded",
+                                     None, "event log was unwritable; held events follow",
+                                     {"since": utc_iso(self.degraded_since),
+                                      "error": self.last_error, "held": len(batch),
+                                      "dropped": self.dropped})
+                to_write = [note] + batch
+            try:
+                seqs = self.log.append(to_write)
+            except EventLogError as exc:
+                if self.degraded_since is None:
+                    self.degraded_since = self._wall()
+                    log.error("event log degraded, holding events in memory: %s", exc)
+                self.last_error = str(exc.__cause__ or exc)
+                with self._cond:
+                    if self._give_up:
+                        return
+                    self._cond.wait(delay)
+                delay = min(delay * 2, self._retry_max)
+                continue
+            if self.degraded_since is not None:
+                log.warning("event log recovered; %d held events written", len(batch))
+                seqs = seqs[1:]
+            self.degraded_since, self.last_error, delay = None, None, self._retry_initial
+            self.dropped = 0
+            self._inflight = []
+            for rec, seq in zip(batch, seqs):
+                rec.future.set_result(seq)
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Flush what is pending (bounded by timeout), then stop. True if all flushed."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            with self._cond:
+                self._give_up = True
+                self._cond.notify()
+            self._thread.join(1.0)
+            return False
+        return True

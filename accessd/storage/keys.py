@@ -1,0 +1,83 @@
+"""Door key file: the lookup (HMAC) key and the whitelist sealing (AES-GCM) key.
+
+The file is JSON with hex keys, mode 0600, owned by the daemon's user and kept
+outside the data directory. A stolen SD card that holds this file is a full
+compromise of the whitelist's secrecy; the file exists so that a copy of the
+data directory alone reveals nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import KeyFileError
+
+KEY_BYTES = 32
+FORMAT = "accessd-door-keys/1"
+
+
+@dataclass(frozen=True)
+class DoorKeys:
+    lookup: bytes
+    seal: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        """A short, non-reversible name for this key set, safe to print."""
+        return hashlib.sha256(b"fp" + self.lookup + self.seal).hexdigest()[:12]
+
+    def __repr__(self) -> str:  # never show key bytes
+        return f"DoorKeys(fingerprint={self.fingerprint})"
+
+
+def generate() -> DoorKeys:
+    return DoorKeys(lookup=secrets.token_bytes(KEY_BYTES), seal=secrets.token_bytes(KEY_BYTES))
+
+
+def write_key_file(path: Path, keys: DoorKeys, *, overwrite: bool = False) -> None:
+    """Create the key file with mode 0600 from the start (never briefly readable)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path}: already exists; refusing to overwrite keys "
+                           "(every enrolled credential depends on them)") from None
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        json.dump({"format": FORMAT, "lookup": keys.lookup.hex(), "seal": keys.seal.hex()}, fh)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def load_key_file(path: Path) -> DoorKeys:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: key file does not exist") from None
+    except PermissionError:
+        raise KeyFileError(f"{path}: key file cannot be read by this user") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"{path}: key file is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise KeyFileError(f"{path}: not an accessd door key file (format must be {FORMAT!r})")
+    out = {}
+    for name in ("lookup", "seal"):
+        try:
+            value = bytes.fromhex(raw[name])
+        except KeyError:
+            raise KeyFileError(f"{path}: key {name!r} is missing") from None
+        except (TypeError, ValueError):
+            raise KeyFileError(f"{path}: key {name!r} is not hex") from None
+        if len(value) != KEY_BYTES:
+            raise KeyFileError(f"{path}: key {name!r} must be {KEY_BYTES} bytes, got {len(value)}")
+        out[name] = value
+    return DoorKeys(**out)

@@ -1,0 +1,65 @@
+"""The door's whitelist, read side: the core looks credentials up here, never writes.
+
+One SQLite file (WAL) of (HMAC digest -> AES-GCM sealed row). A lookup is one
+primary-key read, so memory does not grow with the number of credentials.
+The write side is `whitelist_admin` (and later, signed bundles).
+"""
+
+from __future__ import annotations
+
+import hmac
+import sqlite3
+from hashlib import sha256
+from pathlib import Path
+
+from ..core.credentials import CredentialRecord
+from ..errors import StoreError
+from .crypto import Sealer, lookup_digest
+from .keys import DoorKeys
+
+
+def key_check(keys: DoorKeys) -> str:
+    """Stored in the whitelist so a door with the wrong key file refuses to start."""
+    return hmac.new(keys.lookup, b"accessd-key-check", sha256).hexdigest()[:16]
+
+
+class Whitelist:
+    def __init__(self, path: Path, keys: DoorKeys):
+        self.path = Path(path)
+        self._keys = keys
+        self._sealer = Sealer(keys.seal)
+        if not self.path.exists():
+            raise StoreError(f"{self.path}: whitelist does not exist")
+        try:
+            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                         check_same_thread=False, timeout=0.05)
+            self._conn.execute("PRAGMA cache_size = -2000")
+            meta = self.meta()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot read whitelist: {exc}") from None
+        if meta.get("key_check") != key_check(keys):
+            raise StoreError(f"{self.path}: whitelist was sealed under another key file "
+                             f"(this key file: {keys.fingerprint})")
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._conn.execute("SELECT key, value FROM meta"))
+
+    def digest(self, kind: str, value: str) -> bytes:
+        return lookup_digest(self._keys.lookup, kind, value)
+
+    def lookup(self, digest: bytes) -> CredentialRecord | None:
+        """The record for a digest, None if unknown. Raises StoreError if unreadable."""
+        try:
+            row = self._conn.execute(
+                "SELECT sealed FROM credentials WHERE lookup = ?", (digest,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"whitelist lookup failed: {exc}") from None
+        if row is None:
+            return None
+        return CredentialRecord.from_row(self._sealer.open(digest, row[0]))
+
+    def count(self) -> int:
+        return int(self.meta().get("count", 0))
+
+    def close(self) -> None:
+        self._conn.close()

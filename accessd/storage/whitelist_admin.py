@@ -1,0 +1,116 @@
+"""The whitelist's write path, kept in this one module.
+
+For now `accessctl` enrols and revokes here directly; signed bundles from the
+office (the sync issue) will replace it. Writes are atomic (sqlite-utils
+`db.atomic()`-style transactions) and keep the meta count and version current.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import sqlite_utils
+
+from ..core.credentials import ASSURANCE, STATUSES, CredentialRecord
+from ..errors import NotFoundError, StoreError
+from .crypto import Sealer, lookup_digest
+from .keys import DoorKeys
+from .migrations import WHITELIST_MIGRATIONS, migrate
+from .whitelist import key_check
+
+
+class WhitelistAdmin:
+    def __init__(self, path: Path, keys: DoorKeys):
+        self.path = Path(path)
+        self._keys = keys
+        self._sealer = Sealer(keys.seal)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite_utils.Database(sqlite3.connect(self.path, timeout=5))
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous = FULL")
+            migrate(self.db.conn, WHITELIST_MIGRATIONS)
+            meta = self._meta()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot open whitelist: {exc}") from None
+        if "key_check" not in meta:
+            with self.db.conn:
+                self.db["meta"].insert_all(
+                    [{"key": "key_check", "value": key_check(keys)},
+                     {"key": "count", "value": "0"}, {"key": "version", "value": "0"}],
+                    replace=True)
+        elif meta["key_check"] != key_check(keys):
+            raise StoreError(f"{self.path}: whitelist was sealed under another key file "
+                             f"(this key file: {keys.fingerprint})")
+
+    def _meta(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self.db["meta"].rows}
+
+    def _bump(self, delta: int) -> None:
+        meta = self._meta()
+        self.db["meta"].insert_all(
+            [{"key": "count", "value": str(int(meta.get("count", 0)) + delta)},
+             {"key": "version", "value": str(int(meta.get("version", 0)) + 1)},
+             {"key": "updated_at", "value": str(int(time.time()))}], replace=True)
+
+    def enroll(self, kind: str, value: str, holder: str, *, valid_from: float | None = None,
+               valid_until: float | None = None, status: str = "active") -> CredentialRecord:
+        """Add one credential (value already normalised). Refuses duplicates."""
+        return self.enroll_many([(kind, value, holder, valid_from, valid_until, status)])[0]
+
+    def enroll_many(self, items: Iterable[tuple]) -> list[CredentialRecord]:
+        records, rows = [], []
+        for kind, value, holder, valid_from, valid_until, status in items:
+            if status not in STATUSES:
+                raise StoreError(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
+            if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+                raise StoreError("valid-until must be later than valid-from")
+            digest = lookup_digest(self._keys.lookup, kind, value)
+            rec = CredentialRecord(credential_id="c" + secrets.token_hex(5), kind=kind,
+                                   holder=holder, assurance=ASSURANCE[kind], status=status,
+                                   valid_from=valid_from, valid_until=valid_until)
+            rows.append((digest, self._sealer.seal(digest, rec.to_row())))
+            records.append(rec)
+        try:
+            with self.db.conn:
+                self.db.conn.executemany(
+                    "INSERT INTO credentials (lookup, sealed) VALUES (?, ?)", rows)
+                self._bump(len(rows))
+        except sqlite3.IntegrityError:
+            raise StoreError("that credential is already enrolled "
+                             "(revoke it first, or use another value)") from None
+        return records
+
+    def iter_records(self) -> Iterator[tuple[bytes, CredentialRecord]]:
+        for digest, sealed in self.db.execute("SELECT lookup, sealed FROM credentials"):
+            yield digest, CredentialRecord.from_row(self._sealer.open(digest, sealed))
+
+    def find(self, credential_id: str) -> tuple[bytes, CredentialRecord]:
+        for digest, rec in self.iter_records():
+            if rec.credential_id == credential_id:
+                return digest, rec
+        raise NotFoundError(f"no credential with id {credential_id!r}")
+
+    def revoke(self, credential_id: str, *, mark: str | None = None) -> CredentialRecord:
+        """Remove a credential, or keep it marked 'lost'/'suspended' so a try is flagged."""
+        digest, rec = self.find(credential_id)
+        with self.db.conn:
+            if mark is None:
+                self.db.execute("DELETE FROM credentials WHERE lookup = ?", [digest])
+                self._bump(-1)
+            else:
+                if mark not in STATUSES:
+                    raise StoreError(f"unknown status {mark!r} (known: {', '.join(STATUSES)})")
+                new = CredentialRecord(**{**rec.__dict__, "status": mark})
+                self.db.execute("UPDATE credentials SET sealed = ? WHERE lookup = ?",
+                                [self._sealer.seal(digest, new.to_row()), digest])
+                self._bump(0)
+                rec = new
+        return rec
+
+    def close(self) -> None:
+        self.db.conn.close()
