@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, KeyFileError
 
 DEFAULT_CONFIG = Path("/etc/accessd/accessd.toml")
 PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
@@ -197,6 +197,8 @@ def _choice(path: Path, key: str, value: str, choices: tuple[str, ...]) -> None:
 
 def check_key_file(path: Path, key_file: Path, data_dir: Path, *, must_exist: bool = True) -> None:
     """A key file must exist, be a regular file, and not be readable by others."""
+    def _err(path, where, reason):
+        return KeyFileError(f"{path}: {where}: {reason}")
     where = "storage.key_file"
     try:
         data_dir_r = data_dir.resolve()

@@ -347,6 +347,7 @@ def events(obj: Ctx, since, limit, follow, verify, as_json) -> None:
       accessctl events --follow
       accessctl events --verify
     """
+    since_ts = evlog.utc_iso(parse_when(since, past=True)) if since else None
     cfg = obj.cfg(require_keys=False)
     conn = evlog.open_reader(cfg.storage.eventlog_path)
     if verify:
@@ -357,7 +358,6 @@ def events(obj: Ctx, since, limit, follow, verify, as_json) -> None:
             f"{rep.records} records #{rep.first_seq}..#{rep.last_seq}: "
             + ("chain intact" if rep.ok else f"gaps {rep.gaps}, bad {rep.bad}")))
         sys.exit(0 if rep.ok else 1)
-    since_ts = evlog.utc_iso(parse_when(since, past=True)) if since else None
     last = 0
     for e in evlog.iter_events(conn, since_ts=since_ts, limit=limit):
         click.echo(json.dumps(e) if as_json else _event_line(e))

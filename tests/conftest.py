@@ -1,0 +1,42 @@
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from accessd.clock import FakeClock
+from accessd.config import load_config
+from accessd.storage.keys import load_key_file
+from accessd.testing import DaemonProcess, write_sim_config
+
+
+@pytest.fixture
+def sim_config(tmp_path):
+    """Path of a complete simulated-door config with its key file."""
+    return write_sim_config(tmp_path / "door")
+
+
+@pytest.fixture
+def cfg(sim_config):
+    return load_config(sim_config)
+
+
+@pytest.fixture
+def keys(cfg):
+    return load_key_file(cfg.storage.key_file)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def factory():
+    f = MockFactory()
+    yield f
+    f.reset()
+
+
+@pytest.fixture
+def daemon(sim_config):
+    d = DaemonProcess(sim_config).wait_ready()
+    yield d
+    d.terminate()

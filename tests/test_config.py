@@ -1,0 +1,116 @@
+"""Config validation: every bad input names the file, the key and the reason."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from accessd.config import load_config
+from accessd.errors import ConfigError, KeyFileError
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_sim_config_loads(sim_config):
+    cfg = load_config(sim_config)
+    assert cfg.door.id == "test-door" and cfg.gpio.pin_factory == "mock"
+    assert cfg.storage.data_dir == sim_config.parent.resolve() / "data"
+    assert cfg.readers[0].kind == "sim"
+
+
+def test_shipped_configs_are_valid(tmp_path):
+    from pathlib import Path
+    from accessd.storage.keys import generate, write_key_file
+    root = Path(__file__).resolve().parents[1] / "config"
+    for name in ("sim.toml", "pi-door.toml"):
+        text = (root / name).read_text()
+        p = tmp_path / name
+        p.write_text(text.replace("/etc/accessd/", str(tmp_path) + "/etc/")
+                     .replace('group = "accessd"', 'group = ""'))
+        cfg = load_config(p, require_keys=False)
+        write_key_file(cfg.storage.key_file, generate())
+        assert load_config(p).door.id
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ('mode = "normal"', 'mode = "normal"\ncolour = "red"', r"door\.colour: unknown key"),
+    ("unlock_seconds = 5", 'unlock_seconds = "five"', r"door\.unlock_seconds: must be a number, got str"),
+    ("unlock_seconds = 5", "unlock_seconds = -1", r"door\.unlock_seconds: must be greater than 0"),
+    ("rex_pin = 22", "rex_pin = 17", r"gpio\.rex_pin: GPIO17 is also used by gpio\.relay_pin"),
+    ("rex_pin = 22", "rex_pin = true", r"gpio\.rex_pin: must be an integer, got bool"),
+    ("rex_pin = 22", "rex_pin = 99", r"gpio\.rex_pin: must be a BCM GPIO number"),
+    ('fail_mode = "secure"', 'fail_mode = "open"', r"door\.fail_mode: must be one of secure, safe"),
+    ('pin_factory = "mock"', 'pin_factory = "arduino"', r"gpio\.pin_factory: must be one of"),
+    ("prealarm_seconds = 10", "prealarm_seconds = 40", r"door\.prealarm_seconds: must be at least 0 and less"),
+    ('kind = "sim"', 'kind = "iris"', r"readers\[0\]\.kind: must be one of sim"),
+    ('kind = "sim"', 'kind = "sim"\nbaud = 9600', r"readers\[0\]\.baud: unknown key"),
+    ("[api]", "[apii]", r"apii: unknown section"),
+    ('id = "test-door"', 'id = "front door"', r"door\.id: must be 1-64 characters without spaces"),
+    ('id = "test-door"\n', "", r"door\.id: is required"),
+    ("simulation = true", 'simulation = true\ngroup = "no-such-group-xyz"', r"api\.group: no such group"),
+    ("[door]", "[door", r"not valid TOML"),
+])
+def test_bad_config_is_rejected_with_file_key_and_reason(sim_config, old, new, message):
+    edit(sim_config, old, new)
+    with pytest.raises(ConfigError, match=message) as exc:
+        load_config(sim_config)
+    assert str(sim_config) in str(exc.value)
+
+
+def test_missing_key_file(sim_config):
+    (sim_config.parent / "keys/door-keys.json").unlink()
+    with pytest.raises(KeyFileError, match=r"storage\.key_file: .* does not exist \(create it with"):
+        load_config(sim_config)
+
+
+def test_world_readable_key_file(sim_config):
+    os.chmod(sim_config.parent / "keys/door-keys.json", 0o644)
+    with pytest.raises(KeyFileError, match=r"readable or writable by other users \(mode 0644\)"):
+        load_config(sim_config)
+
+
+def test_key_file_inside_data_dir_is_refused(sim_config):
+    edit(sim_config, 'key_file = "keys/door-keys.json"', 'key_file = "data/keys.json"')
+    with pytest.raises(KeyFileError, match="inside the data directory"):
+        load_config(sim_config)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config("/nonexistent/accessd.toml")
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "accessd", *args], capture_output=True,
+                          text=True, timeout=60, **kw)
+
+
+def test_daemon_exits_2_on_bad_config_before_starting_anything(sim_config):
+    edit(sim_config, "rex_pin = 22", "rex_pin = 17")
+    r = run_cli("run", "--config", str(sim_config))
+    assert r.returncode == 2
+    assert f"{sim_config}: gpio.rex_pin: GPIO17 is also used by gpio.relay_pin" in r.stderr
+    assert not (sim_config.parent / "data").exists()
+
+
+def test_check_config_prints_effective_config_without_secrets(sim_config):
+    r = run_cli("check-config", "--config", str(sim_config))
+    assert r.returncode == 0, r.stderr
+    assert 'relay_pin = 17' in r.stdout and "key_fingerprint" in r.stdout
+    assert "held_open_seconds = 30.0" in r.stdout   # defaults are shown as effective values
+    keyfile = (sim_config.parent / "keys/door-keys.json").read_text()
+    import json
+    for k in json.loads(keyfile).values():
+        assert k not in r.stdout
+
+
+def test_check_config_reports_bad_key_file(sim_config):
+    (sim_config.parent / "keys/door-keys.json").write_text('{"format": "other"}')
+    os.chmod(sim_config.parent / "keys/door-keys.json", 0o600)
+    r = run_cli("check-config", "--config", str(sim_config))
+    assert r.returncode == 2 and "not an accessd door key file" in r.stderr
