@@ -198,7 +198,8 @@ class Engine:
                                                         "credential": fp})
             return
         try:
-            decision = decide(self.whitelist.lookup(digest), self.mode, self.clock.wall())
+            decision = decide(self.whitelist.lookup(digest), self.mode, self.clock.wall(),
+                              item.kind)
         except StoreError as exc:
             log.error("%s", exc)
             decision = Decision(False, UNREADABLE)

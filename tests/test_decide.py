@@ -18,6 +18,7 @@ def test_active_credential_is_granted():
 def test_unknown_denied():
     dec = d.decide(None, "normal", NOW)
     assert not dec.granted and dec.reason == d.UNKNOWN
+    assert d.decide(None, "normal", NOW, "pin").reason == d.WRONG_PIN
 
 
 def test_status_reasons():

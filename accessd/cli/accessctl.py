@@ -333,17 +333,20 @@ def _event_line(e: dict) -> str:
 
 @main.command()
 @click.option("--since", help="Only events since: 2026-11-21T08:00, 2026-11-21 or 1h (ago).")
+@click.option("--after", type=click.IntRange(0), default=0,
+              help="Only events with a sequence number above this one.")
 @click.option("--limit", type=click.IntRange(1), help="At most this many events.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they arrive.")
 @click.option("--verify", is_flag=True, help="Check the hash chain instead of listing.")
 @json_opt
 @click.pass_obj
-def events(obj: Ctx, since, limit, follow, verify, as_json) -> None:
+def events(obj: Ctx, since, after, limit, follow, verify, as_json) -> None:
     """Show the door's event log (read-only; safe while the daemon runs).
 
     \b
     Examples:
       accessctl events --since 1h
+      accessctl events --after 120 --json
       accessctl events --follow
       accessctl events --verify
     """
@@ -358,8 +361,8 @@ def events(obj: Ctx, since, limit, follow, verify, as_json) -> None:
             f"{rep.records} records #{rep.first_seq}..#{rep.last_seq}: "
             + ("chain intact" if rep.ok else f"gaps {rep.gaps}, bad {rep.bad}")))
         sys.exit(0 if rep.ok else 1)
-    last = 0
-    for e in evlog.iter_events(conn, since_ts=since_ts, limit=limit):
+    last = after
+    for e in evlog.iter_events(conn, after_seq=after, since_ts=since_ts, limit=limit):
         click.echo(json.dumps(e) if as_json else _event_line(e))
         last = e["seq"]
     while follow:

@@ -9,6 +9,7 @@ from .credentials import CredentialRecord
 
 GRANTED = "granted"
 UNKNOWN = "denied: unknown credential"
+WRONG_PIN = "denied: wrong PIN"
 SUSPENDED = "denied: credential suspended"
 LOST = "denied: credential reported lost"
 NOT_YET = "denied: not valid yet"
@@ -29,10 +30,11 @@ def _at(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def decide(record: CredentialRecord | None, mode: str, now: float) -> Decision:
-    """record: the whitelist entry (None = unknown); mode: door mode; now: UTC epoch."""
+def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "") -> Decision:
+    """record: the whitelist entry (None = unknown); mode: door mode; now: UTC epoch;
+    kind: what was presented (nfc, fob, pin), to word the reason."""
     if record is None:
-        return Decision(False, UNKNOWN)
+        return Decision(False, WRONG_PIN if kind == "pin" else UNKNOWN)
     cid, assurance = record.credential_id, record.assurance
     if mode == "lockdown":
         return Decision(False, LOCKDOWN, cid, assurance)

@@ -1,0 +1,23 @@
+"""./scripts/demo, as a newcomer runs it (not on a terminal, so it stops by itself)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_shows_granted_and_denied_taps_with_the_relay(tmp_path):
+    env = {**os.environ, "ACCESSD_DEMO_DIR": str(tmp_path / "demo")}
+    r = subprocess.run([str(ROOT / "scripts/demo")], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "GRANTED" in out and "relay: unlocked" in out
+    assert "DENIED" in out and "denied: unknown credential" in out
+    assert "denied: wrong PIN" in out and "denied: expired" in out
+    for kind in ("door.prealarm", "door.held_open", "rex", "door.locked"):
+        assert kind in out, kind
+    assert "sim tap 04A1B2C3" in out            # how to tap from a second terminal
+    assert "accessd stopped" in out
+    assert "04A1B2C3" not in (tmp_path / "demo/daemon.log").read_text()
