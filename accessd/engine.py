@@ -9,6 +9,7 @@ is sent only once the request's records are committed.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import time
@@ -56,8 +57,9 @@ class Engine:
         self.q: queue.SimpleQueue = q if q is not None else queue.SimpleQueue()
         self.started_mono = clock.monotonic()
         self.counters = {"granted": 0, "denied": 0, "errors": 0}
-        # queued -> relay set (µs) and relay set -> log committed (µs), for the benchmark.
-        self.relay_latency_us: deque[float] = deque(maxlen=200_000)
+        # queued -> outputs in their decided state (µs), and relay set -> log committed (µs),
+        # for the benchmark.
+        self.decision_latency_us: deque[float] = deque(maxlen=200_000)
         self.log_lag_us: deque[float] = deque(maxlen=200_000)
         self._applied: fsm.Outputs | None = None
         self._next_watchdog = None
@@ -119,6 +121,10 @@ class Engine:
     # ---- main loop ------------------------------------------------------
     def run(self) -> None:
         """Run until a Stop item arrives; the relay is made safe on the way out."""
+        # Everything built at startup lives as long as the daemon: keep it out of
+        # every garbage collection, so collections on the tap path stay short.
+        gc.collect()
+        gc.freeze()
         while True:
             d = self.deadline()
             timeout = None if d is None else max(0.0, d - self.clock.monotonic())
@@ -156,7 +162,9 @@ class Engine:
 
     def handle(self, item, now: float) -> None:
         # Deadlines that passed while the item waited come first.
-        self.tick(now)
+        d = self.deadline()
+        if d is not None and now >= d:
+            self.tick(now)
         if isinstance(item, CredentialPresented):
             self._credential(item, now)
         elif isinstance(item, KeyPressed):
@@ -204,8 +212,7 @@ class Engine:
             log.error("%s", exc)
             decision = Decision(False, UNREADABLE)
         futs, t_relay = self._step(fsm.Unlock() if decision.granted else fsm.Deny(), now)
-        if decision.granted and t_relay is not None:
-            self.relay_latency_us.append((t_relay - item.t_queued) / 1e3)
+        self.decision_latency_us.append(((t_relay or time.perf_counter_ns()) - item.t_queued) / 1e3)
         self.counters["granted" if decision.granted else "denied"] += 1
         cred = decision.credential_id or fp
         fut = self._record("access.granted" if decision.granted else "access.denied",

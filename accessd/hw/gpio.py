@@ -77,6 +77,7 @@ class DoorOutputs:
     def __init__(self, gcfg: GpioConfig, fail_mode: str, factory):
         self.fail_mode = fail_mode
         self._devices = []
+        self._last: Outputs | None = None
         # fail-secure: energise to unlock. fail-safe (maglock): energise to lock.
         locked_level = fail_mode == "safe"
         self.relay = self._add(DigitalOutputDevice, gcfg.relay_pin, factory, "lock relay",
@@ -102,13 +103,20 @@ class DoorOutputs:
         return unlocked if self.fail_mode == "secure" else not unlocked
 
     def apply(self, out: Outputs) -> None:
-        self.relay.value = self.relay_energised_for(out.relay_unlocked)
-        for dev, on in ((self.buzzer, out.buzzer), (self.green, out.green), (self.red, out.red)):
-            if dev is not None:
-                dev.value = on
+        """Set what changed since the last call, the relay first (it is on the tap path)."""
+        last = self._last
+        self._last = out
+        if last is None or out.relay_unlocked != last.relay_unlocked:
+            energise = self.relay_energised_for(out.relay_unlocked)
+            self.relay.on() if energise else self.relay.off()
+        for dev, name in ((self.green, "green"), (self.buzzer, "buzzer"), (self.red, "red")):
+            on = getattr(out, name)
+            if dev is not None and (last is None or on != getattr(last, name)):
+                dev.on() if on else dev.off()
 
     def safe(self) -> None:
         """De-energise the relay (fail-secure: locked; fail-safe: released) and go quiet."""
+        self._last = None
         for dev in self._devices:
             try:
                 dev.off()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hmac
 import json
 import os
-from hashlib import sha256
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -23,7 +22,7 @@ NONCE_BYTES = 12
 
 
 def lookup_digest(lookup_key: bytes, kind: str, value: str) -> bytes:
-    return hmac.new(lookup_key, kind.encode() + b"\x00" + value.encode(), sha256).digest()
+    return hmac.digest(lookup_key, kind.encode() + b"\x00" + value.encode(), "sha256")
 
 
 def fingerprint(digest: bytes) -> str:

@@ -1,0 +1,184 @@
+"""accessd benchmark: prints one JSON document with the figures of DESIGN.md section 5.
+
+  decision_ms       credential event queued -> relay pin set, in process, per whitelist size,
+                    taps 3 ms apart (the core idles between them, as on a real door)
+  decision_warm_ms  the same with taps 0.2 ms apart (CPU and caches stay hot)
+  log_lag_ms        relay pin set -> its log record committed (synchronous=FULL)
+  eventlog_append_ms  one durable append on its own
+  daemon            per size: start -> READY=1 (s), RSS after taps (MB), peak RSS
+  idle_cpu_percent  the daemon with no taps, over --idle seconds, percent of one core
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from gpiozero.pins.mock import MockFactory
+
+from accessd.clock import SystemClock
+from accessd.config import load_config
+from accessd.core.events import CredentialPresented
+from accessd.engine import Engine
+from accessd.hw.gpio import DoorOutputs
+from accessd.storage.eventlog import EventLog, LogWriter, PendingRecord, utc_iso
+from accessd.storage.keys import load_key_file
+from accessd.storage.whitelist import Whitelist
+from accessd.storage.whitelist_admin import WhitelistAdmin
+from accessd.testing import DaemonProcess, write_sim_config
+
+
+def pct(values, p):
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def summary_ms(us_values):
+    return {"n": len(us_values), "p50": round(pct(us_values, 50) / 1000, 4),
+            "p99": round(pct(us_values, 99) / 1000, 4), "max": round(max(us_values) / 1000, 4)}
+
+
+def uid_for(i: int) -> str:
+    return f"{i:014X}"  # 7-byte UIDs
+
+
+def build_door(directory: Path, n: int, **cfg) -> Path:
+    config = write_sim_config(directory, **cfg)
+    c = load_config(config)
+    admin = WhitelistAdmin(c.storage.whitelist_path, load_key_file(c.storage.key_file))
+    chunk = 50_000
+    for start in range(0, n, chunk):
+        admin.enroll_many(("nfc", uid_for(i), f"h{i}", None, None, "active")
+                          for i in range(start, min(n, start + chunk)))
+    admin.close()
+    return config
+
+
+def bench_decisions(config: Path, n: int, taps: int, gap: float) -> dict:
+    cfg = load_config(config)
+    keys = load_key_file(cfg.storage.key_file)
+    clock = SystemClock()
+    wl = Whitelist(cfg.storage.whitelist_path, keys)
+    logw = LogWriter(EventLog(cfg.storage.eventlog_path, cfg.door.id), wall=clock.wall)
+    logw.start()
+    factory = MockFactory()
+    out = DoorOutputs(cfg.gpio, cfg.door.fail_mode, factory)
+    engine = Engine(cfg, wl, out, logw, clock)
+    t = threading.Thread(target=engine.run, daemon=True)
+    t.start()
+    rng = random.Random(n)
+    for _ in range(taps):
+        # unlock_seconds is 1 ms here, so every grant moves the relay again
+        engine.post(CredentialPresented("bench", "nfc", uid_for(rng.randrange(n))))
+        time.sleep(gap)
+    logw.last_future.result(30)
+    from accessd.core.events import Stop
+    engine.post(Stop())
+    t.join(5)
+    logw.stop()
+    out.close()
+    wl.close()
+    return {"decision_ms": summary_ms(list(engine.decision_latency_us)),
+            "log_lag_ms": summary_ms(list(engine.log_lag_us))}
+
+
+def bench_append(directory: Path, count: int = 500) -> dict:
+    log = EventLog(directory / "append.db", "bench")
+    times = []
+    for i in range(count):
+        rec = PendingRecord(utc_iso(time.time()), "access.granted", f"c{i}", "granted", {})
+        t0 = time.perf_counter_ns()
+        log.append([rec])
+        times.append((time.perf_counter_ns() - t0) / 1e3)
+    log.close()
+    return summary_ms(times)
+
+
+def proc_status(pid: int) -> dict:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS", "VmHWM")):
+            k, v = line.split(":")
+            out[k] = round(int(v.split()[0]) / 1024, 1)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_daemon(config: Path, n: int, idle: float | None) -> dict:
+    d = DaemonProcess(config).wait_ready(60)
+    res = {"start_to_ready_s": round(d.ready_after, 3)}
+    rng = random.Random(1)
+    lat = []
+    with d.client() as c:
+        for i in range(200):
+            uid = uid_for(rng.randrange(n)) if i % 4 else "04FFFFFF"
+            t0 = time.perf_counter_ns()
+            r = c.request({"op": "sim", "input": "tap", "uid": uid})
+            lat.append((time.perf_counter_ns() - t0) / 1e3)
+            assert r["ok"], r
+    res["socket_tap_reply_ms"] = summary_ms(lat)  # includes the durable log commit
+    st = proc_status(d.proc.pid)
+    res["rss_mb"], res["peak_rss_mb"] = st["VmRSS"], st["VmHWM"]
+    if idle:
+        c0, t0 = cpu_seconds(d.proc.pid), time.monotonic()
+        time.sleep(idle)
+        res["idle_cpu_percent"] = round(100 * (cpu_seconds(d.proc.pid) - c0)
+                                        / (time.monotonic() - t0), 3)
+    d.terminate()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000",
+                    help="whitelist sizes, comma-separated (default: %(default)s)")
+    ap.add_argument("--taps", type=int, default=2000, help="taps per size for decision latency")
+    ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement")
+    args = ap.parse_args()
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        assert all(s > 0 for s in sizes)
+    except (ValueError, AssertionError):
+        ap.error(f"--sizes must be positive integers separated by commas, got {args.sizes!r}")
+    result = {"machine": {"arch": platform.machine(), "python": platform.python_version(),
+                          "cpus": os.cpu_count()},
+              "targets": {"decision_p99_ms_at_1M": 0.3, "rss_mb_at_1M": 60,
+                          "idle_cpu_percent": 1.0, "start_to_ready_s_at_1M": 1.5,
+                          "log_lag_p99_ms": 50},
+              "sizes": {}}
+    with tempfile.TemporaryDirectory(prefix="accessd-bench-") as tmp:
+        result["eventlog_append_ms"] = bench_append(Path(tmp))
+        for n in sizes:
+            t0 = time.monotonic()
+            config = build_door(Path(tmp) / f"door-{n}", n, unlock_seconds=0.001)
+            entry = {"build_whitelist_s": round(time.monotonic() - t0, 1)}
+            # cold: taps 3 ms apart, so the core sleeps between them as on a real door;
+            # warm: taps 0.2 ms apart, caches and CPU stay hot (how a tight loop measures).
+            entry.update(bench_decisions(config, n, args.taps, 0.003))
+            warm = bench_decisions(config, n, args.taps, 0.0002)
+            entry["decision_warm_ms"] = warm["decision_ms"]
+            entry["daemon"] = bench_daemon(config, n, args.idle if n == max(sizes) else None)
+            entry["whitelist_mb"] = round(
+                load_config(config).storage.whitelist_path.stat().st_size / 2**20, 1)
+            result["sizes"][str(n)] = entry
+            print(f"bench: {n} credentials done", file=sys.stderr)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
