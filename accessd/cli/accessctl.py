@@ -22,7 +22,7 @@ from ..control import Client
 from ..core.credentials import KINDS, normalize
 from ..errors import AccessdError, ConfigError, CredentialFormatError
 from ..storage import eventlog as evlog
-from ..storage.crypto import fingerprint, lookup_digest
+from ..storage.crypto import fingerprint
 from ..storage.keys import generate, load_key_file, write_key_file
 from ..storage.whitelist_admin import WhitelistAdmin
 
@@ -210,7 +210,7 @@ def enroll(obj: Ctx, kind, holder, value, capture, capture_timeout, pin_stdin, v
     admin = obj.admin()
     try:
         rec = admin.enroll(kind, value, holder.strip(), valid_from=vf, valid_until=vu)
-        fp = fingerprint(lookup_digest(admin._keys.lookup, kind, value))
+        fp = admin.fingerprint(kind, value)
     finally:
         admin.close()
     result = {"credential": rec.credential_id, "fingerprint": fp, **rec.to_row()}

@@ -181,6 +181,8 @@ class LogWriter:
         self.last_error: str | None = None
         self.dropped = 0
         self.last_future: Future | None = None
+        self._inflight: list[PendingRecord] = []  # taken from _pending, not yet committed
+        self._give_up = False
         self._thread = threading.Thread(target=self._run, name="eventlog", daemon=True)
 
     def start(self) -> None:
@@ -205,12 +207,8 @@ class LogWriter:
     def pending(self) -> int:
         return len(self._pending) + len(self._inflight)
 
-    _inflight: list[PendingRecord] = []
-    _give_up = False
-
     def _run(self) -> None:
         delay = self._retry_initial
-        self._inflight = []
         while True:
             with self._cond:
                 while not self._pending and not self._inflight and not self._stop:

@@ -17,7 +17,7 @@ import sqlite_utils
 
 from ..core.credentials import ASSURANCE, STATUSES, CredentialRecord
 from ..errors import NotFoundError, StoreError
-from .crypto import Sealer, lookup_digest
+from .crypto import Sealer, fingerprint, lookup_digest
 from .keys import DoorKeys
 from .migrations import WHITELIST_MIGRATIONS, migrate
 from .whitelist import key_check
@@ -46,6 +46,10 @@ class WhitelistAdmin:
         elif meta["key_check"] != key_check(keys):
             raise StoreError(f"{self.path}: whitelist was sealed under another key file "
                              f"(this key file: {keys.fingerprint})")
+
+    def fingerprint(self, kind: str, value: str) -> str:
+        """The printable fingerprint of a credential value (never the value)."""
+        return fingerprint(lookup_digest(self._keys.lookup, kind, value))
 
     def _meta(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self.db["meta"].rows}
