@@ -20,7 +20,9 @@ from .errors import ConfigError, KeyFileError
 
 DEFAULT_CONFIG = Path("/etc/accessd/accessd.toml")
 PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
-READER_KINDS = ("sim",)
+READER_KINDS = ("sim", "nfc", "em4100-serial", "wiegand", "keypad-matrix")
+NFC_TARGETS = ("106A", "106B", "212F")
+FOB_FORMATS = ("rdm6300", "ascii-decimal")
 FAIL_MODES = ("secure", "safe")
 DOOR_MODES = ("normal", "lockdown")
 
@@ -66,6 +68,33 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
 _READER_SCHEMA: dict[str, tuple[tuple[type, ...], Any]] = {
     "name": ((str,), _REQUIRED),
     "kind": ((str,), _REQUIRED),
+    "retry_max_seconds": ((int, float), 30.0),
+}
+# Options of each reader kind, checked before anything starts.
+_READER_OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "sim": {},
+    "nfc": {
+        "path": ((str,), _REQUIRED),          # usb, usb:054c:06c3, tty:AMA0:pn532, udp:HOST:PORT
+        "targets": ((list,), ["106A"]),
+        "removal_seconds": ((int, float), 0.1),
+    },
+    "em4100-serial": {
+        "port": ((str,), _REQUIRED),          # /dev/ttyAMA0, /dev/serial0, rfc2217://..., "sim"
+        "baudrate": ((int,), 9600),
+        "format": ((str,), "rdm6300"),
+        "hold_ms": ((int,), 600),
+    },
+    "wiegand": {
+        "d0_pin": ((int,), _REQUIRED),
+        "d1_pin": ((int,), _REQUIRED),
+        "gap_ms": ((int, float), 25.0),
+    },
+    "keypad-matrix": {
+        "row_pins": ((list,), _REQUIRED),
+        "col_pins": ((list,), _REQUIRED),
+        "keys": ((list,), ["123", "456", "789", "*0#"]),
+        "debounce_ms": ((int,), 20),
+    },
 }
 _PIN_KEYS = ("relay_pin", "door_contact_pin", "rex_pin", "tamper_pin",
              "buzzer_pin", "led_green_pin", "led_red_pin")
@@ -223,6 +252,52 @@ def check_key_file(path: Path, key_file: Path, data_dir: Path, *, must_exist: bo
                    f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {key_file}'")
 
 
+def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, str]) -> None:
+    """Kind-specific checks; reader GPIO pins join the 'used twice' check."""
+    def pin(key: str, value) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 53:
+            raise _err(path, f"{where}.{key}", f"must be a BCM GPIO number 0-53, got {value!r}")
+        if value in pins:
+            raise _err(path, f"{where}.{key}", f"GPIO{value} is also used by {pins[value]}")
+        pins[value] = f"{where}.{key}"
+
+    if kind == "nfc":
+        if not o["path"].strip():
+            raise _err(path, f"{where}.path", "must name an nfcpy device (usb, tty:AMA0:pn532, "
+                                              "udp:localhost:54321)")
+        if not o["targets"] or any(t not in NFC_TARGETS for t in o["targets"]):
+            raise _err(path, f"{where}.targets",
+                       f"must be a non-empty list of {', '.join(NFC_TARGETS)}; got {o['targets']!r}")
+        _positive(path, f"{where}.removal_seconds", o["removal_seconds"])
+    elif kind == "em4100-serial":
+        _choice(path, f"{where}.format", o["format"], FOB_FORMATS)
+        if o["baudrate"] <= 0:
+            raise _err(path, f"{where}.baudrate", f"must be positive, got {o['baudrate']}")
+        if o["hold_ms"] < 0:
+            raise _err(path, f"{where}.hold_ms", f"must be 0 or more, got {o['hold_ms']}")
+    elif kind == "wiegand":
+        pin("d0_pin", o["d0_pin"])
+        pin("d1_pin", o["d1_pin"])
+        if not 2 <= o["gap_ms"] <= 500:
+            raise _err(path, f"{where}.gap_ms", f"must be 2-500 ms, got {o['gap_ms']}")
+    elif kind == "keypad-matrix":
+        for key in ("row_pins", "col_pins"):
+            if not o[key]:
+                raise _err(path, f"{where}.{key}", "must list at least one pin")
+            for j, p in enumerate(o[key]):
+                pin(f"{key}[{j}]", p)
+        keys = o["keys"]
+        if (len(keys) != len(o["row_pins"]) or any(not isinstance(k, str) for k in keys)
+                or any(len(k) != len(o["col_pins"]) for k in keys)):
+            raise _err(path, f"{where}.keys", f"must be {len(o['row_pins'])} strings (one per row) of "
+                                              f"{len(o['col_pins'])} keys (one per column)")
+        bad = {c for k in keys for c in k} - set("0123456789*#ABCD")
+        if bad:
+            raise _err(path, f"{where}.keys", f"unknown keys {''.join(sorted(bad))!r}")
+        if o["debounce_ms"] < 0:
+            raise _err(path, f"{where}.debounce_ms", f"must be 0 or more, got {o['debounce_ms']}")
+
+
 def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = True) -> Config:
     """Read and validate a config file; raise ConfigError on the first problem."""
     path = Path(path or os.environ.get("ACCESSD_CONFIG") or DEFAULT_CONFIG)
@@ -272,8 +347,8 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         if not 0 <= pin <= 53:
             raise _err(path, f"gpio.{key}", f"must be a BCM GPIO number 0-53, got {pin}")
         if pin in seen:
-            raise _err(path, f"gpio.{key}", f"GPIO{pin} is also used by gpio.{seen[pin]}")
-        seen[pin] = key
+            raise _err(path, f"gpio.{key}", f"GPIO{pin} is also used by {seen[pin]}")
+        seen[pin] = f"gpio.{key}"
     if g["bounce_ms"] < 0:
         raise _err(path, "gpio.bounce_ms", f"must be 0 or more, got {g['bounce_ms']}")
 
@@ -307,16 +382,19 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         where = f"readers[{i}]"
         if not isinstance(r, dict):
             raise _err(path, where, "must be a table")
-        base_keys = {k: v for k, v in r.items() if k in _READER_SCHEMA}
-        rv = _check_section(path, where, base_keys, _READER_SCHEMA)
-        _choice(path, f"{where}.kind", rv["kind"], READER_KINDS)
-        extra = sorted(set(r) - set(_READER_SCHEMA))
-        if extra:
-            raise _err(path, f"{where}.{extra[0]}", f"unknown key for a {rv['kind']} reader")
+        kind = r.get("kind")
+        if not isinstance(kind, str):
+            raise _err(path, f"{where}.kind", "is required: one of " + ", ".join(READER_KINDS))
+        _choice(path, f"{where}.kind", kind, READER_KINDS)
+        schema = {**_READER_SCHEMA, **_READER_OPTIONS[kind]}
+        rv = _check_section(path, where, r, schema)
         if rv["name"] in names:
             raise _err(path, f"{where}.name", f"reader name {rv['name']!r} is used twice")
         names.add(rv["name"])
-        readers.append(ReaderConfig(name=rv["name"], kind=rv["kind"]))
+        _positive(path, f"{where}.retry_max_seconds", rv["retry_max_seconds"])
+        opts = {k: v for k, v in rv.items() if k not in ("name", "kind")}
+        _check_reader(path, where, kind, opts, seen)
+        readers.append(ReaderConfig(name=rv["name"], kind=kind, options=opts))
 
     return Config(
         path=path,
