@@ -93,18 +93,20 @@ class Controller:
             return self._sim(req)
         raise ProtocolError(f"unknown op {op!r} (known: status, unlock, capture, sim)")
 
-    def _sim_reader(self, req):
-        if not self.readers:
-            raise ProtocolError("no reader is configured to simulate on")
+    def _sim_reader(self, req: dict, what: str):
+        """The reader to simulate `what` on: the one named, or the first that can."""
         name = req.get("reader")
-        if name is None:
-            sims = [r for r in self.readers.values() if hasattr(r, "present")]
-            if not sims:
-                raise ProtocolError("no simulated reader is configured (kind = \"sim\")")
-            return sims[0]
-        if name not in self.readers or not hasattr(self.readers[name], "present"):
-            raise ProtocolError(f"no simulated reader named {name!r}")
-        return self.readers[name]
+        if name is not None:
+            if not isinstance(name, str) or name not in self.readers:
+                raise ProtocolError(f"no reader named {name!r}")
+            reader = self.readers[name]
+            if what not in reader.sim_inputs():
+                raise ProtocolError(f"reader {name!r} ({reader.kind}) cannot simulate a {what}")
+            return reader
+        for reader in self.readers.values():
+            if what in reader.sim_inputs():
+                return reader
+        raise ProtocolError(f"no configured reader can simulate a {what}")
 
     def _sim(self, req: dict) -> dict:
         if not self.simulation:
@@ -115,15 +117,12 @@ class Controller:
             if what in ("tap", "fob"):
                 field, kind = ("uid", "nfc") if what == "tap" else ("number", "fob")
                 value = normalize(kind, _field(req, field))
-                self._sim_reader(req).present(kind, value, fut)
+                self._sim_reader(req, what).sim_present(kind, value, fut)
             elif what == "pin":
                 keys = _field(req, "keys")
                 if not keys or any(k not in KEYS for k in keys) or len(keys) > 32:
                     raise ProtocolError("field 'keys' must be 1-32 keypad keys (0-9, * and #)")
-                reader = self._sim_reader(req)
-                for k in keys[:-1]:
-                    reader.key(k)
-                reader.key(keys[-1], fut)
+                self._sim_reader(req, what).sim_keys(keys, fut)
             else:
                 if what == "door":
                     state = _field(req, "state", str, ("open", "closed"))
@@ -134,9 +133,7 @@ class Controller:
                     state = _field(req, "state", str, ("on", "off"))
                     self.inputs.sim_tamper(state == "on")
                 self.engine.post(Barrier(fut))
-        except CredentialFormatError as exc:
-            raise ProtocolError(str(exc)) from None
-        except HardwareError as exc:
+        except (CredentialFormatError, HardwareError, ValueError, OSError) as exc:
             raise ProtocolError(str(exc)) from None
         return self._wait(fut)
 

@@ -22,7 +22,7 @@ from .core import door as fsm
 from .core import pinentry
 from .core.decide import UNREADABLE, Decision, decide
 from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputChanged,
-                          KeyPressed, ReaderHealth, RemoteUnlock, StatusRequest, Stop)
+                          KeyPressed, ReaderNotice, RemoteUnlock, StatusRequest, Stop)
 from .errors import StoreError
 from .storage.crypto import fingerprint
 
@@ -185,9 +185,8 @@ class Engine:
             self._reply_when_logged(item.reply, [last] if last else [], self.status())
         elif isinstance(item, StatusRequest):
             item.reply.set_result(self.status())
-        elif isinstance(item, ReaderHealth):
-            kind = "reader.recovered" if item.ok else "reader.fault"
-            self._record(kind, item.detail, detail={"reader": item.reader})
+        elif isinstance(item, ReaderNotice):
+            self._record(item.kind, item.detail, detail={"reader": item.reader})
         else:
             raise TypeError(f"unknown queue item {item!r}")
 

@@ -97,7 +97,7 @@ class DoorService:
             while not self.q.empty():  # idle levels are the starting state, not events
                 self.q.get_nowait()
 
-        self.readers = build_readers(cfg.readers, self.q.put, self.clock.wall)
+        self.readers = build_readers(cfg.readers, self.q.put, self.clock, factory=factory)
         self.engine = Engine(cfg, self.whitelist, self.safe_outputs, self.logw, self.clock,
                              door_open=self.inputs.door_open(), tamper=self.inputs.tampered(),
                              readers_health=lambda: [r.health() for r in self.readers],

@@ -74,7 +74,7 @@ def test_control_socket_rejects_bad_requests_and_keeps_running(daemon):
             ('{"op": "capture", "timeout": -3}', "line 9: field 'timeout' must be"),
             ('{"op": "sim", "input": "smoke"}', "line 10: field 'input' must be one of"),
             ('{"op": "sim", "input": "tap", "uid": "04A1B2C3", "reader": "back"}',
-             "line 11: no simulated reader named 'back'"),
+             "line 11: no reader named 'back'"),
         ]
         for line, err in bad:
             c.sock.sendall(line.encode() + b"\n")

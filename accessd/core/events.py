@@ -61,10 +61,10 @@ class StatusRequest:
 
 
 @dataclass(frozen=True)
-class ReaderHealth:
-    """A reader reporting a fault or a recovery (logged as reader.fault / reader.recovered)."""
+class ReaderNotice:
+    """A reader's own news, logged as is: reader.fault, reader.recovered, reader.bad_frame."""
     reader: str
-    ok: bool
+    kind: str
     detail: str
 
 

@@ -1,0 +1,111 @@
+"""125 kHz fob readers on a serial port, through pyserial.
+
+Hardware: an RDM6300 (or any EM4100 reader that prints frames) on the Pi's
+UART (GPIO14/15, /dev/serial0, 9600 8N1, TX of the module to RX of the Pi
+through a 5 V -> 3.3 V divider), or a USB-serial reader (/dev/ttyUSB0).
+`port` is any pyserial port or URL; `port = "sim"` makes a pseudo-terminal that
+`accessctl sim fob` writes real frames into (simulation only).
+
+| format        | frames                                             |
+|---------------|----------------------------------------------------|
+| rdm6300       | STX, 10 hex, 2 hex XOR checksum, ETX; repeated     |
+| ascii-decimal | 10 decimal digits + CR/LF                          |
+
+A fob held on the reader repeats its frame; repeats closer together than
+`hold_ms` count as one presentation. Bad frames are counted and reported
+(reader.bad_frame), never granted. An unplugged port is a reader.fault, retried
+with back-off until it comes back.
+"""
+
+from __future__ import annotations
+
+import os
+import tty
+
+import serial
+
+from ..protocols.em4100 import PARSERS, BadFrame, frame_rdm6300
+from .readers import Reader
+
+
+class FobSerialReader(Reader):
+    kind = "em4100-serial"
+    READ_TIMEOUT = 0.5  # how often serve() looks at `stopping` when the line is quiet
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.hold = self.options["hold_ms"] / 1000
+        self._last: tuple[int, float] | None = None
+        self._ser = None
+        self._sim_master: int | None = None
+        self._sim_slave: int | None = None
+        self.port = self.options["port"]
+        if self.port == "sim":
+            self._sim_master, self._sim_slave = os.openpty()
+            tty.setraw(self._sim_slave)
+            self.port = os.ttyname(self._sim_slave)
+
+    def open(self) -> None:
+        self.parser = PARSERS[self.options["format"]]()
+        self._ser = serial.serial_for_url(self.port, baudrate=self.options["baudrate"],
+                                          timeout=self.READ_TIMEOUT)
+
+    def serve(self) -> None:
+        ser = self._ser
+        while not self.stopping.is_set():
+            data = ser.read(ser.in_waiting or 1)
+            if not data:
+                continue
+            for item in self.parser.feed(data):
+                if isinstance(item, BadFrame):
+                    self.bad_frame(item.reason)
+                else:
+                    self._tag(item.number)
+
+    def _tag(self, number: int) -> None:
+        now = self.clock.monotonic()
+        last = self._last
+        self._last = (number, now)
+        if last is not None and last[0] == number and now - last[1] < self.hold:
+            return  # the same fob still held: its frame repeats
+        self.credential("fob", str(number))
+
+    def wake(self) -> None:
+        ser = self._ser
+        if ser is not None and hasattr(ser, "cancel_read"):
+            try:
+                ser.cancel_read()
+            except Exception:
+                pass  # closing anyway
+
+    def close(self) -> None:
+        if self._ser is not None:
+            self._ser.close()
+            self._ser = None
+
+    def stop(self, timeout: float = 3.0) -> None:
+        super().stop(timeout)
+        for fd in (self._sim_master, self._sim_slave):
+            if fd is not None:
+                os.close(fd)
+        self._sim_master = self._sim_slave = None
+
+    # ---- simulation: real frames into the pseudo-terminal --------------------------
+    def sim_inputs(self) -> set[str]:
+        return {"fob"} if self._sim_master is not None else set()
+
+    def sim_present(self, kind: str, value: str, reply) -> None:
+        if self._sim_master is None:
+            raise ValueError(f"reader {self.name} is not simulated (port = \"sim\")")
+        if kind != "fob":
+            raise ValueError(f"reader {self.name} reads fobs, not {kind}")
+        if not self.opened.wait(5):
+            raise OSError(f"reader {self.name} is not open: {self.detail}")
+        number = int(value)
+        if number >= 1 << 32:
+            raise ValueError("a 125 kHz fob number fits in 32 bits")
+        self._expect(str(number), reply)
+        frame = (frame_rdm6300(number) if self.options["format"] == "rdm6300"
+                 else f"{number:010d}\r\n".encode())
+        self._last = None  # a new presentation, even of the same fob
+        os.write(self._sim_master, frame)
