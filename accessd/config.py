@@ -88,6 +88,7 @@ _READER_OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "d0_pin": ((int,), _REQUIRED),
         "d1_pin": ((int,), _REQUIRED),
         "gap_ms": ((int, float), 25.0),
+        "raw_bits": ((list,), []),            # extra frame lengths accepted without parity
     },
     "keypad-matrix": {
         "row_pins": ((list,), _REQUIRED),
@@ -280,6 +281,11 @@ def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, st
         pin("d1_pin", o["d1_pin"])
         if not 2 <= o["gap_ms"] <= 500:
             raise _err(path, f"{where}.gap_ms", f"must be 2-500 ms, got {o['gap_ms']}")
+        for n in o["raw_bits"]:
+            if isinstance(n, bool) or not isinstance(n, int) or not 9 <= n <= 64 \
+                    or n in (26, 34, 37):
+                raise _err(path, f"{where}.raw_bits", "must list frame lengths 9-64 other than "
+                                                      f"26, 34 and 37; got {n!r}")
     elif kind == "keypad-matrix":
         for key in ("row_pins", "col_pins"):
             if not o[key]:
