@@ -76,7 +76,6 @@ _READER_OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "nfc": {
         "path": ((str,), _REQUIRED),          # usb, usb:054c:06c3, tty:AMA0:pn532, udp:HOST:PORT
         "targets": ((list,), ["106A"]),
-        "removal_seconds": ((int, float), 0.1),
     },
     "em4100-serial": {
         "port": ((str,), _REQUIRED),          # /dev/ttyAMA0, /dev/serial0, rfc2217://..., "sim"
@@ -269,7 +268,6 @@ def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, st
         if not o["targets"] or any(t not in NFC_TARGETS for t in o["targets"]):
             raise _err(path, f"{where}.targets",
                        f"must be a non-empty list of {', '.join(NFC_TARGETS)}; got {o['targets']!r}")
-        _positive(path, f"{where}.removal_seconds", o["removal_seconds"])
     elif kind == "em4100-serial":
         _choice(path, f"{where}.format", o["format"], FOB_FORMATS)
         if o["baudrate"] <= 0:

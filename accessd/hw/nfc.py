@@ -1,0 +1,100 @@
+"""NFC readers through nfcpy: ISO 14443A (4-, 7- and 10-byte UIDs), ISO 14443B
+and FeliCa IDm, from any nfcpy device.
+
+Hardware and `path`:
+
+| path              | device                                                   |
+|-------------------|----------------------------------------------------------|
+| usb               | the first USB reader nfcpy supports (ACR122U, RC-S380…)  |
+| usb:054c:06c3     | a USB reader by vendor:product                           |
+| tty:AMA0:pn532    | a PN532 on the Pi's UART (/dev/ttyAMA0)                  |
+| tty:USB0:pn532    | a PN532 behind a USB-serial adapter                      |
+| udp:HOST:PORT     | nfcpy's software RF link (simulation and tests)          |
+
+Only the configured `targets` are polled (106A by default; 106B and 212F
+opt-in): every technology polled adds to the time a tap takes. A card held on
+the reader counts once: nfcpy holds the connection until it leaves. The value
+is the card's identifier in upper-case hex (UID, PUPI or IDm). Phones emulate
+cards with random UIDs; they need the cryptographic credentials of a later
+release. An unplugged reader is a reader.fault, retried until it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from .readers import Reader
+
+log = logging.getLogger(__name__)
+
+
+class NfcReader(Reader):
+    kind = "nfc"
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.path = self.options["path"]
+        self.targets = list(self.options["targets"])
+        self.clf = None
+        self.last_activation: float | None = None  # monotonic, for the benchmark
+        self.field_clear = threading.Event()  # no card held on the reader
+        self.field_clear.set()
+
+    def open(self) -> None:
+        import nfc  # only doors with an NFC reader load nfcpy
+        clf = nfc.ContactlessFrontend()
+        try:
+            found = clf.open(self.path)
+        except FileNotFoundError:
+            raise OSError(f"no USB access for {self.path!r} (is libusb-1.0 installed?)") from None
+        if not found:
+            raise OSError(f"no NFC reader found at {self.path!r}")
+        self.clf = clf
+
+    def serve(self) -> None:
+        options = {"targets": self.targets, "on-connect": self._on_connect,
+                   "iterations": 1, "interval": 0.05, "beep-on-connect": False}
+        while not self.stopping.is_set():
+            result = self.clf.connect(rdwr=options, terminate=self.stopping.is_set)
+            self.field_clear.set()
+            if result is False and not self.stopping.is_set():
+                # nfcpy swallowed an I/O error: reopen once quietly; a fault if that fails
+                self.close()
+                self.open()
+
+    def _on_connect(self, tag) -> bool:
+        self.field_clear.clear()
+        self.last_activation = self.clock.monotonic()
+        self.credential("nfc", bytes(tag.identifier).hex().upper())
+        return True  # hold until the card leaves: one presentation, one event
+
+    def close(self) -> None:
+        if self.clf is not None:
+            try:
+                self.clf.close()
+            finally:
+                self.clf = None
+
+    # ---- simulation: a card on nfcpy's udp link ------------------------------------
+    def sim_inputs(self) -> set[str]:
+        return {"tap"} if self.path.startswith("udp") else set()
+
+    def sim_present(self, kind: str, value: str, reply) -> None:
+        from .nfc_emulator import CardEmulator
+        if kind != "nfc":
+            raise ValueError(f"reader {self.name} reads NFC cards, not {kind}")
+        uid = bytes.fromhex(value)
+        if len(uid) not in (4, 7, 8):
+            raise ValueError("a simulated card needs a 4- or 7-byte UID (or an 8-byte FeliCa IDm)")
+        if len(uid) == 8 and "212F" not in self.targets:
+            raise ValueError(f"reader {self.name} does not poll FeliCa (targets)")
+        if not self.opened.wait(5):
+            raise OSError(f"reader {self.name} is not open: {self.detail}")
+        # the previous card must have left the field first, as with real cards
+        self.field_clear.wait(3)
+        self._expect(value, reply, kind="nfc")
+        card = CardEmulator(self.path)
+        threading.Thread(target=card.present, args=(uid,),
+                         kwargs={"kind": "felica" if len(uid) == 8 else "type2", "hold": 0.8},
+                         name=f"card-{self.name}", daemon=True).start()

@@ -1,0 +1,98 @@
+"""The NFC reader through the real nfcpy stack, over nfcpy's udp RF link."""
+
+import errno
+import queue
+import socket
+
+import nfc
+import pytest
+
+from accessd.clock import SystemClock
+from accessd.config import ReaderConfig
+from accessd.core.events import CredentialPresented
+from accessd.hw.nfc import NfcReader
+from accessd.hw.nfc_emulator import CardEmulator
+
+
+def free_udp_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture
+def nfc_rig():
+    readers = []
+
+    def make(targets=("106A",), path=None):
+        path = path or f"udp:localhost:{free_udp_port()}"
+        q = queue.Queue()
+        r = NfcReader(ReaderConfig("front-nfc", "nfc", {"path": path, "targets": list(targets),
+                                                        "retry_max_seconds": 0.2}),
+                      q.put, SystemClock(), retry_initial=0.05)
+        r.start()
+        readers.append(r)
+        return r, q, CardEmulator(path)
+    yield make
+    for r in readers:
+        r.stop(5)
+
+
+def tap(reader, card, uid, q, kind="type2", hold=1.0):
+    assert reader.opened.wait(5) and reader.field_clear.wait(5)
+    assert card.present(bytes.fromhex(uid), kind=kind, hold=hold)
+    ev = q.get(timeout=8)
+    assert isinstance(ev, CredentialPresented) and ev.kind == "nfc"
+    return ev.value
+
+
+@pytest.mark.parametrize("uid,kind", [
+    ("01020304", "type2"),            # 4-byte UID
+    ("04A1B2C3D4E5F6", "type2"),      # 7-byte NXP UID (nfcpy probes and re-selects it)
+    ("08112233", "type4"),            # ISO-DEP: RATS/ATS, APDUs answered
+])
+def test_iso14443a_cards(nfc_rig, uid, kind):
+    reader, q, card = nfc_rig()
+    assert tap(reader, card, uid, q, kind) == uid
+    assert reader.health()["state"] == "ok" and reader.health()["last_seen"]
+
+
+def test_felica_idm(nfc_rig):
+    reader, q, card = nfc_rig(targets=("212F",))
+    assert tap(reader, card, "0102030405060708", q, "felica") == "0102030405060708"
+
+
+def test_a_card_held_on_the_reader_counts_once(nfc_rig):
+    reader, q, card = nfc_rig()
+    tap(reader, card, "01020304", q, hold=2.5)       # nfcpy checks presence all along
+    assert reader.field_clear.wait(5)
+    assert q.empty()
+    assert tap(reader, card, "01020304", q) == "01020304"   # taken away and back: again
+
+
+def test_no_reader_at_the_path_is_a_fault_with_the_reason(nfc_rig):
+    reader, q, _ = nfc_rig(path="tty:AMA0:pn532")
+    ev = q.get(timeout=5)
+    assert ev.kind == "reader.fault" and "cannot open" in ev.detail
+    assert reader.health()["state"] == "fault"
+
+
+def test_unplug_mid_operation_then_back(nfc_rig, mocker):
+    """USB gone: the driver's sense raises ENODEV (nfcpy's connect() turns that into
+    False), and the device cannot be opened again until it is plugged back: faults
+    the udp peer cannot produce, so they are injected."""
+    reader, q, card = nfc_rig()
+    assert reader.opened.wait(5)
+    real_open = nfc.ContactlessFrontend.open
+    gone = {"on": True}
+    mocker.patch.object(nfc.ContactlessFrontend, "open",
+                        lambda self, path: False if gone["on"] else real_open(self, path))
+    mocker.patch.object(reader.clf.device, "sense_tta",
+                        side_effect=OSError(errno.ENODEV, "No such device"))
+    ev = q.get(timeout=5)
+    assert ev.kind == "reader.fault" and "no NFC reader found" in ev.detail
+    gone["on"] = False                               # plugged back in
+    assert q.get(timeout=5).kind == "reader.recovered"
+    assert tap(reader, card, "01020304", q) == "01020304"
