@@ -221,7 +221,8 @@ class Engine:
         futs.insert(0, fut)
         self._reply_when_logged(item.reply, futs, {
             "ok": True, "decision": "granted" if decision.granted else "denied",
-            "reason": decision.reason, "credential": cred, "relay": self._relay_word()})
+            "reason": decision.reason, "credential": cred, "reader": item.reader,
+            "relay": self._relay_word()})
 
     def _key(self, item: KeyPressed, now: float) -> None:
         self.pin, outcome = pinentry.press(self.pin, item.key, now, self.pin_cfg)

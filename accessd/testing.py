@@ -46,15 +46,54 @@ key_file = "keys/door-keys.json"
 socket = "run/control.sock"
 simulation = true
 
+{readers}"""
+
+SIM_READER = """
 [[readers]]
 name = "front"
 kind = "sim"
 """
 
+REAL_READERS = """
+[[readers]]
+name = "front-nfc"
+kind = "nfc"
+path = "udp:localhost:{nfc_port}"
 
-def write_sim_config(directory: Path, *, keys: bool = True, **overrides) -> Path:
+[[readers]]
+name = "front-fob"
+kind = "em4100-serial"
+port = "sim"
+
+[[readers]]
+name = "front-keypad"
+kind = "keypad-matrix"
+row_pins = [12, 16, 20, 21]
+col_pins = [13, 19, 26]
+
+[[readers]]
+name = "gate"
+kind = "wiegand"
+d0_pin = 7
+d1_pin = 8
+"""
+
+
+def free_udp_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def write_sim_config(directory: Path, *, keys: bool = True, real_readers: bool = False,
+                     **overrides) -> Path:
+    """A simulated door: a `sim` reader, or (real_readers) an NFC reader on nfcpy's
+    udp link, a serial fob reader on a pty, a matrix keypad and a Wiegand reader."""
+    readers = REAL_READERS.format(nfc_port=free_udp_port()) if real_readers else SIM_READER
     values = {"door_id": "test-door", "unlock_seconds": 5, "fail_mode": "secure",
-              "held_open_seconds": 30, "prealarm_seconds": 10, **overrides}
+              "held_open_seconds": 30, "prealarm_seconds": 10, "readers": readers, **overrides}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "accessd.toml"

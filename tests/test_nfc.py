@@ -2,7 +2,6 @@
 
 import errno
 import queue
-import socket
 
 import nfc
 import pytest
@@ -12,14 +11,7 @@ from accessd.config import ReaderConfig
 from accessd.core.events import CredentialPresented
 from accessd.hw.nfc import NfcReader
 from accessd.hw.nfc_emulator import CardEmulator
-
-
-def free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from accessd.testing import free_udp_port
 
 
 @pytest.fixture

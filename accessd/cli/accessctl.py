@@ -395,7 +395,8 @@ def _sim(obj: Ctx, req: dict, as_json: bool) -> None:
             extra = f" ({r['reason']})" if r.get("reason") else ""
             cred = f" {r['credential']}" if r.get("credential") else ""
             relay = f" relay: {r['relay']}" if r.get("relay") else ""
-            click.echo(f"{r['decision'].upper()}{cred}{extra}.{relay}")
+            where = f" at {r['reader']}" if r.get("reader") else ""
+            click.echo(f"{r['decision'].upper()}{cred}{extra}{where}.{relay}")
         else:
             alarms = ", ".join(r.get("alarms", [])) or "none"
             click.echo(f"relay: {r['relay']}, door: {'open' if r['door_open'] else 'closed'}, "
@@ -427,11 +428,12 @@ def tap(obj, uid, reader, as_json):
 @json_opt
 @click.pass_obj
 def fob(obj, number, reader, as_json):
-    """Present a 125 kHz fob with this number.
+    """Present a 125 kHz fob (or a Wiegand card) with this number.
 
     \b
-    Example:
+    Examples:
       accessctl sim fob 12648430
+      accessctl sim fob 12648430 --reader gate
     """
     _sim(obj, {"input": "fob", "number": number, **({"reader": reader} if reader else {})},
          as_json)
