@@ -5,4 +5,4 @@ encrypted whitelist and drives the lock relay, and every attempt lands in a
 hash-chained SQLite event log. See README.md and DESIGN.md.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

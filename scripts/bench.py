@@ -7,6 +7,7 @@
   eventlog_append_ms  one durable append on its own
   daemon            per size: start -> READY=1 (s), RSS after taps (MB), peak RSS
   idle_cpu_percent  the daemon with no taps, over --idle seconds, percent of one core
+  readers           end to end through nfcpy (udp), pyserial (pty) and gpiozero (Wiegand pulses)
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ def main() -> None:
                     help="whitelist sizes, comma-separated (default: %(default)s)")
     ap.add_argument("--taps", type=int, default=2000, help="taps per size for decision latency")
     ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measurement")
+    ap.add_argument("--no-readers", action="store_true", help="skip the reader end-to-end runs")
     args = ap.parse_args()
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -177,7 +179,146 @@ def main() -> None:
                 load_config(config).storage.whitelist_path.stat().st_size / 2**20, 1)
             result["sizes"][str(n)] = entry
             print(f"bench: {n} credentials done", file=sys.stderr)
+        if not args.no_readers:
+            result["readers"] = bench_readers(Path(tmp) / "readers")
+            print("bench: readers done", file=sys.stderr)
     print(json.dumps(result, indent=2))
+
+
+def bench_readers(directory: Path, taps: int = 12) -> dict:
+    """End to end through each real reader stack into the core, on one door:
+    NFC (nfcpy udp link), a fob frame on a pty (pyserial), a Wiegand pulse train."""
+    from accessd.config import ReaderConfig
+    from accessd.core.events import Stop
+    from accessd.hw.fob_serial import FobSerialReader
+    from accessd.hw.nfc import NfcReader
+    from accessd.hw.nfc_emulator import CardEmulator
+    from accessd.hw.wiegand import WiegandReader
+    from accessd.protocols.em4100 import frame_rdm6300
+    from accessd.protocols.wiegand import encode_h10301
+    from accessd.testing import free_udp_port
+
+    config = build_door(directory, 1000, unlock_seconds=0.001)
+    cfg = load_config(config)
+    keys = load_key_file(cfg.storage.key_file)
+    admin = WhitelistAdmin(cfg.storage.whitelist_path, keys)
+    admin.enroll("nfc", "01020304", "bench-nfc")
+    admin.enroll("fob", "12648430", "bench-fob")
+    admin.close()
+    clock = SystemClock()
+    wl = Whitelist(cfg.storage.whitelist_path, keys)
+    logw = LogWriter(EventLog(cfg.storage.eventlog_path, cfg.door.id), wall=clock.wall)
+    logw.start()
+    factory = MockFactory()
+    out = DoorOutputs(cfg.gpio, cfg.door.fail_mode, factory)
+    engine = Engine(cfg, wl, out, logw, clock)
+    core = threading.Thread(target=engine.run, daemon=True)
+    core.start()
+    queued: list[int] = []
+
+    def post(item):
+        if hasattr(item, "t_queued"):
+            queued.append(item.t_queued)
+        engine.post(item)
+
+    def one(trigger) -> tuple[float, float] | None:
+        """(stimulus -> credential event, stimulus -> relay) in ms, or None if lost."""
+        n = len(engine.decision_latency_us)
+        q0 = len(queued)
+        t0 = trigger()
+        deadline = time.monotonic() + 5
+        while len(engine.decision_latency_us) == n and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        if len(engine.decision_latency_us) == n or len(queued) == q0:
+            return None
+        to_event = (queued[q0] - t0) / 1e6
+        return to_event, to_event + engine.decision_latency_us[n] / 1000
+
+    res = {}
+    # NFC: card enters the field -> nfcpy connect -> relay
+    port = free_udp_port()
+    nfc_r = NfcReader(ReaderConfig("nfc", "nfc", {"path": f"udp:localhost:{port}",
+                                                  "targets": ["106A"]}), post, clock)
+    nfc_r.start()
+    nfc_r.opened.wait(5)
+    card = CardEmulator(f"udp:localhost:{port}")
+    samples = []
+    for _ in range(taps):
+        nfc_r.field_clear.wait(5)
+        t = {}
+
+        def present():
+            t["t0"] = time.perf_counter_ns()
+            threading.Thread(target=card.present, args=(bytes.fromhex("01020304"),),
+                             kwargs={"hold": 0.2}, daemon=True).start()
+            return t["t0"]
+        s = one(present)
+        if s:
+            samples.append(s)
+    nfc_r.stop(5)
+    connect = [a for a, _ in samples]
+    total = [b for _, b in samples]
+    res["nfc_udp"] = {"n": len(samples),
+                      "nfcpy_connect_ms_p50": round(statistics.median(connect), 2),
+                      "card_to_relay_ms_p50": round(statistics.median(total), 2),
+                      "ours_ms_p50": round(statistics.median(b - a for a, b in samples), 3),
+                      "ours_ms_max": round(max(b - a for a, b in samples), 3),
+                      "note": "nfcpy_connect includes up to 1 s of its udp poll cycle"}
+    # fob: frame written to the pty -> pyserial -> parser -> relay
+    fob_r = FobSerialReader(ReaderConfig("fob", "em4100-serial", {
+        "port": "sim", "baudrate": 9600, "format": "rdm6300", "hold_ms": 0}), post, clock)
+    fob_r.start()
+    fob_r.opened.wait(5)
+    frame = frame_rdm6300(12648430)
+    samples = []
+    for _ in range(200):
+        def write():
+            t0 = time.perf_counter_ns()
+            os.write(fob_r._sim_master, frame)
+            return t0
+        s = one(write)
+        if s:
+            samples.append(s[1] * 1000)
+        time.sleep(0.003)
+    fob_r.stop()
+    res["fob_pty_frame_to_relay_ms"] = summary_ms(samples)
+    # Wiegand: last bit -> frame end after the gap -> relay
+    wg = WiegandReader(ReaderConfig("gate", "wiegand", {"d0_pin": 7, "d1_pin": 8, "gap_ms": 25,
+                                                        "raw_bits": []}), post, clock,
+                       factory=factory)
+    wg.start()
+    wg.opened.wait(5)
+    bits = encode_h10301(192, 65518)
+    samples, flush = [], []
+    for _ in range(50):
+        def pulses():
+            pins = {0: factory.pin(7), 1: factory.pin(8)}
+            t = time.perf_counter()
+            for i, b in enumerate(bits):
+                if i:
+                    t += 0.002  # one bit every 2 ms
+                    while time.perf_counter() < t:
+                        pass
+                pins[b].drive_low()
+                last = time.perf_counter_ns()  # the reader stamps the falling edge
+                pins[b].drive_high()
+            return last
+        s = one(pulses)
+        if s:
+            samples.append(s[1] * 1000)
+            flush.append((s[0] - 25) * 1000)
+        time.sleep(0.01)
+    wg.stop()
+    summ = summary_ms(samples)
+    res["wiegand_last_bit_to_relay_ms"] = {**summ, "gap_ms": 25,
+                                           "beyond_gap_p50_ms": round(summ["p50"] - 25, 3),
+                                           "beyond_gap_p99_ms": round(summ["p99"] - 25, 3),
+                                           "frame_flush_late_ms": summary_ms(flush)}
+    engine.post(Stop())
+    core.join(5)
+    logw.stop()
+    out.close()
+    return res
 
 
 if __name__ == "__main__":

@@ -113,3 +113,13 @@ def test_pin_in_use_is_a_fault_then_recovers(factory):
         assert type_keys(r, q, "8") == "8"
     finally:
         r.stop()
+
+
+def test_a_column_pulled_low_by_noise_is_a_bad_frame_not_a_key(keypad):
+    reader, q = keypad
+    reader.peer.short(2)                  # shorted to ground: low whatever the rows do
+    ev = q.get(timeout=5)
+    assert ev.kind == "reader.bad_frame" and "column 3 (GPIO20) is low with no row driven" in ev.detail
+    reader.peer.short(2, False)
+    wait_until(reader.idle.is_set, what="the keypad to re-arm")
+    assert type_keys(reader, q, "9") == "9"

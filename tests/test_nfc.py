@@ -88,3 +88,40 @@ def test_unplug_mid_operation_then_back(nfc_rig, mocker):
     gone["on"] = False                               # plugged back in
     assert q.get(timeout=5).kind == "reader.recovered"
     assert tap(reader, card, "01020304", q) == "01020304"
+
+
+def test_garbage_on_the_rf_link_is_survived(nfc_rig):
+    """A peer answering the reader's polls with malformed datagrams: no credential,
+    no crash, and the next real card is read."""
+    import socket
+    import threading
+    import time as _time
+    reader, q, card = nfc_rig()
+    assert reader.opened.wait(5)
+    port = int(card.path.rsplit(":", 1)[1])
+    rogue = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rogue.bind(("0.0.0.0", port))
+    rogue.settimeout(0.2)
+    answered = []
+
+    def babble():
+        end = _time.monotonic() + 2.5
+        while _time.monotonic() < end:
+            try:
+                data, addr = rogue.recvfrom(1024)
+            except socket.timeout:
+                continue
+            for junk in (b"106A zz", b"106A 4400", b"\xff\xfe", b"106A 88aabbcc00"):
+                rogue.sendto(junk, addr)
+            answered.append(data)
+    t = threading.Thread(target=babble)
+    t.start()
+    t.join()
+    rogue.close()
+    assert answered, "the reader never polled"
+    notices = []
+    while not q.empty():
+        notices.append(q.get())
+    assert notices and all(n.kind == "reader.bad_frame" for n in notices), notices
+    assert reader.health()["state"] == "ok" and reader.health()["bad_frames"] >= 1
+    assert tap(reader, card, "01020304", q) == "01020304"

@@ -78,21 +78,35 @@ class MatrixKeypadReader(Reader):
             hit = self._scan()
             if hit is None:
                 continue  # a bounce or a glitch: nothing held after the settle time
+            if isinstance(hit, str):
+                self.bad_frame(hit)
+                col = next(c for c in self.cols if c.is_active)
+                self._wait_release(col)
+                continue
             key, col = hit
             self.key(key)
             self._key_posted.set()
-            while not self.stopping.is_set():  # until this key's column is released
-                self._released.clear()
-                if not col.is_active:
-                    break
-                self._released.wait()
-            self.stopping.wait(self.debounce)
+            self._wait_release(col)
 
-    def _scan(self) -> tuple[str, DigitalInputDevice] | None:
+    def _wait_release(self, col) -> None:
+        while not self.stopping.is_set():  # until this column is released
+            self._released.clear()
+            if not col.is_active:
+                break
+            self._released.wait()
+        self.stopping.wait(self.debounce)
+
+    def _scan(self) -> tuple[str, DigitalInputDevice] | str | None:
+        """The key held, None if nothing is, or a message if a column reads low with
+        no row driven (noise, or a column shorted to ground): never a phantom key."""
         for r in self.rows:
             r.off()
         found = None
         try:
+            stuck = [j for j, c in enumerate(self.cols) if c.is_active]
+            if stuck:
+                return (f"column {stuck[0] + 1} (GPIO{self.options['col_pins'][stuck[0]]}) "
+                        "is low with no row driven: noise or a short")
             for i, row in enumerate(self.rows):
                 row.on()
                 hits = [j for j, c in enumerate(self.cols) if c.is_active]
@@ -150,13 +164,15 @@ class KeypadPeer:
         self.rows = [factory.pin(p, pin_class=_RowPin, peer=self) for p in row_pins]
         self.cols = [factory.pin(p) for p in col_pins]
         self.held: set[str] = set()
+        self.shorted: set[int] = set()  # columns shorted to ground (a wiring fault)
         self._lock = threading.RLock()
 
     def update(self) -> None:
         with self._lock:
             for c, col in enumerate(self.cols):
-                low = any(self.where[k][1] == c and self.rows[self.where[k][0]].state == 0
-                          for k in self.held)
+                low = c in self.shorted or any(
+                    self.where[k][1] == c and self.rows[self.where[k][0]].state == 0
+                    for k in self.held)
                 if col.function == "input":
                     col.drive_low() if low else col.drive_high()
 
@@ -170,4 +186,10 @@ class KeypadPeer:
     def release(self, key: str) -> None:
         with self._lock:
             self.held.discard(key)
+            self.update()
+
+    def short(self, col: int, shorted: bool = True) -> None:
+        """Short column `col` (0-based) to ground, or remove the short."""
+        with self._lock:
+            (self.shorted.add if shorted else self.shorted.discard)(col)
             self.update()

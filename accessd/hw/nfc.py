@@ -56,7 +56,13 @@ class NfcReader(Reader):
         options = {"targets": self.targets, "on-connect": self._on_connect,
                    "iterations": 1, "interval": 0.05, "beep-on-connect": False}
         while not self.stopping.is_set():
-            result = self.clf.connect(rdwr=options, terminate=self.stopping.is_set)
+            try:
+                result = self.clf.connect(rdwr=options, terminate=self.stopping.is_set)
+            except (ValueError, IndexError, TypeError) as exc:
+                # nfcpy lets some malformed RF data escape as these: noise, not a fault
+                self.field_clear.set()
+                self.bad_frame(f"malformed data on the RF link ({type(exc).__name__}: {exc})")
+                continue
             self.field_clear.set()
             if result is False and not self.stopping.is_set():
                 # nfcpy swallowed an I/O error: reopen once quietly; a fault if that fails
