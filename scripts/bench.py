@@ -66,7 +66,10 @@ def build_door(directory: Path, n: int, **cfg) -> Path:
     return config
 
 
-def bench_decisions(config: Path, n: int, taps: int, gap: float) -> dict:
+def start_engine(config: Path):
+    """The core on a real whitelist and event log, MockFactory outputs, its own thread.
+    Returns (engine, pin factory, stop); stop() waits for the log, then shuts down."""
+    from accessd.core.events import Stop
     cfg = load_config(config)
     keys = load_key_file(cfg.storage.key_file)
     clock = SystemClock()
@@ -76,20 +79,28 @@ def bench_decisions(config: Path, n: int, taps: int, gap: float) -> dict:
     factory = MockFactory()
     out = DoorOutputs(cfg.gpio, cfg.door.fail_mode, factory)
     engine = Engine(cfg, wl, out, logw, clock)
-    t = threading.Thread(target=engine.run, daemon=True)
-    t.start()
+    core = threading.Thread(target=engine.run, daemon=True)
+    core.start()
+
+    def stop():
+        if logw.last_future is not None:
+            logw.last_future.result(30)
+        engine.post(Stop())
+        core.join(5)
+        logw.stop()
+        out.close()
+        wl.close()
+    return engine, factory, stop
+
+
+def bench_decisions(config: Path, n: int, taps: int, gap: float) -> dict:
+    engine, factory, stop = start_engine(config)
     rng = random.Random(n)
     for _ in range(taps):
         # unlock_seconds is 1 ms here, so every grant moves the relay again
         engine.post(CredentialPresented("bench", "nfc", uid_for(rng.randrange(n))))
         time.sleep(gap)
-    logw.last_future.result(30)
-    from accessd.core.events import Stop
-    engine.post(Stop())
-    t.join(5)
-    logw.stop()
-    out.close()
-    wl.close()
+    stop()
     return {"decision_ms": summary_ms(list(engine.decision_latency_us)),
             "log_lag_ms": summary_ms(list(engine.log_lag_us))}
 
@@ -189,7 +200,6 @@ def bench_readers(directory: Path, taps: int = 12) -> dict:
     """End to end through each real reader stack into the core, on one door:
     NFC (nfcpy udp link), a fob frame on a pty (pyserial), a Wiegand pulse train."""
     from accessd.config import ReaderConfig
-    from accessd.core.events import Stop
     from accessd.hw.fob_serial import FobSerialReader
     from accessd.hw.nfc import NfcReader
     from accessd.hw.nfc_emulator import CardEmulator
@@ -200,20 +210,12 @@ def bench_readers(directory: Path, taps: int = 12) -> dict:
 
     config = build_door(directory, 1000, unlock_seconds=0.001)
     cfg = load_config(config)
-    keys = load_key_file(cfg.storage.key_file)
-    admin = WhitelistAdmin(cfg.storage.whitelist_path, keys)
+    admin = WhitelistAdmin(cfg.storage.whitelist_path, load_key_file(cfg.storage.key_file))
     admin.enroll("nfc", "01020304", "bench-nfc")
     admin.enroll("fob", "12648430", "bench-fob")
     admin.close()
     clock = SystemClock()
-    wl = Whitelist(cfg.storage.whitelist_path, keys)
-    logw = LogWriter(EventLog(cfg.storage.eventlog_path, cfg.door.id), wall=clock.wall)
-    logw.start()
-    factory = MockFactory()
-    out = DoorOutputs(cfg.gpio, cfg.door.fail_mode, factory)
-    engine = Engine(cfg, wl, out, logw, clock)
-    core = threading.Thread(target=engine.run, daemon=True)
-    core.start()
+    engine, factory, stop = start_engine(config)
     queued: list[int] = []
 
     def post(item):
@@ -314,10 +316,7 @@ def bench_readers(directory: Path, taps: int = 12) -> dict:
                                            "beyond_gap_p50_ms": round(summ["p50"] - 25, 3),
                                            "beyond_gap_p99_ms": round(summ["p99"] - 25, 3),
                                            "frame_flush_late_ms": summary_ms(flush)}
-    engine.post(Stop())
-    core.join(5)
-    logw.stop()
-    out.close()
+    stop()
     return res
 
 

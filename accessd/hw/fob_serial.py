@@ -99,8 +99,7 @@ class FobSerialReader(Reader):
             raise ValueError(f"reader {self.name} is not simulated (port = \"sim\")")
         if kind != "fob":
             raise ValueError(f"reader {self.name} reads fobs, not {kind}")
-        if not self.opened.wait(5):
-            raise OSError(f"reader {self.name} is not open: {self.detail}")
+        self._require_open()
         number = int(value)
         if number >= 1 << 32:
             raise ValueError("a 125 kHz fob number fits in 32 bits")

@@ -129,8 +129,7 @@ class MatrixKeypadReader(Reader):
         return {"pin"} if self.peer is not None else set()
 
     def sim_keys(self, keys: str, reply) -> None:
-        if not self.opened.wait(5):
-            raise OSError(f"reader {self.name} is not open: {self.detail}")
+        self._require_open()
         self._expect(keys[-1], reply, kind="key")
         for k in keys:
             self.idle.wait(2)

@@ -95,8 +95,7 @@ class NfcReader(Reader):
             raise ValueError("a simulated card needs a 4- or 7-byte UID (or an 8-byte FeliCa IDm)")
         if len(uid) == 8 and "212F" not in self.targets:
             raise ValueError(f"reader {self.name} does not poll FeliCa (targets)")
-        if not self.opened.wait(5):
-            raise OSError(f"reader {self.name} is not open: {self.detail}")
+        self._require_open()
         # the previous card must have left the field first, as with real cards
         self.field_clear.wait(3)
         self._expect(value, reply, kind="nfc")

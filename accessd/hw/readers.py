@@ -166,6 +166,11 @@ class Reader:
         """Which `accessctl sim` inputs (tap, fob, pin) this reader can take right now."""
         return set()
 
+    def _require_open(self) -> None:
+        """Simulated input needs the device open (bytes sent before that are lost)."""
+        if not self.opened.wait(5):
+            raise OSError(f"reader {self.name} is not open: {self.detail}")
+
     def _expect(self, value: str, reply, kind: str = "fob") -> None:
         """The reply for a simulated input goes with the credential when it is read."""
         with self._lock:

@@ -138,8 +138,7 @@ class WiegandReader(Reader):
     def sim_present(self, kind: str, value: str, reply) -> None:
         if kind != "fob":
             raise ValueError(f"reader {self.name} reads card numbers, not {kind}")
-        if not self.opened.wait(5):
-            raise OSError(f"reader {self.name} is not open: {self.detail}")
+        self._require_open()
         number = int(value)
         if number >= 1 << 24:
             raise ValueError("a simulated Wiegand card number must fit 24 bits (H10301)")
@@ -147,8 +146,7 @@ class WiegandReader(Reader):
         self.pulse(wiegand.encode_h10301(number >> 16, number & 0xFFFF))
 
     def sim_keys(self, keys: str, reply) -> None:
-        if not self.opened.wait(5):
-            raise OSError(f"reader {self.name} is not open: {self.detail}")
+        self._require_open()
         self._expect(keys[-1], reply, kind="key")
         pause = threading.Event()
         for k in keys:
