@@ -59,6 +59,11 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "group": ((str,), ""),
         "simulation": ((bool,), False),
     },
+    "sync": {
+        "url": ((str,), ""),                 # "" = this door is enrolled locally
+        "interval_seconds": ((int, float), 300.0),
+        "max_age_hours": ((int, float), 72.0),
+    },
     "pin": {
         "min_length": ((int,), 4),
         "max_length": ((int,), 8),
@@ -146,6 +151,13 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    url: str
+    interval_seconds: float
+    max_age_hours: float
+
+
+@dataclass(frozen=True)
 class PinConfig:
     min_length: int
     max_length: int
@@ -168,11 +180,12 @@ class Config:
     api: ApiConfig
     pin: PinConfig
     readers: tuple[ReaderConfig, ...]
+    sync: SyncConfig = SyncConfig("", 300.0, 72.0)
 
     def as_dict(self) -> dict:
         """The effective config, ready to print; holds no secret (keys live in the key file)."""
         out: dict[str, Any] = {"config_file": str(self.path)}
-        for name in ("door", "gpio", "storage", "api", "pin"):
+        for name in ("door", "gpio", "storage", "api", "pin", "sync"):
             section = getattr(self, name)
             out[name] = {k: (str(v) if isinstance(v, Path) else v)
                          for k, v in section.__dict__.items()}
@@ -370,6 +383,15 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
     if len(os.fsencode(sock)) > 107:
         raise _err(path, "api.socket", f"path is too long for a Unix socket ({sock})")
 
+    sy = s["sync"]
+    if sy["url"]:
+        from urllib.parse import urlparse
+        u = urlparse(sy["url"])
+        if u.scheme != "file" or u.netloc or not u.path.startswith("/"):
+            raise _err(path, "sync.url", f"must be file:///absolute/path, got {sy['url']!r}")
+    _positive(path, "sync.interval_seconds", sy["interval_seconds"])
+    _positive(path, "sync.max_age_hours", sy["max_age_hours"])
+
     p = s["pin"]
     if not 1 <= p["min_length"] <= p["max_length"] <= 16:
         raise _err(path, "pin.max_length" if p["min_length"] >= 1 else "pin.min_length",
@@ -408,4 +430,5 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         api=ApiConfig(socket=sock, group=a["group"], simulation=a["simulation"]),
         pin=PinConfig(**p),
         readers=tuple(readers),
+        sync=SyncConfig(**sy),
     )

@@ -5,6 +5,7 @@ Requests (one JSON object per line, one reply line each):
   {"op": "status"}
   {"op": "unlock"}                               remote unlock, logged with the caller's uid
   {"op": "capture", "timeout": 30}               the next credential presented (enrolment)
+  {"op": "sync"}                                 pull and apply this door's bundle now
   {"op": "sim", "input": "tap", "uid": "04A1B2C3"}          simulation only
   {"op": "sim", "input": "fob", "number": "12648430"}
   {"op": "sim", "input": "pin", "keys": "1234#"}
@@ -56,12 +57,12 @@ def _field(req: dict, name: str, kind=str, choices=None):
 class Controller:
     """Turns parsed requests into core queue items; runs in the socket's threads."""
 
-    def __init__(self, engine, readers, inputs, *, simulation: bool, pin_limits=(4, 8)):
+    def __init__(self, engine, readers, inputs, *, simulation: bool, sync=None):
         self.engine = engine
+        self.sync = sync
         self.readers = {r.name: r for r in readers}
         self.inputs = inputs
         self.simulation = simulation
-        self.pin_limits = pin_limits
 
     def _wait(self, fut: Future, timeout: float = REPLY_TIMEOUT) -> dict:
         try:
@@ -91,7 +92,11 @@ class Controller:
             return self._wait(fut, timeout + REPLY_TIMEOUT)
         if op == "sim":
             return self._sim(req)
-        raise ProtocolError(f"unknown op {op!r} (known: status, unlock, capture, sim)")
+        if op == "sync":
+            if self.sync is None:
+                raise ProtocolError("this door does not sync (no sync.url in its config)")
+            return self._wait(self.sync.request(), 60)
+        raise ProtocolError(f"unknown op {op!r} (known: status, unlock, capture, sim, sync)")
 
     def _sim_reader(self, req: dict, what: str):
         """The reader to simulate `what` on: the one named, or the first that can."""

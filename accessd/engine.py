@@ -22,7 +22,8 @@ from .core import door as fsm
 from .core import pinentry
 from .core.decide import UNREADABLE, Decision, decide
 from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputChanged,
-                          KeyPressed, ReaderNotice, RemoteUnlock, StatusRequest, Stop)
+                          KeyPressed, Notice, ReaderNotice, RemoteUnlock, StatusRequest,
+                          Stop, SwapWhitelist)
 from .errors import StoreError
 from .storage.crypto import fingerprint
 
@@ -187,6 +188,10 @@ class Engine:
             item.reply.set_result(self.status())
         elif isinstance(item, ReaderNotice):
             self._record(item.kind, item.detail, detail={"reader": item.reader})
+        elif isinstance(item, Notice):
+            self._record(item.kind, item.reason, detail=item.detail)
+        elif isinstance(item, SwapWhitelist):
+            self._swap(item)
         else:
             raise TypeError(f"unknown queue item {item!r}")
 
@@ -223,6 +228,19 @@ class Engine:
             "ok": True, "decision": "granted" if decision.granted else "denied",
             "reason": decision.reason, "credential": cred, "reader": item.reader,
             "relay": self._relay_word()})
+
+    def _swap(self, item: SwapWhitelist) -> None:
+        try:
+            self.whitelist.replace_with(item.path)
+        except Exception as exc:
+            fut = self._record("sync.rejected", f"cannot install whitelist: {exc}")
+            self._reply_when_logged(item.reply, [fut], {"ok": False, "error": str(exc)})
+            return
+        count = self.whitelist.count()
+        fut = self._record("sync.applied", f"whitelist version {item.version} applied",
+                           detail={"version": item.version, "credentials": count})
+        self._reply_when_logged(item.reply, [fut], {"ok": True, "version": item.version,
+                                                    "credentials": count})
 
     def _key(self, item: KeyPressed, now: float) -> None:
         self.pin, outcome = pinentry.press(self.pin, item.key, now, self.pin_cfg)

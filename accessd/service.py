@@ -106,9 +106,13 @@ class DoorService:
             r.start()
             self._closers.append(r.stop)
 
+        self.sync = None
+        if cfg.sync.url:
+            from .sync.door import SyncWorker
+            self.sync = SyncWorker(cfg, keys, self.q.put, self.clock)
         self.server = ControlServer(cfg.api.socket,
                                     Controller(self.engine, self.readers, self.inputs,
-                                               simulation=cfg.api.simulation),
+                                               simulation=cfg.api.simulation, sync=self.sync),
                                     cfg.api.group)
         self._closers.append(self.server.stop)
         self.server.start()
@@ -119,6 +123,9 @@ class DoorService:
                                  "simulation": cfg.api.simulation})
         self.core_thread = threading.Thread(target=self.engine.run, name="core", daemon=True)
         self.core_thread.start()
+        if self.sync is not None:
+            self.sync.start()
+            self._closers.append(self.sync.stop)
         status = f"door {cfg.door.id} ready, {count} credentials"
         log.info("%s; control socket %s", status, cfg.api.socket)
         self.notifier.ready(status)

@@ -57,9 +57,17 @@ def _fmt_time(epoch: float | None) -> str:
 
 
 class Ctx:
-    def __init__(self, config_path: str):
+    def __init__(self, config_path: str, site_dir: str | None = None):
         self.config_path = config_path
+        self.site_dir = site_dir
         self._cfg = None
+
+    def site_path(self):
+        from pathlib import Path
+        if not self.site_dir:
+            raise click.UsageError("this is an office command: give --site DIR (or set "
+                                   "ACCESSD_SITE)")
+        return Path(self.site_dir)
 
     def cfg(self, require_keys: bool = True):
         if self._cfg is None or require_keys:
@@ -111,16 +119,22 @@ json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON for 
 @click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
               envvar="ACCESSD_CONFIG", default=str(DEFAULT_CONFIG), show_default=True,
               help="The door's TOML config file (or $ACCESSD_CONFIG).")
+@click.option("--site", "site_dir", type=click.Path(file_okay=False), envvar="ACCESSD_SITE",
+              help="The office's site directory (or $ACCESSD_SITE): enroll, list, revoke "
+                   "and lost then work on the site database, and the office commands "
+                   "(site, group, door, person, grant, import, publish) are available.")
 @click.version_option(__version__, prog_name="accessctl")
 @click.pass_context
-def main(ctx, config_path: str) -> None:
-    """Staff tool for an accessd door: keys, enrolment, status, events, simulation.
+def main(ctx, config_path: str, site_dir: str | None) -> None:
+    """Staff tool for accessd: a door (keys, enrolment, status, events, simulation)
+    and, with --site, the office (people, doors, bundles).
 
     \b
-    Example:
+    Examples:
       accessctl --config /etc/accessd/accessd.toml status
+      accessctl --site /srv/accessd-site person list
     """
-    ctx.obj = Ctx(config_path)
+    ctx.obj = Ctx(config_path, site_dir)
 
 
 # ---- keys -----------------------------------------------------------------
@@ -155,7 +169,10 @@ def keys_init(obj: Ctx) -> None:
 # ---- enrolment ------------------------------------------------------------
 @main.command()
 @click.option("--kind", type=click.Choice(KINDS), required=True, help="Credential kind.")
-@click.option("--holder", required=True, help="Who holds it: an id from the office, e.g. 12A-1.")
+@click.option("--holder", help="Door mode: who holds it, an id from the office, e.g. 12A-1.")
+@click.option("--person", help="Site mode (--site): the person it belongs to.")
+@click.option("--nfc-reader", help="Site mode: capture from an NFC reader on this machine "
+                                   "(an nfcpy path, e.g. usb).")
 @click.option("--uid", "value", help="The UID / fob number (not for PINs).")
 @click.option("--capture", is_flag=True, help="Take the next credential presented at the door.")
 @click.option("--capture-timeout", default=30, show_default=True, type=click.IntRange(1, 600),
@@ -165,46 +182,41 @@ def keys_init(obj: Ctx) -> None:
 @click.option("--valid-until", help="End of validity: 2026-12-31, 2026-12-31T18:00 or 7d.")
 @json_opt
 @click.pass_obj
-def enroll(obj: Ctx, kind, holder, value, capture, capture_timeout, pin_stdin, valid_from,
-           valid_until, as_json) -> None:
-    """Enrol a credential into this door's whitelist.
+def enroll(obj: Ctx, kind, holder, person, nfc_reader, value, capture, capture_timeout, pin_stdin,
+           valid_from, valid_until, as_json) -> None:
+    """Enrol a credential: into this door's whitelist, or with --site into the
+    site database for a person (then publish).
 
     A PIN is typed at a hidden prompt (twice); a card or fob is given with
-    --uid or captured from the reader with --capture.
+    --uid, captured from a door's reader with --capture (through --config's
+    control socket), or, at the office, read with --nfc-reader.
 
     \b
     Examples:
       accessctl enroll --kind nfc --holder 12A-1 --uid 04A1B2C3 --valid-until 2027-06-30
       accessctl enroll --kind fob --holder 12A-2 --capture
       accessctl enroll --kind pin --holder 12A-1
+      accessctl --site /srv/site enroll --person p1a2b3c4 --kind nfc --nfc-reader usb
     """
-    cfg = obj.cfg()
-    if not holder.strip() or len(holder) > 64:
+    if obj.site_dir:
+        if not person or holder:
+            raise click.UsageError("with --site, name the --person (not --holder)")
+        value = _credential_value(obj, kind, value, capture, capture_timeout, pin_stdin,
+                                  nfc_reader, limits=(4, 8))
+        from .site_cmds import site_of
+        site = site_of(obj)
+        rec = site.credential_add(person, kind, value,
+                                  valid_from=parse_when(valid_from) if valid_from else None,
+                                  valid_until=parse_when(valid_until) if valid_until else None)
+        _out(as_json, rec, lambda: click.echo(
+            f"enrolled {kind} {rec['id']} ({rec['fingerprint']}) for {person}; "
+            "run 'accessctl publish' to update the doors"))
+        return
+    if not holder or not holder.strip() or len(holder) > 64:
         raise click.BadParameter("must be 1-64 characters", param_hint="--holder")
-    if kind == "pin":
-        if value or capture:
-            raise click.UsageError("a PIN is typed, not given with --uid or --capture")
-        if pin_stdin:
-            value = sys.stdin.readline().strip()
-        else:
-            value = click.prompt("PIN", hide_input=True, confirmation_prompt=True)
-    elif capture:
-        if value:
-            raise click.UsageError("use --uid or --capture, not both")
-        click.echo(f"present the {kind} to any reader of door {cfg.door.id} "
-                   f"(waiting {capture_timeout} s)...", err=True)
-        with obj.client() as c:
-            got = _reply(c.request({"op": "capture", "timeout": capture_timeout},
-                                   timeout=capture_timeout + 15))
-        if got["kind"] != kind:
-            fail(f"captured a {got['kind']} credential, but --kind is {kind}")
-        value = got["value"]
-    elif not value:
-        raise click.UsageError("give --uid VALUE or --capture")
-    try:
-        value = normalize(kind, value, pin_min=cfg.pin.min_length, pin_max=cfg.pin.max_length)
-    except CredentialFormatError as exc:
-        raise click.BadParameter(str(exc), param_hint="PIN" if kind == "pin" else "--uid")
+    cfg = obj.cfg()
+    value = _credential_value(obj, kind, value, capture, capture_timeout, pin_stdin, None,
+                              limits=(cfg.pin.min_length, cfg.pin.max_length))
     vf = parse_when(valid_from) if valid_from else None
     vu = parse_when(valid_until) if valid_until else None
     admin = obj.admin()
@@ -219,16 +231,88 @@ def enroll(obj: Ctx, kind, holder, value, capture, capture_timeout, pin_stdin, v
         f"{_fmt_time(vf)} .. {_fmt_time(vu)}"))
 
 
+def _credential_value(obj: Ctx, kind, value, capture, capture_timeout, pin_stdin, nfc_reader,
+                      *, limits) -> str:
+    """The credential's value: typed PIN, --uid, --capture at a door, or an office reader."""
+    if kind == "pin":
+        if value or capture or nfc_reader:
+            raise click.UsageError("a PIN is typed, not given with --uid or captured")
+        if pin_stdin:
+            value = sys.stdin.readline().strip()
+        else:
+            value = click.prompt("PIN", hide_input=True, confirmation_prompt=True)
+    elif capture or nfc_reader:
+        if value or (capture and nfc_reader):
+            raise click.UsageError("use one of --uid, --capture and --nfc-reader")
+        if nfc_reader:
+            value = _read_office_nfc(nfc_reader, capture_timeout)
+        else:
+            cfg = obj.cfg(require_keys=False)
+            click.echo(f"present the {kind} to any reader of door {cfg.door.id} "
+                       f"(waiting {capture_timeout} s)...", err=True)
+            with obj.client() as c:
+                got = _reply(c.request({"op": "capture", "timeout": capture_timeout},
+                                       timeout=capture_timeout + 15))
+            if got["kind"] != kind:
+                fail(f"captured a {got['kind']} credential, but --kind is {kind}")
+            value = got["value"]
+    elif not value:
+        raise click.UsageError("give --uid VALUE or --capture")
+    try:
+        return normalize(kind, value, pin_min=limits[0], pin_max=limits[1])
+    except CredentialFormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="PIN" if kind == "pin" else "--uid")
+
+
+def _read_office_nfc(path: str, timeout: float) -> str:
+    """One card from an NFC reader on the office machine, through nfcpy."""
+    import nfc
+    clf = nfc.ContactlessFrontend()
+    try:
+        if not clf.open(path):
+            fail(f"no NFC reader found at {path!r}")
+    except OSError as exc:
+        fail(f"cannot open the NFC reader at {path!r}: {exc}")
+    click.echo(f"tap the card on the reader (waiting {timeout} s)...", err=True)
+    deadline = time.monotonic() + timeout
+    try:
+        tag = clf.connect(rdwr={"targets": ["106A", "212F"], "on-connect": lambda t: False,
+                                "iterations": 1, "interval": 0.1, "beep-on-connect": True},
+                          terminate=lambda: time.monotonic() > deadline)
+    finally:
+        clf.close()
+    if not tag:
+        fail("no card was presented in time")
+    return bytes(tag.identifier).hex().upper()
+
+
 @main.command("list")
 @json_opt
 @click.pass_obj
 def list_(obj: Ctx, as_json: bool) -> None:
-    """List the enrolled credentials (never their values).
+    """List the enrolled credentials (never their values): this door's, or with
+    --site the site's.
 
     \b
-    Example:
+    Examples:
       accessctl list --json
+      accessctl --site /srv/accessd-site list
     """
+    if obj.site_dir:
+        from .site_cmds import site_of
+        rows = site_of(obj).credentials()
+
+        def human_site():
+            t = Table(title=f"{len(rows)} credentials")
+            for col in ("id", "person", "kind", "status", "valid from", "valid until",
+                        "fingerprint"):
+                t.add_column(col)
+            for r in rows:
+                t.add_row(r["id"], r["person"], r["kind"], r["status"], _fmt_time(r["valid_from"]),
+                          _fmt_time(r["valid_until"]), r["fingerprint"])
+            console.print(t)
+        _out(as_json, rows, human_site)
+        return
     admin = obj.admin()
     try:
         rows = [{"credential": r.credential_id, "fingerprint": fingerprint(d), **r.to_row()}
@@ -256,13 +340,21 @@ def list_(obj: Ctx, as_json: bool) -> None:
 @json_opt
 @click.pass_obj
 def revoke(obj: Ctx, credential_id: str, mark: str | None, as_json: bool) -> None:
-    """Revoke a credential by its id (see `accessctl list`).
+    """Revoke a credential by its id (see `accessctl list`); with --site, in the
+    site database (then publish).
 
     \b
     Examples:
       accessctl revoke c1a2b3c4d5
       accessctl revoke c1a2b3c4d5 --mark lost
     """
+    if obj.site_dir:
+        from .site_cmds import site_of
+        site_of(obj).credential_status(credential_id, mark)
+        what = f"marked {mark}" if mark else "removed"
+        _out(as_json, {"credential": credential_id, "result": what}, lambda: click.echo(
+            f"{credential_id} {what}; run 'accessctl publish' to update the doors"))
+        return
     admin = obj.admin()
     try:
         rec = admin.revoke(credential_id, mark=mark)
@@ -271,6 +363,20 @@ def revoke(obj: Ctx, credential_id: str, mark: str | None, as_json: bool) -> Non
     what = f"marked {mark}" if mark else "removed"
     _out(as_json, {"credential": rec.credential_id, "result": what},
          lambda: click.echo(f"{rec.credential_id} ({rec.kind}, {rec.holder}) {what}"))
+
+
+@main.command()
+@click.argument("credential_id")
+@json_opt
+@click.pass_context
+def lost(ctx, credential_id: str, as_json: bool) -> None:
+    """Report a card or fob lost: kept, marked, so a later use is flagged.
+
+    \b
+    Example:
+      accessctl --site /srv/accessd-site lost c1a2b3c4d5
+    """
+    ctx.invoke(revoke, credential_id=credential_id, mark="lost", as_json=as_json)
 
 
 # ---- the running daemon -----------------------------------------------------
@@ -494,6 +600,10 @@ def tamper(obj, state, as_json):
     """
     _sim(obj, {"input": "tamper", "state": state}, as_json)
 
+
+from . import site_cmds  # noqa: E402  (the office commands)
+
+site_cmds.register(main, json_opt, console, _out, _reply)
 
 if __name__ == "__main__":
     main()

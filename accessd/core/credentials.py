@@ -68,14 +68,19 @@ class CredentialRecord:
     status: str
     valid_from: float | None  # UTC epoch seconds, None = no bound
     valid_until: float | None
+    role: str = ""            # from the office: resident, courier, visitor, staff, contractor
 
     def to_row(self) -> dict:
-        return {"id": self.credential_id, "kind": self.kind, "holder": self.holder,
-                "assurance": self.assurance, "status": self.status,
-                "from": self.valid_from, "until": self.valid_until}
+        row = {"id": self.credential_id, "kind": self.kind, "holder": self.holder,
+               "assurance": self.assurance, "status": self.status,
+               "from": self.valid_from, "until": self.valid_until}
+        if self.role:
+            row["role"] = self.role
+        return row
 
     @classmethod
     def from_row(cls, row: dict) -> "CredentialRecord":
         return cls(credential_id=row["id"], kind=row["kind"], holder=row.get("holder", ""),
                    assurance=row.get("assurance", "low"), status=row["status"],
-                   valid_from=row.get("from"), valid_until=row.get("until"))
+                   valid_from=row.get("from"), valid_until=row.get("until"),
+                   role=row.get("role", ""))

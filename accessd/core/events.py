@@ -69,5 +69,21 @@ class ReaderNotice:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something to log as is (sync.rejected, sync.stale, ...)."""
+    kind: str
+    reason: str
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SwapWhitelist:
+    """A verified whitelist file to install, between two taps."""
+    path: str
+    version: int
+    reply: Future | None = None
+
+
+@dataclass(frozen=True)
 class Stop:
     pass

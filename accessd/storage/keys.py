@@ -22,9 +22,19 @@ FORMAT = "accessd-door-keys/1"
 
 
 @dataclass(frozen=True)
+class SiteLink:
+    """Where a door's bundles come from: written by the office with the door's keys."""
+    site: str
+    group: str
+    door: str
+    public_key: bytes  # the site's Ed25519 verify key, raw 32 bytes
+
+
+@dataclass(frozen=True)
 class DoorKeys:
     lookup: bytes
     seal: bytes
+    site: SiteLink | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -49,9 +59,13 @@ def write_key_file(path: Path, keys: DoorKeys, *, overwrite: bool = False) -> No
     except FileExistsError:
         raise KeyFileError(f"{path}: already exists; refusing to overwrite keys "
                            "(every enrolled credential depends on them)") from None
+    doc = {"format": FORMAT, "lookup": keys.lookup.hex(), "seal": keys.seal.hex()}
+    if keys.site is not None:
+        doc["site"] = {"id": keys.site.site, "group": keys.site.group, "door": keys.site.door,
+                       "public_key": keys.site.public_key.hex()}
     with os.fdopen(fd, "w") as fh:
         os.fchmod(fh.fileno(), 0o600)
-        json.dump({"format": FORMAT, "lookup": keys.lookup.hex(), "seal": keys.seal.hex()}, fh)
+        json.dump(doc, fh)
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())
@@ -80,4 +94,13 @@ def load_key_file(path: Path) -> DoorKeys:
         if len(value) != KEY_BYTES:
             raise KeyFileError(f"{path}: key {name!r} must be {KEY_BYTES} bytes, got {len(value)}")
         out[name] = value
+    site = raw.get("site")
+    if site is not None:
+        try:
+            pub = bytes.fromhex(site["public_key"])
+            assert len(pub) == 32
+            out["site"] = SiteLink(str(site["id"]), str(site["group"]), str(site["door"]), pub)
+        except (KeyError, TypeError, ValueError, AssertionError):
+            raise KeyFileError(f"{path}: 'site' must have id, group, door and a 32-byte "
+                               "hex public_key") from None
     return DoorKeys(**out)

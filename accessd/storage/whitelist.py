@@ -8,6 +8,7 @@ The write side is `whitelist_admin` (and later, signed bundles).
 from __future__ import annotations
 
 import hmac
+import os
 import sqlite3
 from hashlib import sha256
 from pathlib import Path
@@ -18,9 +19,9 @@ from .crypto import Sealer, lookup_digest
 from .keys import DoorKeys
 
 
-def key_check(keys: DoorKeys) -> str:
+def key_check(lookup_key: bytes) -> str:
     """Stored in the whitelist so a door with the wrong key file refuses to start."""
-    return hmac.new(keys.lookup, b"accessd-key-check", sha256).hexdigest()[:16]
+    return hmac.new(lookup_key, b"accessd-key-check", sha256).hexdigest()[:16]
 
 
 class Whitelist:
@@ -37,7 +38,7 @@ class Whitelist:
             meta = self.meta()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot read whitelist: {exc}") from None
-        if meta.get("key_check") != key_check(keys):
+        if meta.get("key_check") != key_check(keys.lookup):
             raise StoreError(f"{self.path}: whitelist was sealed under another key file "
                              f"(this key file: {keys.fingerprint})")
 
@@ -60,6 +61,30 @@ class Whitelist:
 
     def count(self) -> int:
         return int(self.meta().get("count", 0))
+
+    def version(self) -> int:
+        return int(self.meta().get("version", 0) or 0)
+
+    def replace_with(self, new_path: Path) -> None:
+        """Swap in a verified whitelist file atomically (called by the core, between taps).
+
+        The new file is renamed over the old one; the old file's WAL and shared-memory
+        files (a door that was enrolled locally) are removed first, so they cannot be
+        mistaken for the new file's.
+        """
+        self._conn.close()
+        for suffix in ("-wal", "-shm"):
+            try:
+                Path(str(self.path) + suffix).unlink()
+            except FileNotFoundError:
+                pass
+        os.replace(new_path, self.path)
+        dfd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self.__init__(self.path, self._keys)
 
     def close(self) -> None:
         self._conn.close()

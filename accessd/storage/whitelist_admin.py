@@ -40,12 +40,15 @@ class WhitelistAdmin:
         if "key_check" not in meta:
             with self.db.conn:
                 self.db["meta"].insert_all(
-                    [{"key": "key_check", "value": key_check(keys)},
+                    [{"key": "key_check", "value": key_check(keys.lookup)},
                      {"key": "count", "value": "0"}, {"key": "version", "value": "0"}],
                     replace=True)
-        elif meta["key_check"] != key_check(keys):
+        elif meta["key_check"] != key_check(keys.lookup):
             raise StoreError(f"{self.path}: whitelist was sealed under another key file "
                              f"(this key file: {keys.fingerprint})")
+        if meta.get("site"):
+            raise StoreError(f"{self.path}: this door's whitelist comes from site "
+                             f"{meta['site']!r}; enrol at the office and publish")
 
     def fingerprint(self, kind: str, value: str) -> str:
         """The printable fingerprint of a credential value (never the value)."""
@@ -118,3 +121,37 @@ class WhitelistAdmin:
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+def build_whitelist_file(path: Path, rows, *, lookup_key: bytes, seal_key: bytes,
+                         meta: dict[str, str]) -> int:
+    """Write a complete whitelist database (for a bundle): rows are (lookup digest,
+    row dict), sealed here under `seal_key`. Rollback-journal mode, so the file is
+    self-contained. Returns the number of rows."""
+    path = Path(path)
+    if path.exists():
+        path.unlink()
+    sealer = Sealer(seal_key)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode = DELETE")
+        migrate(conn, WHITELIST_MIGRATIONS)
+        count = 0
+        with conn:
+            batch = []
+            for digest, row in rows:
+                batch.append((digest, sealer.seal(digest, row)))
+                if len(batch) >= 10_000:
+                    conn.executemany("INSERT INTO credentials VALUES (?, ?)", batch)
+                    count += len(batch)
+                    batch = []
+            conn.executemany("INSERT INTO credentials VALUES (?, ?)", batch)
+            count += len(batch)
+            conn.executemany("INSERT INTO meta VALUES (?, ?)",
+                             [("key_check", key_check(lookup_key)), ("count", str(count)),
+                              *meta.items()])
+    except sqlite3.IntegrityError:
+        raise StoreError("two credentials in the bundle have the same lookup key") from None
+    finally:
+        conn.close()
+    return count

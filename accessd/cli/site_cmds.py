@@ -1,0 +1,399 @@
+"""Office commands of `accessctl` (with --site DIR): the site, door groups, doors,
+people, grants, CSV import/export, publishing bundles, and `sync now` on a door.
+
+Each command parses, calls accessd.site, prints (rich tables, or --json).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import Progress
+from rich.table import Table
+
+from ..site import csvimport
+from ..site.db import ROLES, SiteDB
+from ..site.publish import door_keys, publish
+from ..storage.keys import write_key_file
+from ..sync.store import open_store
+
+
+def site_of(obj) -> SiteDB:
+    return SiteDB.open(obj.site_path())
+
+
+def register(main, json_opt, console, out, reply) -> None:
+    """Add the office commands to the accessctl group."""
+
+    @main.group("site")
+    def site_group() -> None:
+        """Create and inspect the office's site database.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site site init riverside-estate
+        """
+
+    @site_group.command("init")
+    @click.argument("site_id")
+    @click.pass_obj
+    def site_init(obj, site_id: str) -> None:
+        """Create the site: database and keys (Ed25519 signing, lookup, data; mode 0600).
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site site init riverside-estate
+        """
+        site = SiteDB.init(obj.site_path(), site_id)
+        click.echo(f"site {site_id} created in {site.dir} (keys in {site.dir / 'keys'}, mode 0600)")
+        site.close()
+
+    # ---- door groups and doors ----------------------------------------------------
+    @main.group("group")
+    def group_group() -> None:
+        """Door groups: a building, an entrance, a unit door.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site group add bldg-a --description "Building A"
+        """
+
+    @group_group.command("add")
+    @click.argument("group_id")
+    @click.option("--description", default="", help="Free text for staff.")
+    @click.pass_obj
+    def group_add(obj, group_id, description):
+        """Add a door group (it gets its own bundle key).
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site group add bldg-a --description "Building A"
+        """
+        site = site_of(obj)
+        site.group_add(group_id, description)
+        click.echo(f"door group {group_id} added")
+
+    @group_group.command("list")
+    @json_opt
+    @click.pass_obj
+    def group_list(obj, as_json):
+        """List door groups and how many doors each has.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site group list
+        """
+        rows = site_of(obj).groups()
+        out(as_json, rows, lambda: _table(console, "door groups", ["id", "description", "doors"],
+                                          [[r["id"], r["description"], str(r["doors"])] for r in rows]))
+
+    @main.group("door")
+    def door_group() -> None:
+        """Doors of the site, and the key file each door needs.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site door add bldg-a-main --group bldg-a
+        """
+
+    @door_group.command("add")
+    @click.argument("door_id")
+    @click.option("--group", "group_id", required=True, help="The door group it belongs to.")
+    @click.option("--description", default="", help="Free text for staff.")
+    @click.pass_obj
+    def door_add(obj, door_id, group_id, description):
+        """Add a door to a group (its id must match door.id in the door's config).
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site door add bldg-a-main --group bldg-a
+        """
+        site_of(obj).door_add(door_id, group_id, description)
+        click.echo(f"door {door_id} added to group {group_id}")
+
+    @door_group.command("list")
+    @json_opt
+    @click.pass_obj
+    def door_list(obj, as_json):
+        """List doors.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site door list --json
+        """
+        rows = site_of(obj).doors()
+        out(as_json, rows, lambda: _table(console, "doors", ["id", "group", "description"],
+                                          [[r["id"], r["group"], r["description"]] for r in rows]))
+
+    @door_group.command("keys")
+    @click.argument("door_id")
+    @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
+                  help="Where to write the door's key file (mode 0600).")
+    @click.pass_obj
+    def door_keys_cmd(obj, door_id, out_path):
+        """Write the key file a door needs to read its group's bundles.
+
+        Copy it to the door as its storage.key_file (mode 0600, owner accessd),
+        and set sync.url in the door's config.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site door keys bldg-a-main --out /tmp/bldg-a-main.json
+        """
+        site = site_of(obj)
+        keys = door_keys(site, door_id)
+        write_key_file(Path(out_path), keys)
+        click.echo(f"wrote {out_path} for door {door_id} (group {keys.site.group}, "
+                   f"fingerprint {keys.fingerprint})")
+
+    # ---- people ------------------------------------------------------------------------
+    @main.group("person")
+    def person_group() -> None:
+        """Residents, couriers, visitors, staff and contractors.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site person add --name "Anna Berg" --unit 12A --role resident
+        """
+
+    @person_group.command("add")
+    @click.option("--name", required=True)
+    @click.option("--unit", default="", help="Flat or unit, e.g. 12A.")
+    @click.option("--role", type=click.Choice(ROLES), default="resident", show_default=True)
+    @click.option("--phone", help="Kept encrypted in the site database.")
+    @click.option("--id", "person_id", help="Your own id for the person (default: generated).")
+    @click.option("--group", "groups", multiple=True, help="Grant this door group (repeatable).")
+    @json_opt
+    @click.pass_obj
+    def person_add(obj, name, unit, role, phone, person_id, groups, as_json):
+        """Register a person (name and phone are encrypted at rest).
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site person add --name "Anna Berg" --unit 12A --group bldg-a
+        """
+        site = site_of(obj)
+        with site.db.atomic():
+            pid = site.person_add(name, unit, role, phone, person_id)
+            for g in groups:
+                site.grant(pid, g)
+        out(as_json, {"person": pid}, lambda: click.echo(f"person {pid} added"))
+
+    @person_group.command("list")
+    @json_opt
+    @click.pass_obj
+    def person_list(obj, as_json):
+        """List people with their credentials and door groups.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site person list
+        """
+        site = site_of(obj)
+        rows = [{"id": p.id, "name": p.name, "unit": p.unit, "role": p.role,
+                 "credentials": len(site.credentials(p.id)), "groups": site.grants(p.id)}
+                for p in site.people()]
+        out(as_json, rows, lambda: _table(
+            console, f"{len(rows)} people", ["id", "name", "unit", "role", "credentials", "groups"],
+            [[r["id"], r["name"], r["unit"], r["role"], str(r["credentials"]),
+              ", ".join(r["groups"])] for r in rows]))
+
+    @person_group.command("show")
+    @click.argument("person_id")
+    @json_opt
+    @click.pass_obj
+    def person_show(obj, person_id, as_json):
+        """Show one person, their credentials (fingerprints only) and groups.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site person show p1a2b3c4
+        """
+        site = site_of(obj)
+        p = site.person(person_id)
+        doc = {**p.__dict__, "groups": site.grants(p.id), "credentials": site.credentials(p.id)}
+
+        def human():
+            click.echo(f"{p.id}: {p.name}, unit {p.unit or '-'}, {p.role}, phone {p.phone or '-'}")
+            click.echo(f"door groups: {', '.join(doc['groups']) or 'none'}")
+            for c in doc["credentials"]:
+                click.echo(f"  {c['id']} {c['kind']} {c['fingerprint']} {c['status']}")
+        out(as_json, doc, human)
+
+    @person_group.command("edit")
+    @click.argument("person_id")
+    @click.option("--name")
+    @click.option("--unit")
+    @click.option("--role", type=click.Choice(ROLES))
+    @click.option("--phone")
+    @click.pass_obj
+    def person_edit(obj, person_id, name, unit, role, phone):
+        """Change a person's details.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site person edit p1a2b3c4 --unit 14C
+        """
+        p = site_of(obj).person_edit(person_id, name=name, unit=unit, role=role, phone=phone)
+        click.echo(f"{p.id} updated")
+
+    @person_group.command("remove")
+    @click.argument("person_id")
+    @click.pass_obj
+    def person_remove(obj, person_id):
+        """Remove a person with their credentials and grants (publish to apply).
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site person remove p1a2b3c4
+        """
+        site_of(obj).person_remove(person_id)
+        click.echo(f"{person_id} removed; run 'accessctl publish' to update the doors")
+
+    @main.command()
+    @click.argument("person_id")
+    @click.argument("group_id")
+    @click.pass_obj
+    def grant(obj, person_id, group_id):
+        """Let a person's credentials open a door group (publish to apply).
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site grant p1a2b3c4 bldg-a
+        """
+        site_of(obj).grant(person_id, group_id)
+        click.echo(f"{person_id} may open {group_id}")
+
+    @main.command()
+    @click.argument("person_id")
+    @click.argument("group_id")
+    @click.pass_obj
+    def ungrant(obj, person_id, group_id):
+        """Take a door group away from a person (publish to apply).
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site ungrant p1a2b3c4 bldg-a
+        """
+        site_of(obj).ungrant(person_id, group_id)
+        click.echo(f"{person_id} may no longer open {group_id}")
+
+    # ---- import / export / publish --------------------------------------------------------
+    @main.command("import")
+    @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+    @click.option("--skip-bad", is_flag=True, help="Import the good rows even if some are bad.")
+    @json_opt
+    @click.pass_obj
+    def import_(obj, csv_file, skip_bad, as_json):
+        """Import residents from CSV; every row is checked first.
+
+        Columns: name, unit, role, phone, kind, uid, groups, valid_from,
+        valid_until. With any bad row nothing is imported (unless --skip-bad);
+        every error names its line. Re-running the same file changes nothing.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site import residents.csv
+        """
+        site = site_of(obj)
+        text = csv_file.read()
+        total = max(0, text.count("\n") - 1)
+        with Progress(console=console, transient=True, disable=as_json) as bar:
+            task = bar.add_task("importing", total=total or None)
+            rep = csvimport.import_csv(site, text, skip_bad=skip_bad,
+                                       progress=lambda: bar.advance(task))
+        doc = rep.__dict__
+
+        def human():
+            for line, msg in rep.errors:
+                click.echo(f"{csv_file.name}:{line}: {msg}", err=True)
+            if rep.imported:
+                click.echo(f"imported: {rep.people_added} people, {rep.credentials_added} "
+                           f"credentials, {rep.grants_added} grants added; {rep.unchanged} rows "
+                           f"already present" + (f"; {len(rep.errors)} bad rows skipped"
+                                                 if rep.errors else ""))
+            else:
+                click.echo(f"nothing imported: {len(rep.errors)} bad rows "
+                           "(fix them, or use --skip-bad)", err=True)
+        out(as_json, doc, human)
+        if not rep.imported:
+            sys.exit(1)
+
+    @main.command()
+    @click.option("--out", "out_file", type=click.File("w"), default="-",
+                  help="Where to write the CSV (default: standard output).")
+    @click.pass_obj
+    def export(obj, out_file):
+        """Export people, credentials (fingerprints, never values) and groups as CSV.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site export --out people.csv
+        """
+        out_file.write(csvimport.export_csv(site_of(obj)))
+
+    @main.command("publish")
+    @click.option("--store", "store_url", help="Bundle store URL (default: file://SITE/store).")
+    @click.option("--valid-days", default=30.0, show_default=True, type=click.FloatRange(0.01),
+                  help="Doors refuse a bundle older than this.")
+    @json_opt
+    @click.pass_obj
+    def publish_cmd(obj, store_url, valid_days, as_json):
+        """Build, sign and encrypt one bundle per door group and put them in the store.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site publish --store file:///srv/accessd-store
+        """
+        site = site_of(obj)
+        store = open_store(store_url or (site.dir / "store").as_uri())
+        groups = [g for g in site.groups() if g["doors"]]
+        with Progress(console=console, transient=True, disable=as_json) as bar:
+            task = bar.add_task("publishing", total=len(groups) or None)
+            res = publish(site, store, valid_days=valid_days, progress=lambda g: bar.advance(task))
+
+        def human():
+            for r in res:
+                click.echo(f"group {r['group']}: version {r['version']}, {r['credentials']} "
+                           f"credentials, {len(r['doors'])} doors, {r['bytes']} bytes")
+            click.echo(f"published to {store.url}" if res else "no door group has doors yet")
+        out(as_json, res, human)
+
+    @main.group("sync")
+    def sync_group() -> None:
+        """Make a door pull its bundle.
+
+        \b
+        Example:
+          accessctl --config /etc/accessd/accessd.toml sync now
+        """
+
+    @sync_group.command("now")
+    @json_opt
+    @click.pass_obj
+    def sync_now(obj, as_json):
+        """Pull and apply this door's bundle now (through its control socket).
+
+        \b
+        Example:
+          accessctl --config /etc/accessd/accessd.toml sync now
+        """
+        with obj.client() as c:
+            r = c.request({"op": "sync"}, timeout=90)
+        if "result" not in r:
+            reply(r)
+        out(as_json, r, lambda: click.echo(r["result"]))
+        if not r.get("ok"):
+            sys.exit(1)
+
+
+def _table(console, title, cols, rows) -> None:
+    t = Table(title=title)
+    for c in cols:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)

@@ -1,0 +1,1 @@
+"""The office side: the site database, people and credentials, bundles, log intake."""

@@ -1,0 +1,184 @@
+"""Import residents from a CSV file: every row is checked before anything is written.
+
+Columns (header row required; order free; extra columns refused):
+
+  name, unit, role, phone, kind, uid, groups, valid_from, valid_until
+
+- role: resident, courier, visitor, staff, contractor
+- kind/uid: nfc (hex UID) or fob (number); both empty for a person without a card.
+  PINs are never imported from a file: residents type them at enrolment.
+- groups: door groups separated by ';'
+- valid_from/valid_until: 2026-12-31 or 2026-12-31T18:00 (local time), optional
+
+Re-running the same file changes nothing: people are matched by unit and name,
+credentials by value. With errors, nothing is imported unless skip_bad is set,
+and every error comes with its line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..core.credentials import normalize
+from ..errors import AccessdError, CredentialFormatError
+from .db import ROLES, SiteDB
+
+COLUMNS = ("name", "unit", "role", "phone", "kind", "uid", "groups", "valid_from", "valid_until")
+REQUIRED = ("name", "unit", "role")
+
+
+@dataclass
+class Row:
+    line: int
+    name: str
+    unit: str
+    role: str
+    phone: str | None
+    kind: str | None
+    value: str | None
+    groups: list[str]
+    valid_from: float | None
+    valid_until: float | None
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    people_added: int = 0
+    credentials_added: int = 0
+    grants_added: int = 0
+    unchanged: int = 0
+    imported: bool = False
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _when(text: str) -> float:
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.astimezone()
+    return dt.timestamp()
+
+
+def parse(text: str, site: SiteDB) -> tuple[list[Row], list[tuple[int, str]]]:
+    """Check every row; return the good rows and (line, message) for each bad one."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [c for c in REQUIRED if c not in header]
+    extra = [c for c in header if c not in COLUMNS]
+    if missing or extra:
+        msg = "; ".join(filter(None, [f"missing column(s) {', '.join(missing)}" if missing else "",
+                                      f"unknown column(s) {', '.join(extra)}" if extra else ""]))
+        return [], [(1, f"header: {msg} (columns: {', '.join(COLUMNS)})")]
+    groups = {g["id"] for g in site.groups()}
+    rows, errors = [], []
+    seen: dict[tuple[str, str], int] = {}
+    for i, raw in enumerate(reader, start=2):
+        if None in raw:
+            errors.append((i, f"more fields than the header has ({len(header)})"))
+            continue
+        get = lambda k: (raw.get(k) or "").strip()  # noqa: E731
+        problems = []
+        name, unit, role = get("name"), get("unit"), get("role")
+        if not name:
+            problems.append("name is empty")
+        if role not in ROLES:
+            problems.append(f"role {role!r} is not one of {', '.join(ROLES)}")
+        kind, value = get("kind") or None, get("uid") or None
+        if kind == "pin":
+            problems.append("PINs are not imported from files (residents type them)")
+        elif kind or value:
+            if kind not in ("nfc", "fob"):
+                problems.append(f"kind {kind!r} must be nfc or fob")
+            elif not value:
+                problems.append(f"kind {kind} needs a uid")
+            else:
+                try:
+                    value = normalize(kind, value)
+                except CredentialFormatError as exc:
+                    problems.append(f"uid: {exc}")
+        gl = [g.strip() for g in get("groups").split(";") if g.strip()]
+        for g in gl:
+            if g not in groups:
+                problems.append(f"unknown door group {g!r}")
+        vf = vu = None
+        for col in ("valid_from", "valid_until"):
+            if get(col):
+                try:
+                    t = _when(get(col))
+                except ValueError:
+                    problems.append(f"{col} {get(col)!r} is not a date (2026-12-31 or "
+                                    "2026-12-31T18:00)")
+                    continue
+                vf, vu = (t, vu) if col == "valid_from" else (vf, t)
+        if vf is not None and vu is not None and vu <= vf:
+            problems.append("valid_until is not after valid_from")
+        if kind and value and not problems:
+            key = (kind, value)
+            if key in seen:
+                problems.append(f"the same {kind} is on line {seen[key]} too")
+            else:
+                seen[key] = i
+                holder = site.credential_holder(kind, value)
+                if holder is not None and holder != site.find_person(unit, name):
+                    problems.append(f"that {kind} is already enrolled to person {holder}")
+        if problems:
+            errors.append((i, "; ".join(problems)))
+        else:
+            rows.append(Row(i, name, unit, role, get("phone") or None, kind, value, gl, vf, vu))
+    return rows, errors
+
+
+def import_csv(site: SiteDB, text: str, *, skip_bad: bool = False, progress=None) -> ImportReport:
+    rows, errors = parse(text, site)
+    rep = ImportReport(rows=len(rows) + len(errors), errors=errors)
+    if errors and not skip_bad:
+        return rep
+    try:
+        with site.db.atomic():
+            for row in rows:
+                pid = site.find_person(row.unit, row.name)
+                changed = False
+                if pid is None:
+                    pid = site.person_add(row.name, row.unit, row.role, row.phone)
+                    rep.people_added += 1
+                    changed = True
+                if row.kind and site.credential_holder(row.kind, row.value) is None:
+                    site.credential_add(pid, row.kind, row.value, valid_from=row.valid_from,
+                                        valid_until=row.valid_until)
+                    rep.credentials_added += 1
+                    changed = True
+                have = set(site.grants(pid))
+                for g in row.groups:
+                    if g not in have:
+                        site.grant(pid, g)
+                        rep.grants_added += 1
+                        changed = True
+                rep.unchanged += not changed
+                if progress:
+                    progress()
+    except AccessdError as exc:  # nothing is kept: the transaction rolls back
+        rep.errors.append((0, f"import stopped, nothing imported: {exc}"))
+        rep.people_added = rep.credentials_added = rep.grants_added = rep.unchanged = 0
+        return rep
+    rep.imported = True
+    return rep
+
+
+def export_csv(site: SiteDB) -> str:
+    """People, their credentials (as fingerprints, never values) and groups."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["person", "name", "unit", "role", "phone", "credential", "kind", "fingerprint",
+                "status", "valid_from", "valid_until", "groups"])
+    for p in site.people():
+        creds = site.credentials(p.id) or [None]
+        groups = ";".join(site.grants(p.id))
+        for c in creds:
+            w.writerow([p.id, p.name, p.unit, p.role, p.phone or ""] +
+                       ([c["id"], c["kind"], c["fingerprint"], c["status"],
+                         c["valid_from"] or "", c["valid_until"] or ""] if c else [""] * 6) +
+                       [groups])
+    return out.getvalue()

@@ -1,0 +1,324 @@
+"""The site (office) database: people, doors and door groups, credentials, grants,
+and the events collected from the doors. SQLite through sqlite-utils.
+
+Personal data lives only here. A person's name and phone are sealed with
+AES-GCM under the site data key (bound to the person's id); a keyed HMAC of
+unit and name lets a re-run import find the same person without storing the
+name in clear. Credentials are kept as their lookup HMAC, never their value,
+exactly as the doors see them. Door-group keys (which encrypt bundles and seal
+the doors' whitelist rows) are sealed under the data key too.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from ..core.credentials import ASSURANCE, KINDS, STATUSES
+from ..errors import NotFoundError, StoreError
+from ..storage.crypto import Sealer, fingerprint, lookup_digest
+from ..storage.migrations import migrate
+from . import keys as site_keys
+
+ROLES = ("resident", "courier", "visitor", "staff", "contractor")
+_ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+SITE_MIGRATIONS = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE groups (id TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '',
+                         key_sealed BLOB NOT NULL);
+    CREATE TABLE doors (id TEXT PRIMARY KEY, group_id TEXT NOT NULL REFERENCES groups(id),
+                        description TEXT NOT NULL DEFAULT '');
+    CREATE TABLE people (id TEXT PRIMARY KEY, ident BLOB NOT NULL UNIQUE, unit TEXT NOT NULL,
+                         role TEXT NOT NULL, sealed BLOB NOT NULL, created REAL NOT NULL);
+    CREATE TABLE credentials (id TEXT PRIMARY KEY,
+                              person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+                              kind TEXT NOT NULL, lookup BLOB NOT NULL UNIQUE,
+                              fingerprint TEXT NOT NULL, assurance TEXT NOT NULL,
+                              valid_from REAL, valid_until REAL, status TEXT NOT NULL,
+                              created REAL NOT NULL);
+    CREATE TABLE grants (person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+                         group_id TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+                         PRIMARY KEY (person_id, group_id));
+    CREATE TABLE events (door TEXT NOT NULL, seq INTEGER NOT NULL, ts TEXT NOT NULL,
+                         kind TEXT NOT NULL, credential TEXT, reason TEXT NOT NULL,
+                         detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+                         PRIMARY KEY (door, seq));
+    CREATE INDEX events_ts ON events(ts);
+    CREATE INDEX credentials_person ON credentials(person_id);
+    """,
+]
+
+
+def check_id(what: str, value: str) -> str:
+    if not value or len(value) > 64 or not set(value) <= _ID_OK:
+        raise StoreError(f"{what} id {value!r} must be 1-64 letters, digits, '-', '_' or '.'")
+    return value
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    unit: str
+    role: str
+    name: str
+    phone: str | None
+
+
+class SiteDB:
+    """An opened site: its keys and its database."""
+
+    def __init__(self, site_dir: Path, keys: site_keys.SiteKeys):
+        self.dir = Path(site_dir)
+        self.keys = keys
+        self._data = Sealer(keys.data)
+        path = self.dir / "site.db"
+        try:
+            self.db = sqlite_utils.Database(sqlite3.connect(path, timeout=10))
+            self.db.enable_wal()
+            self.db.execute("PRAGMA foreign_keys = ON")
+            migrate(self.db.conn, SITE_MIGRATIONS)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: cannot open the site database: {exc}") from None
+
+    # ---- life cycle -----------------------------------------------------------------
+    @classmethod
+    def init(cls, site_dir: Path, site_id: str) -> "SiteDB":
+        site_dir = Path(site_dir)
+        check_id("site", site_id)
+        if (site_dir / "site.db").exists():
+            raise StoreError(f"{site_dir}: a site already exists here")
+        site_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        keys = site_keys.create(site_dir / "keys")
+        site = cls(site_dir, keys)
+        with site.db.conn:
+            site.db["meta"].insert_all([{"key": "site_id", "value": site_id},
+                                        {"key": "bundle_version", "value": "0"}])
+        return site
+
+    @classmethod
+    def open(cls, site_dir: Path) -> "SiteDB":
+        site_dir = Path(site_dir)
+        if not (site_dir / "site.db").exists():
+            raise StoreError(f"{site_dir}: no site here (run 'accessctl --site {site_dir} "
+                             "site init SITE_ID')")
+        return cls(site_dir, site_keys.load(site_dir / "keys"))
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def meta(self, key: str) -> str:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else ""
+
+    @property
+    def site_id(self) -> str:
+        return self.meta("site_id")
+
+    def next_bundle_version(self) -> int:
+        with self.db.atomic():
+            v = int(self.meta("bundle_version") or 0) + 1
+            self.db["meta"].upsert({"key": "bundle_version", "value": str(v)}, pk="key")
+        return v
+
+    # ---- groups and doors -----------------------------------------------------------
+    def group_add(self, group_id: str, description: str = "") -> None:
+        check_id("group", group_id)
+        key = secrets.token_bytes(32)
+        try:
+            with self.db.atomic():
+                self.db["groups"].insert({"id": group_id, "description": description,
+                                          "key_sealed": self._seal_group_key(group_id, key)})
+        except sqlite3.IntegrityError:
+            raise StoreError(f"door group {group_id!r} already exists") from None
+
+    def _seal_group_key(self, group_id: str, key: bytes) -> bytes:
+        return self._data.seal(f"group:{group_id}".encode(), {"key": key.hex()})
+
+    def group_key(self, group_id: str) -> bytes:
+        row = self.db.execute("SELECT key_sealed FROM groups WHERE id = ?", [group_id]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no door group {group_id!r}")
+        return bytes.fromhex(self._data.open(f"group:{group_id}".encode(), row[0])["key"])
+
+    def groups(self) -> list[dict]:
+        return [dict(id=r[0], description=r[1], doors=r[2]) for r in self.db.execute(
+            "SELECT g.id, g.description, count(d.id) FROM groups g "
+            "LEFT JOIN doors d ON d.group_id = g.id GROUP BY g.id ORDER BY g.id")]
+
+    def door_add(self, door_id: str, group_id: str, description: str = "") -> None:
+        check_id("door", door_id)
+        self.group_key(group_id)  # exists?
+        try:
+            with self.db.atomic():
+                self.db["doors"].insert({"id": door_id, "group_id": group_id,
+                                         "description": description})
+        except sqlite3.IntegrityError:
+            raise StoreError(f"door {door_id!r} already exists") from None
+
+    def door(self, door_id: str) -> dict:
+        row = self.db.execute("SELECT id, group_id, description FROM doors WHERE id = ?",
+                              [door_id]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no door {door_id!r}")
+        return {"id": row[0], "group": row[1], "description": row[2]}
+
+    def doors(self, group_id: str | None = None) -> list[dict]:
+        sql = "SELECT id, group_id, description FROM doors"
+        args: list = []
+        if group_id:
+            sql += " WHERE group_id = ?"
+            args.append(group_id)
+        return [{"id": r[0], "group": r[1], "description": r[2]}
+                for r in self.db.execute(sql + " ORDER BY id", args)]
+
+    # ---- people ------------------------------------------------------------------------
+    def person_ident(self, unit: str, name: str) -> bytes:
+        norm = " ".join(name.split()).casefold()
+        return hmac.digest(self.keys.data, f"person\0{unit.strip()}\0{norm}".encode(), "sha256")
+
+    def person_add(self, name: str, unit: str, role: str, phone: str | None = None,
+                   person_id: str | None = None) -> str:
+        name, unit = name.strip(), unit.strip()
+        if not name:
+            raise StoreError("a person needs a name")
+        if role not in ROLES:
+            raise StoreError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        person_id = check_id("person", person_id) if person_id else "p" + secrets.token_hex(4)
+        sealed = self._data.seal(f"person:{person_id}".encode(), {"name": name, "phone": phone})
+        try:
+            with self.db.atomic():
+                self.db["people"].insert({"id": person_id, "ident": self.person_ident(unit, name),
+                                          "unit": unit, "role": role, "sealed": sealed,
+                                          "created": time.time()})
+        except sqlite3.IntegrityError:
+            raise StoreError(f"{name} in unit {unit!r} is already registered "
+                             f"(or the id {person_id!r} is taken)") from None
+        return person_id
+
+    def find_person(self, unit: str, name: str) -> str | None:
+        row = self.db.execute("SELECT id FROM people WHERE ident = ?",
+                              [self.person_ident(unit, name)]).fetchone()
+        return row[0] if row else None
+
+    def _person(self, row) -> Person:
+        pid, unit, role, sealed = row
+        data = self._data.open(f"person:{pid}".encode(), sealed)
+        return Person(pid, unit, role, data["name"], data.get("phone"))
+
+    def person(self, person_id: str) -> Person:
+        row = self.db.execute("SELECT id, unit, role, sealed FROM people WHERE id = ?",
+                              [person_id]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no person {person_id!r}")
+        return self._person(row)
+
+    def people(self) -> list[Person]:
+        return [self._person(r) for r in self.db.execute(
+            "SELECT id, unit, role, sealed FROM people ORDER BY unit, id")]
+
+    def person_edit(self, person_id: str, *, name=None, unit=None, role=None, phone=None) -> Person:
+        p = self.person(person_id)
+        new = Person(p.id, unit.strip() if unit is not None else p.unit, role or p.role,
+                     name.strip() if name is not None else p.name,
+                     phone if phone is not None else p.phone)
+        if new.role not in ROLES:
+            raise StoreError(f"role {new.role!r} is not one of {', '.join(ROLES)}")
+        with self.db.atomic():
+            self.db.execute("UPDATE people SET unit = ?, role = ?, ident = ?, sealed = ? WHERE id = ?",
+                            [new.unit, new.role, self.person_ident(new.unit, new.name),
+                             self._data.seal(f"person:{p.id}".encode(),
+                                             {"name": new.name, "phone": new.phone}), p.id])
+        return new
+
+    def person_remove(self, person_id: str) -> None:
+        self.person(person_id)
+        with self.db.atomic():
+            self.db.execute("DELETE FROM people WHERE id = ?", [person_id])
+
+    # ---- credentials and grants ---------------------------------------------------------
+    def digest(self, kind: str, value: str) -> bytes:
+        return lookup_digest(self.keys.lookup, kind, value)
+
+    def credential_add(self, person_id: str, kind: str, value: str, *,
+                       valid_from: float | None = None, valid_until: float | None = None) -> dict:
+        """value must be normalised (core.credentials.normalize)."""
+        self.person(person_id)
+        if kind not in KINDS:
+            raise StoreError(f"unknown credential kind {kind!r}")
+        if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+            raise StoreError("valid-until must be later than valid-from")
+        digest = self.digest(kind, value)
+        row = {"id": "c" + secrets.token_hex(5), "person_id": person_id, "kind": kind,
+               "lookup": digest, "fingerprint": fingerprint(digest), "assurance": ASSURANCE[kind],
+               "valid_from": valid_from, "valid_until": valid_until, "status": "active",
+               "created": time.time()}
+        try:
+            with self.db.atomic():
+                self.db["credentials"].insert(row)
+        except sqlite3.IntegrityError:
+            other = self.db.execute("SELECT person_id FROM credentials WHERE lookup = ?",
+                                    [digest]).fetchone()
+            raise StoreError(f"that {kind} is already enrolled (to person {other[0]})") from None
+        return {k: v for k, v in row.items() if k != "lookup"}
+
+    def credential_holder(self, kind: str, value: str) -> str | None:
+        row = self.db.execute("SELECT person_id FROM credentials WHERE lookup = ?",
+                              [self.digest(kind, value)]).fetchone()
+        return row[0] if row else None
+
+    def credentials(self, person_id: str | None = None) -> list[dict]:
+        sql = ("SELECT id, person_id, kind, fingerprint, assurance, valid_from, valid_until, status "
+               "FROM credentials")
+        args: list = []
+        if person_id:
+            sql += " WHERE person_id = ?"
+            args.append(person_id)
+        cols = ("id", "person", "kind", "fingerprint", "assurance", "valid_from", "valid_until",
+                "status")
+        return [dict(zip(cols, r)) for r in self.db.execute(sql + " ORDER BY person_id, id", args)]
+
+    def credential_status(self, credential_id: str, status: str | None) -> None:
+        """status None deletes the credential; otherwise marks it (lost, suspended, active)."""
+        if not self.db.execute("SELECT 1 FROM credentials WHERE id = ?", [credential_id]).fetchone():
+            raise NotFoundError(f"no credential {credential_id!r}")
+        with self.db.atomic():
+            if status is None:
+                self.db.execute("DELETE FROM credentials WHERE id = ?", [credential_id])
+            else:
+                if status not in STATUSES:
+                    raise StoreError(f"unknown status {status!r}")
+                self.db.execute("UPDATE credentials SET status = ? WHERE id = ?",
+                                [status, credential_id])
+
+    def grant(self, person_id: str, group_id: str) -> None:
+        self.person(person_id)
+        self.group_key(group_id)
+        with self.db.atomic():
+            self.db.execute("INSERT OR IGNORE INTO grants VALUES (?, ?)", [person_id, group_id])
+
+    def ungrant(self, person_id: str, group_id: str) -> None:
+        with self.db.atomic():
+            self.db.execute("DELETE FROM grants WHERE person_id = ? AND group_id = ?",
+                            [person_id, group_id])
+
+    def grants(self, person_id: str) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "SELECT group_id FROM grants WHERE person_id = ? ORDER BY group_id", [person_id])]
+
+    def group_credentials(self, group_id: str):
+        """(lookup digest, door row) for every credential of a person granted this group."""
+        for row in self.db.execute(
+                "SELECT c.lookup, c.id, c.kind, c.person_id, c.assurance, c.status, c.valid_from, "
+                "c.valid_until, p.role FROM credentials c JOIN grants g ON g.person_id = c.person_id "
+                "JOIN people p ON p.id = c.person_id WHERE g.group_id = ?", [group_id]):
+            digest, cid, kind, pid, assurance, status, vf, vu, role = row
+            yield digest, {"id": cid, "kind": kind, "holder": pid, "assurance": assurance,
+                           "status": status, "from": vf, "until": vu, "role": role}

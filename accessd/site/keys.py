@@ -1,0 +1,98 @@
+"""Site keys: the Ed25519 signing key, the lookup (HMAC) key and the data key.
+
+All live in `<site>/keys/`, mode 0600, created once by `accessctl site init`.
+The lookup key is shared with every door (a door finds a credential by the same
+HMAC the office computed); the signing key never leaves the office; the data
+key seals personal data and the door-group keys in the site database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
+                                                               Ed25519PublicKey)
+
+from ..errors import KeyFileError
+
+
+def _write_0600(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path}: already exists; refusing to overwrite site keys") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: site key missing (run 'accessctl site init')") from None
+    if st.st_mode & 0o077:
+        raise KeyFileError(f"{path}: readable by other users (mode {st.st_mode & 0o777:04o}); "
+                           f"run 'chmod 600 {path}'")
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise KeyFileError(f"{path}: cannot be read by this user") from None
+
+
+@dataclass(frozen=True)
+class SiteKeys:
+    signing: Ed25519PrivateKey
+    lookup: bytes
+    data: bytes
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return self.signing.public_key()
+
+    def public_raw(self) -> bytes:
+        return self.public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def __repr__(self) -> str:
+        return "SiteKeys(<secret>)"
+
+
+def create(keydir: Path) -> SiteKeys:
+    signing = Ed25519PrivateKey.generate()
+    keys = SiteKeys(signing, secrets.token_bytes(32), secrets.token_bytes(32))
+    _write_0600(keydir / "signing.pem", signing.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    _write_0600(keydir / "lookup.key", keys.lookup.hex().encode())
+    _write_0600(keydir / "data.key", keys.data.hex().encode())
+    return keys
+
+
+def load(keydir: Path) -> SiteKeys:
+    pem = _read_key(keydir / "signing.pem")
+    try:
+        signing = serialization.load_pem_private_key(pem, password=None)
+    except ValueError:
+        raise KeyFileError(f"{keydir / 'signing.pem'}: not a PEM private key") from None
+    if not isinstance(signing, Ed25519PrivateKey):
+        raise KeyFileError(f"{keydir / 'signing.pem'}: not an Ed25519 key")
+    out = {}
+    for name in ("lookup", "data"):
+        raw = _read_key(keydir / f"{name}.key")
+        try:
+            out[name] = bytes.fromhex(raw.decode().strip())
+        except (ValueError, UnicodeDecodeError):
+            raise KeyFileError(f"{keydir / (name + '.key')}: not a hex key") from None
+        if len(out[name]) != 32:
+            raise KeyFileError(f"{keydir / (name + '.key')}: must be 32 bytes")
+    return SiteKeys(signing, out["lookup"], out["data"])
+
+
+def public_from_raw(raw: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(raw)

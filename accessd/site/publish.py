@@ -1,0 +1,51 @@
+"""Publishing: one signed, encrypted bundle per door group, into a store; and the
+key file a door needs to read its group's bundles."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from ..storage.keys import DoorKeys, SiteLink
+from ..storage.whitelist_admin import build_whitelist_file
+from ..sync import bundle
+from .db import SiteDB
+
+
+def publish(site: SiteDB, store, *, valid_days: float = 30, progress=None) -> list[dict]:
+    """Build, sign, encrypt and store a bundle for every door group with doors.
+
+    Every bundle of one publish shares a new, higher version number."""
+    version = site.next_bundle_version()
+    issued = time.time()
+    expires = issued + valid_days * 86400
+    out = []
+    groups = [g for g in site.groups() if g["doors"]]
+    for g in groups:
+        doors = tuple(d["id"] for d in site.doors(g["id"]))
+        key = site.group_key(g["id"])
+        with tempfile.TemporaryDirectory(prefix="accessd-bundle-") as tmp:
+            db = Path(tmp) / "whitelist.db"
+            count = build_whitelist_file(db, site.group_credentials(g["id"]),
+                                         lookup_key=site.keys.lookup, seal_key=key,
+                                         meta={"version": str(version), "site": site.site_id,
+                                               "group": g["id"], "issued": str(issued),
+                                               "expires": str(expires)})
+            blob = bundle.seal(bundle.Header(site.site_id, g["id"], doors, version, issued,
+                                             expires, count), db.read_bytes(), key,
+                               site.keys.signing)
+        store.put(f"bundles/{g['id']}.bundle", blob)
+        out.append({"group": g["id"], "doors": list(doors), "version": version,
+                    "credentials": count, "bytes": len(blob)})
+        if progress:
+            progress(g["id"])
+    return out
+
+
+def door_keys(site: SiteDB, door_id: str) -> DoorKeys:
+    """The key file for one door: the site's lookup key, its group's key, and the
+    site's public key to verify bundles."""
+    door = site.door(door_id)
+    return DoorKeys(lookup=site.keys.lookup, seal=site.group_key(door["group"]),
+                    site=SiteLink(site.site_id, door["group"], door_id, site.keys.public_raw()))

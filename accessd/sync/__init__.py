@@ -1,0 +1,1 @@
+"""Sync between the office and the doors: bundles, stores (transports), apply, upload."""

@@ -1,0 +1,172 @@
+"""The door's side of sync: pull this door's bundle, verify it, stage the new
+whitelist beside the old one, and let the core swap it in between taps.
+
+Runs in its own thread: every `sync.interval_seconds`, and at once on
+`accessctl sync now`. A rejected bundle logs `sync.rejected` with the reason
+and the old whitelist stays in use; a whitelist older than
+`sync.max_age_hours` logs a `sync.stale` alarm (once per episode).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from concurrent.futures import Future, TimeoutError as FutureTimeout
+from pathlib import Path
+
+from ..core.events import Notice, SwapWhitelist
+from ..errors import AccessdError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..storage.keys import DoorKeys
+from ..storage.whitelist import key_check
+from . import bundle
+from .store import StoreError, open_store
+
+log = logging.getLogger(__name__)
+
+
+def current_whitelist_meta(path: Path) -> dict[str, str]:
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            return dict(conn.execute("SELECT key, value FROM meta"))
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+
+
+def stage(data_dir: Path, plaintext: bytes, header: bundle.Header, keys: DoorKeys) -> Path:
+    """Write the new whitelist beside the old one, fsync it, and check it opens."""
+    new = Path(data_dir) / "whitelist.db.new"
+    try:
+        with open(new, "wb") as fh:
+            fh.write(plaintext)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        try:
+            new.unlink()
+        except OSError:
+            pass
+        raise bundle.BundleError(f"cannot stage the new whitelist: {exc.strerror or exc}") from None
+    try:
+        conn = sqlite3.connect(f"file:{new}?mode=ro", uri=True)
+        try:
+            ok = conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            meta = dict(conn.execute("SELECT key, value FROM meta"))
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        new.unlink()
+        raise bundle.BundleError(f"new whitelist is not a valid database: {exc}") from None
+    problem = (None if ok else "fails its integrity check")
+    if problem is None and meta.get("key_check") != key_check(keys.lookup):
+        problem = "was built with another lookup key"
+    if problem is None and meta.get("version") != str(header.version):
+        problem = "version inside does not match the bundle"
+    if problem:
+        new.unlink()
+        raise bundle.BundleError(f"new whitelist {problem}")
+    return new
+
+
+class SyncWorker:
+    def __init__(self, cfg, keys: DoorKeys, post, clock):
+        if keys.site is None:
+            raise AccessdError("sync.url is set but the key file has no site link: install the "
+                               "door key file made by 'accessctl door keys'")
+        self.cfg = cfg
+        self.keys = keys
+        self.post = post
+        self.clock = clock
+        self.store = open_store(cfg.sync.url)
+        self.public = Ed25519PublicKey.from_public_bytes(keys.site.public_key)
+        self._trigger = threading.Event()
+        self._stop = threading.Event()
+        self._waiters: list[Future] = []
+        self._lock = threading.Lock()
+        self._stale_alarm = False
+        self.last_result: str = "not run yet"
+        self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._trigger.set()
+        self._thread.join(5)
+
+    def request(self) -> Future:
+        """Sync now; the future resolves with the result."""
+        fut: Future = Future()
+        with self._lock:
+            self._waiters.append(fut)
+        self._trigger.set()
+        return fut
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._trigger.clear()
+            with self._lock:  # a request made during this run is served by the next one
+                waiters, self._waiters = self._waiters, []
+            result = self.sync_once()
+            for w in waiters:
+                w.set_result(result)
+            self._trigger.wait(self.cfg.sync.interval_seconds)
+
+    def sync_once(self) -> dict:
+        path = self.cfg.storage.whitelist_path
+        meta = current_whitelist_meta(path)
+        current = int(meta.get("version", 0) or 0) if meta.get("site") else 0
+        self._check_stale(meta)
+        name = f"bundles/{self.keys.site.group}.bundle"
+        try:
+            blob = self.store.get(name)
+        except StoreError as exc:
+            return self._result(False, f"store unavailable: {exc}", notice="sync.failed")
+        if blob is None:
+            return self._result(False, f"no bundle published yet for group "
+                                       f"{self.keys.site.group!r}")
+        try:
+            header, plain = bundle.open_(blob, public_key=self.public, group_key=self.keys.seal,
+                                         site=self.keys.site.site, door=self.keys.site.door,
+                                         current_version=current, now=self.clock.wall())
+            new = stage(self.cfg.storage.data_dir, plain, header, self.keys)
+        except bundle.BundleError as exc:
+            if getattr(exc, "same", False):
+                return self._result(True, f"up to date (version {current})")
+            return self._result(False, str(exc), notice="sync.rejected")
+        fut: Future = Future()
+        self.post(SwapWhitelist(str(new), header.version, fut))
+        try:
+            res = fut.result(30)
+        except FutureTimeout:
+            return self._result(False, "the core did not install the whitelist in time")
+        if res.get("ok"):
+            self._stale_alarm = False
+            return self._result(True, f"applied version {header.version} "
+                                      f"({res['credentials']} credentials)")
+        return self._result(False, res.get("error", "install failed"))
+
+    def _check_stale(self, meta: dict) -> None:
+        issued = float(meta.get("issued", 0) or 0)
+        if not meta.get("site"):
+            return
+        age_h = (self.clock.wall() - issued) / 3600
+        if age_h > self.cfg.sync.max_age_hours and not self._stale_alarm:
+            self._stale_alarm = True
+            self.post(Notice("sync.stale", f"whitelist is {age_h:.0f} h old (maximum "
+                                           f"{self.cfg.sync.max_age_hours:g} h)",
+                             {"version": int(meta.get("version", 0) or 0)}))
+
+    def _result(self, ok: bool, message: str, notice: str | None = None) -> dict:
+        self.last_result = message
+        if notice:
+            log.warning("sync: %s", message)
+            self.post(Notice(notice, message))
+        return {"ok": ok, "result": message}

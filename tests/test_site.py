@@ -1,0 +1,149 @@
+"""The office side: site database, CSV import, personal data at rest."""
+
+import os
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from accessd.cli import accessctl
+from accessd.errors import KeyFileError, StoreError
+from accessd.site import csvimport
+from accessd.site.db import SiteDB
+
+
+@pytest.fixture
+def site(tmp_path):
+    s = SiteDB.init(tmp_path / "site", "riverside")
+    s.group_add("bldg-a")
+    s.group_add("bldg-b")
+    yield s
+    s.close()
+
+
+GOOD = """name,unit,role,phone,kind,uid,groups,valid_from,valid_until
+Anna Berg,12A,resident,+4712345678,nfc,04A1B2C3,bldg-a,,
+Bo Lind,12B,resident,,fob,12648430,bldg-a;bldg-b,,2030-01-01
+Cy Courier,,courier,,nfc,04:C0:C0:C0,bldg-b,2026-01-01,2026-12-31T18:00
+Dee Nocard,14C,resident,,,,bldg-a,,
+"""
+
+
+def test_site_init_makes_0600_keys_and_refuses_twice(tmp_path, site):
+    for name in ("signing.pem", "lookup.key", "data.key"):
+        assert stat.S_IMODE(os.stat(site.dir / "keys" / name).st_mode) == 0o600
+    with pytest.raises(StoreError, match="already exists"):
+        SiteDB.init(site.dir, "again")
+    os.chmod(site.dir / "keys/data.key", 0o644)
+    with pytest.raises(KeyFileError, match="readable by other users"):
+        SiteDB.open(site.dir)
+
+
+def test_names_and_phones_are_encrypted_at_rest(site):
+    pid = site.person_add("Anna Berg", "12A", "resident", "+4712345678")
+    site.credential_add(pid, "nfc", "04A1B2C3")
+    assert site.person(pid).name == "Anna Berg"
+    site.close()
+    blob = b"".join(p.read_bytes() for p in site.dir.iterdir() if p.is_file())
+    for secret in (b"Anna Berg", b"Anna", b"+4712345678", b"04A1B2C3", bytes.fromhex("04A1B2C3")):
+        assert secret not in blob, secret
+
+
+def test_import_good_file_and_rerun_changes_nothing(site):
+    rep = csvimport.import_csv(site, GOOD)
+    assert rep.imported and not rep.errors
+    assert (rep.people_added, rep.credentials_added, rep.grants_added) == (4, 3, 5)
+    again = csvimport.import_csv(site, GOOD)
+    assert again.imported and again.unchanged == 4 and again.people_added == 0
+    bo = site.find_person("12B", "bo  LIND")          # matched by unit and name
+    assert site.grants(bo) == ["bldg-a", "bldg-b"]
+    assert len(site.credentials()) == 3
+
+
+BAD = """name,unit,role,phone,kind,uid,groups,valid_from,valid_until
+Anna Berg,12A,resident,,nfc,04A1B2CZ,bldg-a,,
+Bo Lind,12B,resident,,fob,12648430,bldg-x,,
+Cy,12C,resident,,fob,12648430,bldg-a,,
+Di,12D,resident,,nfc,04000000,bldg-a,,2026-13-40
+Ed,12E,landlord,,,,bldg-a,,
+Fi,12F,resident,,pin,1234,bldg-a,,
+Gus,12G,resident,,nfc,04111111,bldg-a,,
+Cy2,12H,resident,,fob,0x00C0FFEE,bldg-a,,
+"""
+
+
+def test_bad_rows_are_all_reported_with_lines_and_nothing_is_imported(site):
+    rep = csvimport.import_csv(site, BAD)
+    assert not rep.imported and site.people() == []
+    errors = dict(rep.errors)
+    assert "uid: nfc UID must be hexadecimal" in errors[2]
+    assert "unknown door group 'bldg-x'" in errors[3]
+    assert "valid_until '2026-13-40' is not a date" in errors[5]
+    assert "role 'landlord' is not one of" in errors[6]
+    assert "PINs are not imported from files" in errors[7]
+    assert "the same fob is on line 4 too" in errors[9]   # 0x00C0FFEE == 12648430
+    assert 8 not in errors and 4 not in errors
+
+
+def test_skip_bad_imports_the_good_rows(site):
+    rep = csvimport.import_csv(site, BAD, skip_bad=True)
+    assert rep.imported and rep.people_added == 2     # Cy (line 4) and Gus (line 8)
+
+
+def test_credential_enrolled_to_someone_else_is_a_bad_row(site):
+    pid = site.person_add("Zed", "1A", "resident")
+    site.credential_add(pid, "nfc", "04A1B2C3")
+    rep = csvimport.import_csv(site, GOOD)
+    assert not rep.imported and f"already enrolled to person {pid}" in dict(rep.errors)[2]
+
+
+def test_header_errors(site):
+    rows, errors = csvimport.parse("name,flat,role\nA,1,resident\n", site)
+    assert errors == [(1, "header: missing column(s) unit; unknown column(s) flat (columns: "
+                          "name, unit, role, phone, kind, uid, groups, valid_from, valid_until)")]
+
+
+def test_import_cli_progress_and_exit_codes(site, tmp_path):
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text(GOOD)
+    bad.write_text(BAD)
+    runner = CliRunner()
+    r = runner.invoke(accessctl.main, ["--site", str(site.dir), "import", str(bad)])
+    assert r.exit_code == 1 and f"{bad}:2: uid: nfc UID must be hexadecimal" in r.output
+    assert "nothing imported: 6 bad rows" in r.output
+    r = runner.invoke(accessctl.main, ["--site", str(site.dir), "import", str(good)])
+    assert r.exit_code == 0 and "4 people, 3 credentials, 5 grants added" in r.output
+    r = runner.invoke(accessctl.main, ["--site", str(site.dir), "export"])
+    assert "Anna Berg" in r.output and "04A1B2C3" not in r.output and "fp:" in r.output
+
+
+def test_office_commands_need_a_site(tmp_path):
+    r = CliRunner().invoke(accessctl.main, ["person", "list"], env={"ACCESSD_SITE": ""})
+    assert r.exit_code == 2 and "this is an office command: give --site DIR" in r.output
+
+
+def test_people_and_grants_cli(site):
+    runner = CliRunner()
+
+    def ctl(*a):
+        return runner.invoke(accessctl.main, ["--site", str(site.dir), *a])
+    r = ctl("person", "add", "--name", "Anna Berg", "--unit", "12A", "--group", "bldg-a", "--json")
+    assert r.exit_code == 0, r.output
+    import json
+    pid = json.loads(r.output)["person"]
+    assert "Anna Berg" in ctl("person", "show", pid).output
+    r = ctl("enroll", "--person", pid, "--kind", "nfc", "--uid", "04A1B2C3")
+    assert r.exit_code == 0 and "run 'accessctl publish'" in r.output
+    r = ctl("enroll", "--person", pid, "--kind", "pin", "--pin-stdin")
+    assert r.exit_code == 2   # no PIN given on stdin: too short
+    cid = site.credentials(pid)[0]["id"]
+    assert ctl("lost", cid).exit_code == 0
+    assert site.credentials(pid)[0]["status"] == "lost"
+    assert ctl("ungrant", pid, "bldg-a").exit_code == 0 and site.grants(pid) == []
+    r = ctl("grant", pid, "nope")
+    assert r.exit_code == 1 and "no door group 'nope'" in r.output
+    r = ctl("person", "add", "--name", "Anna Berg", "--unit", "12A")
+    assert r.exit_code == 1 and "already registered" in r.output
+    assert ctl("person", "edit", pid, "--unit", "14C").exit_code == 0
+    assert site.person(pid).unit == "14C"
+    assert ctl("person", "remove", pid).exit_code == 0 and site.people() == []

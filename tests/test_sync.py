@@ -1,0 +1,220 @@
+"""Bundles from the office to the doors: verification, rejection, atomic apply."""
+
+import errno
+import json
+import shutil
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from accessd.clock import FakeClock
+from accessd.config import load_config
+from accessd.site.db import SiteDB
+from accessd.site.keys import create as create_site_keys
+from accessd.site.publish import door_keys, publish
+from accessd.storage.eventlog import open_reader
+from accessd.storage.keys import write_key_file
+from accessd.sync import bundle
+from accessd.sync.store import FileStore
+from accessd.testing import DaemonProcess, write_sim_config
+
+UID = "04A1B2C3"
+
+
+class Office:
+    def __init__(self, tmp: Path):
+        self.site = SiteDB.init(tmp / "site", "riverside")
+        self.site.group_add("bldg-a")
+        self.site.group_add("bldg-b")
+        self.site.door_add("door-a1", "bldg-a")
+        self.site.door_add("door-b1", "bldg-b")
+        self.anna = self.site.person_add("Anna Berg", "12A", "resident")
+        self.card = self.site.credential_add(self.anna, "nfc", UID)
+        self.site.grant(self.anna, "bldg-a")
+        self.store = FileStore(tmp / "store")
+        self.tmp = tmp
+
+    def publish(self, **kw):
+        return publish(self.site, self.store, **kw)
+
+    def door(self, door_id="door-a1") -> Path:
+        d = self.tmp / door_id
+        config = write_sim_config(d, keys=False, door_id=door_id)
+        config.write_text(config.read_text() + f'\n[sync]\nurl = "{self.store.url}"\n'
+                                               "interval_seconds = 3600\n")
+        write_key_file(d / "keys/door-keys.json", door_keys(self.site, door_id))
+        return config
+
+    def blob(self, group="bldg-a") -> bytes:
+        return self.store.get(f"bundles/{group}.bundle")
+
+
+@pytest.fixture
+def office(tmp_path):
+    o = Office(tmp_path)
+    yield o
+    o.site.close()
+
+
+def opened(office, blob, *, door="door-a1", current=0, now=None, site="riverside", key=None):
+    keys = door_keys(office.site, door)
+    return bundle.open_(blob, public_key=office.site.keys.public, group_key=key or keys.seal,
+                        site=site, door=door, current_version=current,
+                        now=time.time() if now is None else now)
+
+
+def test_a_good_bundle_opens(office):
+    office.publish()
+    header, plain = opened(office, office.blob())
+    assert header.version == 1 and header.doors == ("door-a1",) and header.count == 1
+    assert plain.startswith(b"SQLite format 3")
+
+
+@pytest.mark.parametrize("mangle,reason", [
+    (lambda b: b[:-100] + bytes([b[-100] ^ 1]) + b[-99:], "bad signature"),
+    (lambda b: b[:len(bundle.MAGIC) + 40] + b"X" + b[len(bundle.MAGIC) + 41:], "bad signature"),
+    (lambda b: b + b"\0", "1 bytes too many"),
+    (lambda b: b[: len(b) // 2], "truncated bundle"),
+    (lambda b: b[:200], "truncated bundle"),
+    (lambda b: b"GIF89a" + b[6:], "not an accessd bundle"),
+])
+def test_tampered_or_truncated_bundles_are_rejected(office, mangle, reason):
+    office.publish()
+    with pytest.raises(bundle.BundleError, match=reason):
+        opened(office, mangle(office.blob()))
+
+
+def test_signed_by_another_key_is_rejected(office, tmp_path):
+    office.publish()
+    header, plain = opened(office, office.blob())
+    rogue = create_site_keys(tmp_path / "rogue-keys")
+    forged = bundle.seal(header, plain, door_keys(office.site, "door-a1").seal, rogue.signing)
+    with pytest.raises(bundle.BundleError, match="bad signature"):
+        opened(office, forged)
+
+
+def test_wrong_site_door_version_expiry_and_key(office):
+    office.publish()
+    blob = office.blob()
+    with pytest.raises(bundle.BundleError, match="for site 'riverside', this door belongs to 'elm'"):
+        opened(office, blob, site="elm")
+    with pytest.raises(bundle.BundleError, match="does not name this door"):
+        opened(office, blob, door="door-b1", key=door_keys(office.site, "door-a1").seal)
+    with pytest.raises(bundle.BundleError, match="older than the applied 2 .rollback or replay"):
+        opened(office, blob, current=2)
+    with pytest.raises(bundle.BundleError, match="already applied") as same:
+        opened(office, blob, current=1)
+    assert same.value.same
+    with pytest.raises(bundle.BundleError, match="has expired"):
+        opened(office, blob, now=time.time() + 31 * 86400)
+    with pytest.raises(bundle.BundleError, match="cannot decrypt"):
+        opened(office, blob, key=door_keys(office.site, "door-b1").seal)
+
+
+def events(config, kind):
+    conn = open_reader(load_config(config).storage.eventlog_path)
+    return [dict(r) for r in conn.execute("SELECT * FROM events WHERE kind = ? ORDER BY seq",
+                                          (kind,))]
+
+
+def test_door_pulls_applies_and_rejects_keeping_the_old_whitelist(office):
+    office.publish()
+    v1 = office.blob()
+    config = office.door()
+    d = DaemonProcess(config).wait_ready()
+    try:
+        assert d.request({"op": "sync"})["ok"]      # pulled at start, or now
+        assert d.request({"op": "status"})["whitelist"]["version"] == 1
+        tap = d.request({"op": "sim", "input": "tap", "uid": UID})
+        assert tap["decision"] == "granted" and tap["credential"] == office.card["id"]
+        # the office revokes the card and publishes; the door applies it
+        office.site.credential_status(office.card["id"], "lost")
+        office.publish()
+        r = d.request({"op": "sync"})
+        assert r["ok"] and r["result"] == "applied version 2 (1 credentials)"
+        tap = d.request({"op": "sim", "input": "tap", "uid": UID})
+        assert tap["reason"] == "denied: credential reported lost"
+        # an attacker puts the old bundle back: rejected, version 2 stays
+        office.store.put("bundles/bldg-a.bundle", v1)
+        r = d.request({"op": "sync"})
+        assert not r["ok"] and "older than the applied 2" in r["result"]
+        # a tampered one: rejected
+        office.store.put("bundles/bldg-a.bundle", v1[:-1] + bytes([v1[-1] ^ 1]))
+        assert "bad signature" in d.request({"op": "sync"})["result"]
+        assert d.request({"op": "sim", "input": "tap", "uid": UID})["reason"] == \
+            "denied: credential reported lost"
+        assert d.request({"op": "status"})["whitelist"]["version"] == 2
+    finally:
+        d.terminate()
+    assert [e["reason"] for e in events(config, "sync.applied")] == \
+        ["whitelist version 1 applied", "whitelist version 2 applied"]
+    rejected = [e["reason"] for e in events(config, "sync.rejected")]
+    assert len(rejected) == 2 and "rollback or replay" in rejected[0]
+
+
+def test_a_door_outside_the_group_gets_nothing(office):
+    office.publish()
+    config = office.door("door-b1")
+    d = DaemonProcess(config).wait_ready()
+    try:
+        assert d.request({"op": "sync"})["ok"]      # the start-up pull may have applied it
+        assert d.request({"op": "status"})["whitelist"] == {"credentials": 0, "version": 1}
+        assert d.request({"op": "sim", "input": "tap", "uid": UID})["decision"] == "denied"
+    finally:
+        d.terminate()
+
+
+def test_disk_full_while_staging_keeps_the_old_whitelist(office, mocker):
+    from accessd.core.events import Notice, SwapWhitelist
+    from accessd.storage.keys import load_key_file
+    from accessd.sync.door import SyncWorker
+    office.publish()
+    config = office.door()
+    cfg = load_config(config)
+    cfg.storage.data_dir.mkdir(parents=True)
+    posted = []
+    worker = SyncWorker(cfg, load_key_file(cfg.storage.key_file), posted.append, FakeClock(
+        wall=time.time()))
+    real_fsync = __import__("os").fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    mocker.patch("accessd.sync.door.os.fsync", side_effect=full)
+    res = worker.sync_once()
+    assert not res["ok"] and "cannot stage the new whitelist: No space left on device" in res["result"]
+    assert [type(p) for p in posted] == [Notice] and posted[0].kind == "sync.rejected"
+    assert not (cfg.storage.data_dir / "whitelist.db.new").exists()
+    mocker.patch("accessd.sync.door.os.fsync", side_effect=real_fsync)
+    res = worker.sync_once()
+    assert isinstance(posted[-1], SwapWhitelist)   # a working disk: handed to the core
+
+
+def test_stale_whitelist_raises_an_alarm_once(office):
+    from accessd.core.events import Notice
+    from accessd.storage.keys import load_key_file
+    from accessd.sync.door import SyncWorker
+    office.publish()
+    config = office.door()
+    cfg = load_config(config)
+    d = DaemonProcess(config).wait_ready()
+    assert d.request({"op": "sync"})["ok"]          # version 1 is applied on disk now
+    d.terminate()
+    office.store.put("bundles/bldg-a.bundle", b"")  # the office stops publishing
+    posted = []
+    clock = FakeClock(wall=time.time() + 73 * 3600)
+    worker = SyncWorker(cfg, load_key_file(cfg.storage.key_file), posted.append, clock)
+    worker.sync_once()
+    worker.sync_once()
+    stale = [p for p in posted if isinstance(p, Notice) and p.kind == "sync.stale"]
+    assert len(stale) == 1 and "whitelist is 73 h old (maximum 72 h)" in stale[0].reason
+
+
+def test_sync_needs_a_site_key_file(tmp_path):
+    config = write_sim_config(tmp_path / "d")
+    config.write_text(config.read_text() + '\n[sync]\nurl = "file:///nowhere"\n')
+    d = DaemonProcess(config)
+    assert d.proc.wait(20) == 1
+    assert "key file has no site link" in d.stderr()
+    d.close()
