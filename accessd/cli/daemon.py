@@ -117,5 +117,35 @@ def relay_safe(config_path: str) -> None:
                f"({'locked' if cfg.door.fail_mode == 'secure' else 'released'})")
 
 
+@main.command()
+@CONFIG_OPT
+@click.option("--store", "store_url", help="Store URL (default: sync.url of the config).")
+def upload(config_path: str, store_url: str | None) -> None:
+    """Upload the events not yet acknowledged, in batches, to the store.
+
+    Runs nightly from accessd-upload.timer; safe to run any time and to
+    interrupt: it resumes after the last acknowledged batch.
+
+    \b
+    Example:
+      accessd upload --config /etc/accessd/accessd.toml
+    """
+    cfg = _load(config_path, require_keys=False)
+    from ..sync.store import open_store
+    from ..sync.upload import upload as do_upload
+    url = store_url or cfg.sync.url
+    if not url:
+        click.echo("accessd: no store: set sync.url in the config or give --store", err=True)
+        sys.exit(2)
+    try:
+        res = do_upload(cfg, open_store(url))
+    except (AccessdError, ValueError, OSError) as exc:
+        click.echo(f"accessd: upload stopped: {exc} (what was sent is acknowledged; "
+                   "run again to resume)", err=True)
+        sys.exit(1)
+    click.echo(f"uploaded {res['events']} events in {res['batches']} batches "
+               f"(acknowledged up to #{res['acked_seq']})")
+
+
 if __name__ == "__main__":
     main()

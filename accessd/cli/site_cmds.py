@@ -362,6 +362,96 @@ def register(main, json_opt, console, out, reply) -> None:
             click.echo(f"published to {store.url}" if res else "no door group has doors yet")
         out(as_json, res, human)
 
+    @main.group("logs")
+    def logs_group() -> None:
+        """The doors' logs at the office: load them, read them with names.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site logs show --door door-a1 --since 12h
+        """
+
+    @logs_group.command("pull")
+    @click.option("--store", "store_url", help="Store URL (default: file://SITE/store).")
+    @json_opt
+    @click.pass_obj
+    def logs_pull(obj, store_url, as_json):
+        """Load the uploaded batches; verify each door's hash chain and sequence.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site logs pull
+        """
+        from ..site import intake
+        site = site_of(obj)
+        store = open_store(store_url or (site.dir / "store").as_uri())
+        res = intake.pull(site, store)
+        doc = {d: {**r.__dict__, "ok": r.ok} for d, r in res.items()}
+
+        def human():
+            if not res:
+                click.echo("no new batches")
+            for d, r in res.items():
+                state = "chain intact" if r.ok else "PROBLEMS"
+                click.echo(f"{d}: {r.batches} batches, {r.added} events added"
+                           + (f", {r.duplicates} already had" if r.duplicates else "")
+                           + f"; {state}")
+                for a, b in r.gaps:
+                    click.echo(f"  gap: events #{a}..#{b} missing")
+                for seq, why in r.bad:
+                    click.echo(f"  #{seq}: {why}")
+        out(as_json, doc, human)
+        if any(not r.ok for r in res.values()):
+            sys.exit(1)
+
+    @logs_group.command("show")
+    @click.option("--door", help="Only this door.")
+    @click.option("--person", help="Only this person's credentials.")
+    @click.option("--since", help="2026-11-21, 2026-11-21T18:00 or 12h (ago).")
+    @click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable).")
+    @click.option("--limit", type=click.IntRange(1))
+    @json_opt
+    @click.pass_obj
+    def logs_show(obj, door, person, since, kinds, limit, as_json):
+        """Who opened which door, when: events with the person's name.
+
+        \b
+        Examples:
+          accessctl --site /srv/accessd-site logs show --door door-a1 --since 12h
+          accessctl --site /srv/accessd-site logs show --kind access.denied
+        """
+        from ..site import intake
+        from ..storage.eventlog import utc_iso
+        from .accessctl import parse_when
+        since_ts = utc_iso(parse_when(since, past=True)) if since else None
+        rows = intake.show(site_of(obj), door=door, person=person, since=since_ts,
+                           kinds=kinds, limit=limit)
+        out(as_json, rows, lambda: _table(
+            console, f"{len(rows)} events", ["time (UTC)", "door", "kind", "person", "reason"],
+            [[r["ts"][:19].replace("T", " "), r["door"], r["kind"],
+              r["person"] or (r["credential"] or ""), r["reason"]] for r in rows]))
+
+    @main.command("report")
+    @click.option("--since", help="2026-11-01 or 7d (ago); default: everything.")
+    @json_opt
+    @click.pass_obj
+    def report_cmd(obj, since, as_json):
+        """Per door and day: grants, denials and alarms.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site report --since 7d
+        """
+        from ..site import intake
+        from ..storage.eventlog import utc_iso
+        from .accessctl import parse_when
+        rows = intake.report(site_of(obj),
+                             since=utc_iso(parse_when(since, past=True)) if since else None)
+        out(as_json, rows, lambda: _table(
+            console, "door report", ["day", "door", "granted", "denied", "alarms"],
+            [[r["day"], r["door"], str(r["granted"]), str(r["denied"]), str(r["alarms"])]
+             for r in rows]))
+
     @main.group("sync")
     def sync_group() -> None:
         """Make a door pull its bundle.

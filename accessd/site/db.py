@@ -54,6 +54,13 @@ SITE_MIGRATIONS = [
     CREATE INDEX events_ts ON events(ts);
     CREATE INDEX credentials_person ON credentials(person_id);
     """,
+    # 2: which uploaded log batches have been loaded
+    """
+    CREATE TABLE batches (name TEXT PRIMARY KEY, door TEXT NOT NULL, first INTEGER NOT NULL,
+                          last INTEGER NOT NULL, pulled REAL NOT NULL);
+    CREATE INDEX credentials_fingerprint ON credentials(fingerprint);
+    CREATE INDEX events_credential ON events(credential);
+    """,
 ]
 
 

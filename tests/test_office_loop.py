@@ -1,0 +1,140 @@
+"""The whole office <-> door loop with real processes, and the log path's faults."""
+
+import gzip
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from accessd.cli import accessctl
+from accessd.config import load_config
+from accessd.site.db import SiteDB
+from accessd.site.publish import door_keys
+from accessd.storage.keys import write_key_file
+from accessd.sync.store import FileStore
+from accessd.testing import DaemonProcess, write_sim_config
+
+
+def residents_csv(n: int) -> str:
+    lines = ["name,unit,role,phone,kind,uid,groups,valid_from,valid_until"]
+    for i in range(n):
+        group = "bldg-a" if i % 2 == 0 else "bldg-b"
+        lines.append(f"Resident {i},{100 + i // 4}{'ABCD'[i % 4]},resident,+47{i:08d},nfc,"
+                     f"{0x04000000 + i:08X},{group},,")
+    return "\n".join(lines) + "\n"
+
+
+def upload(config):
+    return subprocess.run([sys.executable, "-m", "accessd", "upload", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_site_to_two_doors_and_back(tmp_path):
+    site_dir, store = tmp_path / "site", tmp_path / "store"
+    runner = CliRunner()
+
+    def ctl(*args, ok=True):
+        r = runner.invoke(accessctl.main, ["--site", str(site_dir), *args])
+        assert (r.exit_code == 0) == ok, r.output
+        return r.output
+
+    ctl("site", "init", "riverside")
+    ctl("group", "add", "bldg-a")
+    ctl("group", "add", "bldg-b")
+    ctl("door", "add", "door-a", "--group", "bldg-a")
+    ctl("door", "add", "door-b", "--group", "bldg-b")
+    csv = tmp_path / "residents.csv"
+    csv.write_text(residents_csv(1000))
+    assert "1000 people, 1000 credentials, 1000 grants added" in ctl("import", str(csv))
+    published = json.loads(ctl("publish", "--store", store.as_uri(), "--json"))
+    assert {p["group"]: p["credentials"] for p in published} == {"bldg-a": 500, "bldg-b": 500}
+
+    doors = {}
+    for door in ("door-a", "door-b"):
+        config = write_sim_config(tmp_path / door, keys=False, door_id=door)
+        config.write_text(config.read_text() + f'\n[sync]\nurl = "{store.as_uri()}"\n')
+        ctl("door", "keys", door, "--out", str(tmp_path / door / "keys/door-keys.json"))
+        doors[door] = config
+    daemons = {d: DaemonProcess(c).wait_ready() for d, c in doors.items()}
+    try:
+        for door, d in daemons.items():
+            assert d.request({"op": "sync"})["ok"]
+            assert d.request({"op": "status"})["whitelist"] == {"credentials": 500, "version": 1}
+        a, b = daemons["door-a"], daemons["door-b"]
+        assert a.request({"op": "sim", "input": "tap", "uid": "04000000"})["decision"] == "granted"
+        assert a.request({"op": "sim", "input": "tap", "uid": "04000001"})["decision"] == "denied"
+        assert b.request({"op": "sim", "input": "tap", "uid": "04000001"})["decision"] == "granted"
+        assert b.request({"op": "sim", "input": "tap", "uid": "04FFFFFF"})["decision"] == "denied"
+    finally:
+        for d in daemons.values():
+            d.terminate()
+    for config in doors.values():
+        r = upload(config)
+        assert r.returncode == 0 and "uploaded" in r.stdout, r.stderr
+    assert "door-a: 1 batches" in ctl("logs", "pull", "--store", store.as_uri())
+    rows = json.loads(ctl("logs", "show", "--kind", "access.granted", "--json"))
+    assert [(r["door"], r["person"]) for r in rows] == [("door-a", "Resident 0 (100A)"),
+                                                        ("door-b", "Resident 1 (100B)")]
+    denied = json.loads(ctl("logs", "show", "--door", "door-a", "--kind", "access.denied",
+                            "--json"))
+    assert denied[0]["person"] == "Resident 1 (100B)"   # a real resident at the wrong door
+    report = json.loads(ctl("report", "--json"))
+    assert {(r["door"], r["granted"], r["denied"]) for r in report} == {
+        ("door-a", 1, 1), ("door-b", 1, 1)}
+
+
+def test_upload_resumes_and_is_idempotent_and_intake_finds_gaps_and_edits(tmp_path):
+    site = SiteDB.init(tmp_path / "site", "riverside")
+    site.group_add("g")
+    site.door_add("door-a", "g")
+    store = FileStore(tmp_path / "store")
+    config = write_sim_config(tmp_path / "door-a", keys=False, door_id="door-a")
+    write_key_file(tmp_path / "door-a/keys/door-keys.json", door_keys(site, "door-a"))
+    config.write_text(config.read_text() + f'\n[sync]\nurl = "{store.url}"\n')
+    d = DaemonProcess(config).wait_ready()
+    for _ in range(30):
+        d.request({"op": "sim", "input": "tap", "uid": "04000000"})
+    d.terminate()
+    cfg = load_config(config)
+    from accessd.sync.upload import acked, upload as do_upload
+    first = do_upload(cfg, store, batch=10)
+    assert first["batches"] >= 3 and acked(cfg.storage.data_dir) == first["acked_seq"]
+    assert do_upload(cfg, store, batch=10)["events"] == 0          # nothing new: nothing sent
+    # an interrupted upload: the state goes back, the same batches are sent again
+    (cfg.storage.data_dir / "upload-state.json").write_text('{"acked_seq": 10}')
+    again = do_upload(cfg, store, batch=10)
+    assert again["acked_seq"] == first["acked_seq"]
+    names = store.list("logs")
+    assert len(names) == first["batches"]                          # same names: idempotent
+
+    from accessd.site import intake
+    res = intake.pull(site, store)
+    assert res["door-a"].ok and res["door-a"].added == first["acked_seq"]
+    assert intake.pull(site, store) == {}
+    # a batch goes missing at the office, another is edited: both are reported
+    site.db.execute("DELETE FROM events WHERE seq BETWEEN 11 AND 20")
+    site.db.execute("DELETE FROM batches")
+    site.db.conn.commit()
+    edited = names[0]
+    rows = [json.loads(x) for x in gzip.decompress(store.get(edited)).decode().splitlines()]
+    rows[3]["reason"] = "nothing to see"
+    store.put(edited, gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    store._path(names[1]).unlink()
+    res = intake.pull(site, store)["door-a"]
+    assert res.gaps == [(11, 20)]
+    assert (rows[3]["seq"], "record hash does not match its contents") in res.bad
+
+
+def test_upload_without_a_store_and_with_a_bad_state_file(tmp_path):
+    config = write_sim_config(tmp_path / "d")
+    r = upload(config)
+    assert r.returncode == 2 and "no store: set sync.url" in r.stderr
+    d = DaemonProcess(config).wait_ready()
+    d.terminate()
+    cfg = load_config(config)
+    (cfg.storage.data_dir / "upload-state.json").write_text("garbage")
+    r = subprocess.run([sys.executable, "-m", "accessd", "upload", "--config", str(config),
+                        "--store", (tmp_path / "store").as_uri()],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "not an upload state file" in r.stderr
