@@ -19,5 +19,8 @@ def test_demo_shows_granted_and_denied_taps_with_the_relay(tmp_path):
     for kind in ("door.prealarm", "door.held_open", "rex", "door.locked"):
         assert kind in out, kind
     assert "sim tap 04A1B2C3" in out            # how to tap from a second terminal
+    # the office side: residents imported, a signed bundle pulled, the log back with names
+    assert "imported: 3 people" in out and "version 1" in out
+    assert "chain intact" in out and "Anna Berg (12A)" in out and "Vera Visitor" in out
     assert "accessd stopped" in out
     assert "04A1B2C3" not in (tmp_path / "demo/daemon.log").read_text()
