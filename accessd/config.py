@@ -63,6 +63,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "url": ((str,), ""),                 # "" = this door is enrolled locally
         "interval_seconds": ((int, float), 300.0),
         "max_age_hours": ((int, float), 72.0),
+        "timeout_seconds": ((int, float), 15.0),   # per HTTP request
     },
     "pin": {
         "min_length": ((int,), 4),
@@ -155,6 +156,7 @@ class SyncConfig:
     url: str
     interval_seconds: float
     max_age_hours: float
+    timeout_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ class Config:
     api: ApiConfig
     pin: PinConfig
     readers: tuple[ReaderConfig, ...]
-    sync: SyncConfig = SyncConfig("", 300.0, 72.0)
+    sync: SyncConfig = SyncConfig("", 300.0, 72.0, 15.0)
 
     def as_dict(self) -> dict:
         """The effective config, ready to print; holds no secret (keys live in the key file)."""
@@ -190,6 +192,11 @@ class Config:
             out[name] = {k: (str(v) if isinstance(v, Path) else v)
                          for k, v in section.__dict__.items()}
         out["readers"] = [{"name": r.name, "kind": r.kind, **r.options} for r in self.readers]
+        if "@" in out["sync"]["url"]:  # user:password@host: never print the password
+            from urllib.parse import urlparse
+            u = urlparse(out["sync"]["url"])
+            out["sync"]["url"] = u._replace(netloc=f"{u.username}:<redacted>@{u.hostname}"
+                                            + (f":{u.port}" if u.port else "")).geturl()
         return out
 
 
@@ -387,10 +394,14 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
     if sy["url"]:
         from urllib.parse import urlparse
         u = urlparse(sy["url"])
-        if u.scheme != "file" or u.netloc or not u.path.startswith("/"):
-            raise _err(path, "sync.url", f"must be file:///absolute/path, got {sy['url']!r}")
+        ok = ((u.scheme == "file" and not u.netloc and u.path.startswith("/"))
+              or (u.scheme in ("http", "https") and u.hostname))
+        if not ok:
+            raise _err(path, "sync.url", "must be file:///absolute/path or "
+                                         f"https://host/path/, got {sy['url']!r}")
     _positive(path, "sync.interval_seconds", sy["interval_seconds"])
     _positive(path, "sync.max_age_hours", sy["max_age_hours"])
+    _positive(path, "sync.timeout_seconds", sy["timeout_seconds"])
 
     p = s["pin"]
     if not 1 <= p["min_length"] <= p["max_length"] <= 16:

@@ -252,3 +252,52 @@ def crash_round(config: Path, uids: list[str], rng, *, max_acks: int = 80) -> di
     report["ok"] = (not report["lost"] and report["chain_ok"] and report["restart_chain_ok"]
                     and report["integrity_events"] and report["integrity_whitelist"])
     return report
+
+
+class DavServer:
+    """A real WebDAV server (WsgiDAV on cheroot) on 127.0.0.1, serving a directory,
+    with switches to make it fail: `fail = 500` answers every request with that
+    status, `delay = 3` answers that late, `fail_after = n` fails after n more
+    requests. For tests and the benchmark (wsgidav and cheroot: the test extra)."""
+
+    def __init__(self, root: Path):
+        import threading as _threading
+
+        from cheroot import wsgi
+        from wsgidav.wsgidav_app import WsgiDAVApp
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.fail: int | None = None
+        self.delay = 0.0
+        self.fail_after: int | None = None
+        self.requests: list[tuple[str, str, int]] = []
+        dav = WsgiDAVApp({"provider_mapping": {"/": str(self.root)},
+                          "simple_dc": {"user_mapping": {"*": True}},
+                          "http_authenticator": {"domain_controller": None},
+                          "verbose": 0, "logging": {"enable": False}})
+
+        def app(environ, start_response):
+            method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+            if self.fail_after is not None:
+                self.fail_after -= 1
+                if self.fail_after < 0:
+                    self.fail, self.fail_after = 500, None
+            if self.delay:
+                _threading.Event().wait(self.delay)  # a slow server, on the server side
+            if self.fail:
+                self.requests.append((method, path, self.fail))
+                start_response(f"{self.fail} Injected Failure", [("Content-Length", "0")])
+                return [b""]
+            def sr(st, headers, exc_info=None):
+                self.requests.append((method, path, int(st.split()[0])))
+                return start_response(st, headers, exc_info)
+            return dav(environ, sr)
+
+        self.server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
+        self.server.prepare()
+        self.url = f"http://127.0.0.1:{self.server.bind_addr[1]}/"
+        self._thread = _threading.Thread(target=self.server.serve, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.stop()

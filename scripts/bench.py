@@ -400,8 +400,21 @@ def bench_office(directory: Path, n: int = 100_000, events: int = 250_000) -> di
     el.close()
     t0 = time.monotonic()
     up = upload(log_cfg, FileStore(directory / "store"))
-    res["upload_250k"] = {"seconds": round(time.monotonic() - t0, 2), "events": up["events"],
-                          "batches": up["batches"], "store": "file://"}
+    res["upload_250k_file"] = {"seconds": round(time.monotonic() - t0, 2),
+                               "events": up["events"], "batches": up["batches"]}
+    from accessd.sync.store import HttpStore
+    from accessd.sync.upload import state_path
+    from accessd.testing import DavServer
+    state_path(log_cfg.storage.data_dir).unlink()
+    dav = DavServer(directory / "www")
+    try:
+        t0 = time.monotonic()
+        up = upload(log_cfg, HttpStore(dav.url))
+        res["upload_250k_http"] = {"seconds": round(time.monotonic() - t0, 2),
+                                   "events": up["events"], "batches": up["batches"],
+                                   "server": "WsgiDAV on cheroot, 127.0.0.1"}
+    finally:
+        dav.stop()
     site.close()
     return res
 

@@ -138,7 +138,7 @@ def upload(config_path: str, store_url: str | None) -> None:
         click.echo("accessd: no store: set sync.url in the config or give --store", err=True)
         sys.exit(2)
     try:
-        res = do_upload(cfg, open_store(url))
+        res = do_upload(cfg, open_store(url, cfg.sync.timeout_seconds))
     except (AccessdError, ValueError, OSError) as exc:
         click.echo(f"accessd: upload stopped: {exc} (what was sent is acknowledged; "
                    "run again to resume)", err=True)

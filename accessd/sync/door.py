@@ -83,7 +83,7 @@ class SyncWorker:
         self.keys = keys
         self.post = post
         self.clock = clock
-        self.store = open_store(cfg.sync.url)
+        self.store = open_store(cfg.sync.url, cfg.sync.timeout_seconds)
         self.public = Ed25519PublicKey.from_public_bytes(keys.site.public_key)
         self._trigger = threading.Event()
         self._stop = threading.Event()

@@ -1,8 +1,10 @@
 """Bundle and log stores: where the office puts bundles and doors put logs.
 
   file:///srv/accessd/store   a directory (the embedded default: office and door on
-                              one Pi, or a shared mount). An https:// store (HTTP PUT
-                              and GET with ETag) is still to come.
+                              one Pi, or a shared mount)
+  https://host/accessd/       a web server that takes PUT (WebDAV: nginx's dav module,
+                              Apache mod_dav, WsgiDAV); doors GET with If-None-Match.
+                              user:password@ in the URL is sent as HTTP Basic auth.
 
 Names inside a store: bundles/<group>.bundle and logs/<door>/<first>-<last>.ndjson.gz.
 Writes are atomic (a temporary file, fsync, rename), so a reader never sees
@@ -12,8 +14,13 @@ half a bundle or half a batch.
 from __future__ import annotations
 
 import os
+import base64
+import socket
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse, urlunparse
 
 from ..errors import AccessdError, ConfigError
 
@@ -75,10 +82,107 @@ class FileStore:
                       if p.is_file() and not p.name.startswith("."))
 
 
-def open_store(url: str):
-    """A store from its URL (file:// now; https:// is the web-server transport)."""
+class HttpStore:
+    """A store on a web server: PUT to write (creating collections with MKCOL as
+    needed), GET with If-None-Match to read, PROPFIND to list."""
+
+    def __init__(self, url: str, timeout: float = 15.0):
+        u = urlparse(url)
+        self._auth = None
+        if u.username:
+            token = f"{unquote(u.username)}:{unquote(u.password or '')}".encode()
+            self._auth = "Basic " + base64.b64encode(token).decode()
+        netloc = u.hostname + (f":{u.port}" if u.port else "")
+        path = u.path if u.path.endswith("/") else u.path + "/"
+        self.base = urlunparse((u.scheme, netloc, path, "", "", ""))
+        self.base_path = path
+        self.timeout = timeout
+        self._cache: dict[str, tuple[str, bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return self.base  # never shows the password
+
+    def _request(self, method: str, name: str, data: bytes | None = None,
+                 headers: dict | None = None) -> tuple[int, dict, bytes]:
+        url = self.base + quote(name)
+        h = dict(headers or {})
+        if self._auth:
+            h["Authorization"] = self._auth
+        req = urllib.request.Request(url, data=data, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers or {}), b""
+        except (urllib.error.URLError, socket.timeout, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, (socket.timeout, TimeoutError)) or "timed out" in str(reason):
+                reason = f"no answer within {self.timeout:g} s"
+            raise StoreError(f"{method} {url}: {reason}") from None
+
+    def put(self, name: str, data: bytes) -> None:
+        status, _, _ = self._request("PUT", name, data)
+        if status in (404, 409):  # the collection does not exist yet
+            parts = name.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                st, _, _ = self._request("MKCOL", "/".join(parts[:i]) + "/")
+                if st not in (201, 405):  # 405: exists already
+                    raise StoreError(f"MKCOL {self.base}{'/'.join(parts[:i])}/: server "
+                                     f"answered {st}")
+            status, _, _ = self._request("PUT", name, data)
+        if status not in (200, 201, 204):
+            raise StoreError(f"PUT {self.base}{name}: server answered {status}")
+
+    def get(self, name: str) -> bytes | None:
+        cached = self._cache.get(name)
+        status, headers, body = self._request(
+            "GET", name, headers={"If-None-Match": cached[0]} if cached else None)
+        if status == 304 and cached:
+            return cached[1]
+        if status == 404:
+            return None
+        if status != 200:
+            raise StoreError(f"GET {self.base}{name}: server answered {status}")
+        etag = headers.get("ETag") or headers.get("Etag")
+        if etag:
+            self._cache[name] = (etag, body)
+        return body
+
+    def list(self, prefix: str) -> list[str]:
+        out: list[str] = []
+        todo = [prefix.rstrip("/") + "/"]
+        while todo:
+            coll = todo.pop()
+            status, _, body = self._request("PROPFIND", coll, headers={"Depth": "1"})
+            if status == 404:
+                continue
+            if status != 207:
+                raise StoreError(f"PROPFIND {self.base}{coll}: server answered {status}")
+            try:
+                tree = ET.fromstring(body)
+            except ET.ParseError:
+                raise StoreError(f"PROPFIND {self.base}{coll}: not a WebDAV answer") from None
+            for resp in tree.findall("{DAV:}response"):
+                href = unquote(urlparse(resp.findtext("{DAV:}href") or "").path)
+                if not href.startswith(self.base_path):
+                    continue
+                rel = href[len(self.base_path):]
+                is_coll = resp.find(".//{DAV:}collection") is not None
+                if not rel or rel.rstrip("/") == coll.rstrip("/"):
+                    continue
+                if is_coll:
+                    todo.append(rel if rel.endswith("/") else rel + "/")
+                elif not rel.rsplit("/", 1)[-1].startswith("."):
+                    out.append(rel)
+        return sorted(out)
+
+
+def open_store(url: str, timeout: float = 15.0):
+    """A store from its URL: file:///path or http(s)://host/path/."""
     u = urlparse(url)
     if u.scheme == "file" and not u.netloc:
         return FileStore(Path(unquote(u.path)))
-    raise ConfigError(f"store URL {url!r}: use file:///path (https:// stores are not "
-                      "supported yet)")
+    if u.scheme in ("http", "https") and u.hostname:
+        return HttpStore(url, timeout)
+    raise ConfigError(f"store URL {url!r}: use file:///path or https://host/path/")
