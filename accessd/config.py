@@ -53,6 +53,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "storage": {
         "data_dir": ((str,), "/var/lib/accessd"),
         "key_file": ((str,), "/etc/accessd/keys.json"),
+        "max_events": ((int,), 1_000_000),   # the log keeps at most this many (~200 MB)
     },
     "api": {
         "socket": ((str,), "/run/accessd/control.sock"),
@@ -134,6 +135,7 @@ class GpioConfig:
 class StorageConfig:
     data_dir: Path
     key_file: Path
+    max_events: int = 1_000_000
 
     @property
     def whitelist_path(self) -> Path:
@@ -377,7 +379,10 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         raise _err(path, "gpio.bounce_ms", f"must be 0 or more, got {g['bounce_ms']}")
 
     st = s["storage"]
-    storage = StorageConfig(data_dir=base / st["data_dir"], key_file=base / st["key_file"])
+    if st["max_events"] < 1000:
+        raise _err(path, "storage.max_events", f"must be at least 1000, got {st['max_events']}")
+    storage = StorageConfig(data_dir=base / st["data_dir"], key_file=base / st["key_file"],
+                            max_events=st["max_events"])
     check_key_file(path, storage.key_file, storage.data_dir, must_exist=require_keys)
 
     a = s["api"]

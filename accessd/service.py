@@ -80,7 +80,15 @@ class DoorService:
         self.whitelist = Whitelist(cfg.storage.whitelist_path, keys)
         self._closers.append(self.whitelist.close)
         self.eventlog = EventLog(cfg.storage.eventlog_path, cfg.door.id)
-        self.logw = LogWriter(self.eventlog, wall=self.clock.wall)
+        from .sync.upload import acked
+
+        def acked_seq() -> int:
+            try:
+                return acked(cfg.storage.data_dir)
+            except ValueError:
+                return 0
+        self.logw = LogWriter(self.eventlog, wall=self.clock.wall,
+                              max_events=cfg.storage.max_events, acked=acked_seq)
         self.logw.start()
         self._closers.append(self._stop_log)
 

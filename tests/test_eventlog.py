@@ -79,3 +79,33 @@ def test_corrupt_log_file_is_a_clear_error(tmp_path):
     p.write_bytes(b"garbage" * 1000)
     with pytest.raises(EventLogError, match="cannot open event log"):
         EventLog(p, "d1")
+
+
+def test_cap_drops_oldest_and_records_unacknowledged_losses(logpath, mocker):
+    mocker.patch.object(LogWriter, "PRUNE_EVERY", 5)
+    writer = LogWriter(EventLog(logpath, "d1"), wall=FakeClock().wall, max_events=10,
+                       acked=lambda: 12)
+    writer.start()
+    for i in range(25):
+        writer.submit("access.granted", f"r{i}").result(5)
+    assert writer.stop()
+    rows = list(open_reader(logpath).execute("SELECT seq, kind, reason FROM events ORDER BY seq"))
+    assert len(rows) <= 11
+    dropped = [r for r in rows if r["kind"] == "events.dropped"]
+    # first prune (after 5): nothing over; later ones cut seqs beyond 12 that were not uploaded
+    assert dropped and "events dropped before upload (storage.max_events 10)" in dropped[0]["reason"]
+    assert rows[-1]["seq"] >= 25
+    rep = verify_chain(open_reader(logpath))
+    assert not rep.bad and not rep.gaps   # the remaining chain is whole from its first record
+
+
+def test_cap_within_acknowledged_events_drops_silently(logpath, mocker):
+    mocker.patch.object(LogWriter, "PRUNE_EVERY", 5)
+    writer = LogWriter(EventLog(logpath, "d1"), wall=FakeClock().wall, max_events=10,
+                       acked=lambda: 1000)
+    writer.start()
+    for i in range(25):
+        writer.submit("access.granted", f"r{i}").result(5)
+    assert writer.stop()
+    kinds = [r["kind"] for r in open_reader(logpath).execute("SELECT kind FROM events")]
+    assert "events.dropped" not in kinds and len(kinds) <= 10

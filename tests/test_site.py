@@ -147,3 +147,24 @@ def test_people_and_grants_cli(site):
     assert ctl("person", "edit", pid, "--unit", "14C").exit_code == 0
     assert site.person(pid).unit == "14C"
     assert ctl("person", "remove", pid).exit_code == 0 and site.people() == []
+
+
+def test_a_single_credential_can_be_granted_a_group(site):
+    from accessd.site.publish import publish
+    from accessd.sync.store import FileStore
+    pid = site.person_add("Cy Courier", "", "courier")
+    van = site.credential_add(pid, "nfc", "04C0C0C0")
+    spare = site.credential_add(pid, "fob", "777")
+    site.door_add("mail-door", "bldg-b")
+    assert site.grant(van["id"], "bldg-b") == "credential"
+    ids = sorted(row["id"] for _, row in site.group_credentials("bldg-b"))
+    assert ids == [van["id"]]                          # not the spare fob
+    site.grant(pid, "bldg-b")                          # the person: every credential
+    assert sorted(r["id"] for _, r in site.group_credentials("bldg-b")) == sorted(
+        [van["id"], spare["id"]])
+    site.ungrant(pid, "bldg-b")
+    assert [r["id"] for _, r in site.group_credentials("bldg-b")] == [van["id"]]
+    with pytest.raises(StoreError, match="no person or credential 'zz'"):
+        site.grant("zz", "bldg-b")
+    res = publish(site, FileStore(site.dir / "store"))
+    assert [r["credentials"] for r in res if r["group"] == "bldg-b"] == [1]

@@ -254,32 +254,34 @@ def register(main, json_opt, console, out, reply) -> None:
         click.echo(f"{person_id} removed; run 'accessctl publish' to update the doors")
 
     @main.command()
-    @click.argument("person_id")
+    @click.argument("subject")
     @click.argument("group_id")
     @click.pass_obj
-    def grant(obj, person_id, group_id):
-        """Let a person's credentials open a door group (publish to apply).
+    def grant(obj, subject, group_id):
+        """Let a person's credentials, or one credential, open a door group
+        (publish to apply).
 
         \b
-        Example:
+        Examples:
           accessctl --site /srv/accessd-site grant p1a2b3c4 bldg-a
+          accessctl --site /srv/accessd-site grant c1a2b3c4d5 mailroom
         """
-        site_of(obj).grant(person_id, group_id)
-        click.echo(f"{person_id} may open {group_id}")
+        kind = site_of(obj).grant(subject, group_id)
+        click.echo(f"{kind} {subject} may open {group_id}")
 
     @main.command()
-    @click.argument("person_id")
+    @click.argument("subject")
     @click.argument("group_id")
     @click.pass_obj
-    def ungrant(obj, person_id, group_id):
-        """Take a door group away from a person (publish to apply).
+    def ungrant(obj, subject, group_id):
+        """Take a door group away from a person or a credential (publish to apply).
 
         \b
         Example:
           accessctl --site /srv/accessd-site ungrant p1a2b3c4 bldg-a
         """
-        site_of(obj).ungrant(person_id, group_id)
-        click.echo(f"{person_id} may no longer open {group_id}")
+        site_of(obj).ungrant(subject, group_id)
+        click.echo(f"{subject} may no longer open {group_id}")
 
     # ---- import / export / publish --------------------------------------------------------
     @main.command("import")

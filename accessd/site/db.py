@@ -61,6 +61,13 @@ SITE_MIGRATIONS = [
     CREATE INDEX credentials_fingerprint ON credentials(fingerprint);
     CREATE INDEX events_credential ON events(credential);
     """,
+    # 3: grants of one credential (not all of its holder's) to a door group
+    """
+    CREATE TABLE credential_grants (
+        credential_id TEXT NOT NULL REFERENCES credentials(id) ON DELETE CASCADE,
+        group_id TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+        PRIMARY KEY (credential_id, group_id));
+    """,
 ]
 
 
@@ -305,16 +312,37 @@ class SiteDB:
                 self.db.execute("UPDATE credentials SET status = ? WHERE id = ?",
                                 [status, credential_id])
 
-    def grant(self, person_id: str, group_id: str) -> None:
-        self.person(person_id)
-        self.group_key(group_id)
-        with self.db.atomic():
-            self.db.execute("INSERT OR IGNORE INTO grants VALUES (?, ?)", [person_id, group_id])
+    def _subject(self, subject: str) -> str:
+        """'person' or 'credential': what a grant names."""
+        person = self.db.execute("SELECT 1 FROM people WHERE id = ?", [subject]).fetchone()
+        cred = self.db.execute("SELECT 1 FROM credentials WHERE id = ?", [subject]).fetchone()
+        if person and cred:
+            raise StoreError(f"{subject!r} is both a person and a credential id")
+        if not person and not cred:
+            raise NotFoundError(f"no person or credential {subject!r}")
+        return "person" if person else "credential"
 
-    def ungrant(self, person_id: str, group_id: str) -> None:
+    def grant(self, subject: str, group_id: str) -> str:
+        """Let a person's credentials, or one credential, open a door group."""
+        kind = self._subject(subject)
+        self.group_key(group_id)
+        table = "grants" if kind == "person" else "credential_grants"
         with self.db.atomic():
-            self.db.execute("DELETE FROM grants WHERE person_id = ? AND group_id = ?",
-                            [person_id, group_id])
+            self.db.execute(f"INSERT OR IGNORE INTO {table} VALUES (?, ?)", [subject, group_id])
+        return kind
+
+    def ungrant(self, subject: str, group_id: str) -> None:
+        kind = self._subject(subject)
+        table, col = (("grants", "person_id") if kind == "person"
+                      else ("credential_grants", "credential_id"))
+        with self.db.atomic():
+            self.db.execute(f"DELETE FROM {table} WHERE {col} = ? AND group_id = ?",
+                            [subject, group_id])
+
+    def credential_grants(self, credential_id: str) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "SELECT group_id FROM credential_grants WHERE credential_id = ? ORDER BY group_id",
+            [credential_id])]
 
     def grants(self, person_id: str) -> list[str]:
         return [r[0] for r in self.db.execute(
@@ -324,8 +352,10 @@ class SiteDB:
         """(lookup digest, door row) for every credential of a person granted this group."""
         for row in self.db.execute(
                 "SELECT c.lookup, c.id, c.kind, c.person_id, c.assurance, c.status, c.valid_from, "
-                "c.valid_until, p.role FROM credentials c JOIN grants g ON g.person_id = c.person_id "
-                "JOIN people p ON p.id = c.person_id WHERE g.group_id = ?", [group_id]):
+                "c.valid_until, p.role FROM credentials c JOIN people p ON p.id = c.person_id "
+                "WHERE c.person_id IN (SELECT person_id FROM grants WHERE group_id = ?) "
+                "OR c.id IN (SELECT credential_id FROM credential_grants WHERE group_id = ?)",
+                [group_id, group_id]):
             digest, cid, kind, pid, assurance, status, vf, vu, role = row
             yield digest, {"id": cid, "kind": kind, "holder": pid, "assurance": assurance,
                            "status": status, "from": vf, "until": vu, "role": role}

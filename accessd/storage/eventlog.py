@@ -104,6 +104,30 @@ class EventLog:
         self.last_seq, self.last_hash = seq, prev
         return list(range(first, seq + 1))
 
+    def count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    def prune(self, max_events: int, acked_seq: int) -> int:
+        """Delete the oldest records beyond `max_events`. Returns how many of them had
+        not been acknowledged by the office (the caller logs that as events.dropped)."""
+        excess = self.count() - max_events
+        if excess <= 0:
+            return 0
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            cut = conn.execute("SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?",
+                               (excess - 1,)).fetchone()[0]
+            unacked = conn.execute("SELECT count(*) FROM events WHERE seq <= ? AND seq > ?",
+                                   (cut, acked_seq)).fetchone()[0]
+            conn.execute("DELETE FROM events WHERE seq <= ?", (cut,))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise EventLogError(f"{self.path}: cannot prune: {exc}") from exc
+        return unacked
+
     def close(self) -> None:
         self.db.conn.close()
 
@@ -169,9 +193,15 @@ def verify_chain(conn: sqlite3.Connection, *, start_prev: str | None = None) -> 
 class LogWriter:
     """The one thread that writes the event log; the core hands it records."""
 
+    PRUNE_EVERY = 1000  # records between two checks of the cap
+
     def __init__(self, eventlog: EventLog, *, wall: Callable[[], float],
-                 retry_initial: float = 0.05, retry_max: float = 5.0):
+                 retry_initial: float = 0.05, retry_max: float = 5.0,
+                 max_events: int | None = None, acked: Callable[[], int] = lambda: 0):
         self.log = eventlog
+        self.max_events = max_events
+        self._acked = acked
+        self._since_prune = 0
         self._wall = wall
         self._pending: deque[PendingRecord] = deque()
         self._cond = threading.Condition()
@@ -247,6 +277,23 @@ class LogWriter:
             self._inflight = []
             for rec, seq in zip(batch, seqs):
                 rec.future.set_result(seq)
+            self._since_prune += len(to_write)
+            if self.max_events and self._since_prune >= self.PRUNE_EVERY:
+                self._since_prune = 0
+                self._prune()
+
+    def _prune(self) -> None:
+        """Keep the log under its cap; dropped unacknowledged events are recorded."""
+        try:
+            lost = self.log.prune(self.max_events, self._acked())
+            if lost:
+                log.warning("event log over its cap: %d unacknowledged events dropped", lost)
+                self.log.append([PendingRecord(
+                    utc_iso(self._wall()), "events.dropped",
+                    None, f"{lost} events dropped before upload (storage.max_events "
+                          f"{self.max_events})", {"dropped": lost})])
+        except (EventLogError, ValueError) as exc:
+            log.error("event log prune failed: %s", exc)
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Flush what is pending (bounded by timeout), then stop. True if all flushed."""
