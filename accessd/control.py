@@ -77,7 +77,11 @@ class Controller:
         if op == "status":
             fut: Future = Future()
             self.engine.post(StatusRequest(fut))
-            return self._wait(fut)
+            st = self._wait(fut)
+            if self.sync is not None and st.get("ok"):
+                st["sync"] = {"store": self.sync.store.url, "last": self.sync.last_result,
+                              "interval_s": self.sync.cfg.sync.interval_seconds}
+            return st
         if op == "unlock":
             fut = Future()
             self.engine.post(RemoteUnlock(_who(peer_uid), fut))

@@ -145,7 +145,8 @@ def test_door_pulls_applies_and_rejects_keeping_the_old_whitelist(office):
         assert "bad signature" in d.request({"op": "sync"})["result"]
         assert d.request({"op": "sim", "input": "tap", "uid": UID})["reason"] == \
             "denied: credential reported lost"
-        assert d.request({"op": "status"})["whitelist"]["version"] == 2
+        st = d.request({"op": "status"})
+        assert st["whitelist"]["version"] == 2 and "bad signature" in st["sync"]["last"]
     finally:
         d.terminate()
     assert [e["reason"] for e in events(config, "sync.applied")] == \

@@ -410,6 +410,9 @@ def status(obj: Ctx, as_json: bool) -> None:
             seen = _fmt_time(r["last_seen"]) if r["last_seen"] else "never"
             t.add_row(f"reader {r['name']}", f"{r['kind']}: {r['state']} ({r['detail']}), "
                                              f"last credential {seen}")
+        if "sync" in st:
+            t.add_row("sync", f"{st['sync']['last']} (from {st['sync']['store']}, every "
+                              f"{st['sync']['interval_s']:g} s)")
         t.add_row("counters", ", ".join(f"{k} {v}" for k, v in st["counters"].items()))
         t.add_row("uptime", f"{st['uptime_s']:.0f} s")
         console.print(t)
