@@ -211,7 +211,7 @@ class Engine:
             return
         try:
             decision = decide(self.whitelist.lookup(digest), self.mode, self.clock.wall(),
-                              item.kind)
+                              item.kind, getattr(self.whitelist, "policy", None))
         except StoreError as exc:
             log.error("%s", exc)
             decision = Decision(False, UNREADABLE)

@@ -51,6 +51,163 @@ def register(main, json_opt, console, out, reply) -> None:
         click.echo(f"site {site_id} created in {site.dir} (keys in {site.dir / 'keys'}, mode 0600)")
         site.close()
 
+    @site_group.command("timezone")
+    @click.argument("tz")
+    @click.pass_obj
+    def site_timezone(obj, tz):
+        """Set the time zone schedules and holidays are read in (IANA name).
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site site timezone Europe/Oslo
+        """
+        site_of(obj).timezone_set(tz)
+        click.echo(f"time zone {tz}; run 'accessctl publish' to update the doors")
+
+    # ---- schedules and holidays ----------------------------------------------------
+    @main.group("schedule")
+    def schedule_group() -> None:
+        """Weekly schedules that limit when credentials open doors.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site schedule add delivery --window "mon-fri 08:00-16:00"
+        """
+
+    @schedule_group.command("add")
+    @click.argument("name")
+    @click.option("--window", "windows", multiple=True, required=True,
+                  help='"DAYS HH:MM-HH:MM": mon-fri, sat, sun, daily, weekdays, weekends; '
+                       'an end before the start crosses midnight (repeatable).')
+    @click.pass_obj
+    def schedule_add(obj, name, windows):
+        """Add or replace a schedule. Bad windows are refused with the reason.
+
+        \b
+        Examples:
+          accessctl --site /srv/accessd-site schedule add delivery --window "mon-fri 08:00-16:00"
+          accessctl --site /srv/accessd-site schedule add night --window "daily 22:00-06:00"
+        """
+        spec: dict[str, list[str]] = {}
+        for w in windows:
+            parts = w.split()
+            if len(parts) != 2:
+                raise click.BadParameter(f"{w!r}: give DAYS and a window, e.g. 'mon-fri 08:00-16:00'",
+                                         param_hint="--window")
+            spec.setdefault(parts[0], []).append(parts[1])
+        s = site_of(obj).schedule_set(name, spec)
+        click.echo(f"schedule {name}: {json.dumps(s.to_spec())}; run 'accessctl publish'")
+
+    @schedule_group.command("list")
+    @json_opt
+    @click.pass_obj
+    def schedule_list(obj, as_json):
+        """List schedules, holidays, role defaults and the time zone.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site schedule list
+        """
+        site = site_of(obj)
+        p = site.policy()
+        doc = {**p.to_json(), "roles": site.role_schedules()}
+
+        def human():
+            click.echo(f"time zone {p.tz}")
+            for n, spec in doc["schedules"].items():
+                click.echo(f"schedule {n}: " + "; ".join(f"{d} {', '.join(ws)}"
+                                                          for d, ws in spec.items()))
+            for d, v in sorted(p.holidays.items()):
+                click.echo(f"holiday {d}: {v}")
+            for r, n in sorted(doc["roles"].items()):
+                click.echo(f"role {r}: schedule {n}")
+        out(as_json, doc, human)
+
+    @schedule_group.command("remove")
+    @click.argument("name")
+    @click.pass_obj
+    def schedule_remove(obj, name):
+        """Remove a schedule nothing uses any more.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site schedule remove night
+        """
+        site_of(obj).schedule_remove(name)
+        click.echo(f"schedule {name} removed")
+
+    @main.command("holiday")
+    @click.argument("day")
+    @click.option("--use", "use", default="off", show_default=True,
+                  help="'off' (closed all day) or a schedule to use instead.")
+    @click.option("--remove", is_flag=True, help="Remove the holiday.")
+    @click.pass_obj
+    def holiday(obj, day, use, remove):
+        """Mark a date a holiday: schedules are off, or another one applies.
+
+        \b
+        Examples:
+          accessctl --site /srv/accessd-site holiday 2026-12-25
+          accessctl --site /srv/accessd-site holiday 2026-12-24 --use short-day
+        """
+        site = site_of(obj)
+        if remove:
+            site.holiday_remove(day)
+            click.echo(f"{day} is no longer a holiday")
+        else:
+            site.holiday_set(day, use)
+            click.echo(f"holiday {day}: {use}; run 'accessctl publish'")
+
+    @main.command("role-schedule")
+    @click.argument("role", type=click.Choice(ROLES))
+    @click.argument("schedule")
+    @click.pass_obj
+    def role_schedule(obj, role, schedule):
+        """Make a role follow a schedule ("none" to lift it), e.g. couriers in delivery hours.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site role-schedule courier delivery
+        """
+        site_of(obj).role_schedule_set(role, None if schedule == "none" else schedule)
+        click.echo(f"role {role}: schedule {schedule}; run 'accessctl publish'")
+
+    @main.command("explain")
+    @click.argument("credential_id")
+    @click.option("--door", "door_id", required=True, help="The door to ask about.")
+    @click.option("--at", "at", help="When: 2026-12-24T18:30 (local), or now.")
+    @json_opt
+    @click.pass_obj
+    def explain(obj, credential_id, door_id, at, as_json):
+        """Why a credential would or would not open a door at a given time.
+
+        Runs the door's own decide() on the row the door would get, with the
+        site's schedules and holidays.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site explain c1a2b3c4d5 --door bldg-a-main --at 2026-12-24T18:30
+        """
+        import time as _time
+        from ..core.credentials import CredentialRecord
+        from ..core.decide import decide
+        from .accessctl import parse_when
+        site = site_of(obj)
+        door = site.door(door_id)
+        row = site.door_row(credential_id)
+        when = parse_when(at) if at else _time.time()
+        if door["group"] not in site.groups_of_credential(credential_id):
+            reason = (f"denied: unknown credential (not granted door group {door['group']!r}, "
+                      "so it is not in this door's bundle)")
+            granted = False
+        else:
+            d = decide(CredentialRecord.from_row(row), "normal", when, row["kind"], site.policy())
+            reason, granted = d.reason, d.granted
+        doc = {"credential": credential_id, "door": door_id, "at": when, "granted": granted,
+               "reason": reason, "schedule": row.get("schedule"), "person": row["holder"]}
+        out(as_json, doc, lambda: click.echo(f"{'OPENS' if granted else 'DOES NOT OPEN'}: "
+                                            f"{reason}"))
+
     # ---- door groups and doors ----------------------------------------------------
     @main.group("group")
     def group_group() -> None:
@@ -229,15 +386,21 @@ def register(main, json_opt, console, out, reply) -> None:
     @click.option("--unit")
     @click.option("--role", type=click.Choice(ROLES))
     @click.option("--phone")
+    @click.option("--schedule", help="A schedule for this person only ('none' to lift it).")
     @click.pass_obj
-    def person_edit(obj, person_id, name, unit, role, phone):
-        """Change a person's details.
+    def person_edit(obj, person_id, name, unit, role, phone, schedule):
+        """Change a person's details or schedule.
 
         \b
-        Example:
+        Examples:
           accessctl --site /srv/accessd-site person edit p1a2b3c4 --unit 14C
+          accessctl --site /srv/accessd-site person edit p1a2b3c4 --schedule night-shift
         """
-        p = site_of(obj).person_edit(person_id, name=name, unit=unit, role=role, phone=phone)
+        site = site_of(obj)
+        with site.db.atomic():
+            p = site.person_edit(person_id, name=name, unit=unit, role=role, phone=phone)
+            if schedule is not None:
+                site.person_schedule_set(person_id, None if schedule == "none" else schedule)
         click.echo(f"{p.id} updated")
 
     @person_group.command("remove")

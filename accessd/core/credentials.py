@@ -69,6 +69,7 @@ class CredentialRecord:
     valid_from: float | None  # UTC epoch seconds, None = no bound
     valid_until: float | None
     role: str = ""            # from the office: resident, courier, visitor, staff, contractor
+    schedule: str = ""        # from the office: the schedule that limits when it opens
 
     def to_row(self) -> dict:
         row = {"id": self.credential_id, "kind": self.kind, "holder": self.holder,
@@ -76,6 +77,8 @@ class CredentialRecord:
                "from": self.valid_from, "until": self.valid_until}
         if self.role:
             row["role"] = self.role
+        if self.schedule:
+            row["schedule"] = self.schedule
         return row
 
     @classmethod
@@ -83,4 +86,4 @@ class CredentialRecord:
         return cls(credential_id=row["id"], kind=row["kind"], holder=row.get("holder", ""),
                    assurance=row.get("assurance", "low"), status=row["status"],
                    valid_from=row.get("from"), valid_until=row.get("until"),
-                   role=row.get("role", ""))
+                   role=row.get("role", ""), schedule=row.get("schedule", ""))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .credentials import CredentialRecord
+from .schedule import Policy, in_schedule
 
 GRANTED = "granted"
 UNKNOWN = "denied: unknown credential"
@@ -16,6 +17,7 @@ NOT_YET = "denied: not valid yet"
 EXPIRED = "denied: expired"
 LOCKDOWN = "denied: door locked down"
 UNREADABLE = "denied: whitelist unreadable"
+OUTSIDE = "denied: outside schedule"
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,11 @@ def _at(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "") -> Decision:
+def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "",
+           policy: Policy | None = None) -> Decision:
     """record: the whitelist entry (None = unknown); mode: door mode; now: UTC epoch;
-    kind: what was presented (nfc, fob, pin), to word the reason."""
+    kind: what was presented (nfc, fob, pin), to word the reason; policy: the
+    schedules and holidays from the office."""
     if record is None:
         return Decision(False, WRONG_PIN if kind == "pin" else UNKNOWN)
     cid, assurance = record.credential_id, record.assurance
@@ -48,4 +52,11 @@ def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "
         return Decision(False, f"{NOT_YET} (from {_at(record.valid_from)})", cid, assurance)
     if record.valid_until is not None and now >= record.valid_until:
         return Decision(False, f"{EXPIRED} (at {_at(record.valid_until)})", cid, assurance)
+    if record.schedule:
+        name = record.schedule
+        if policy is None or name not in policy.schedules:
+            return Decision(False, f"denied: schedule '{name}' is not defined", cid, assurance)
+        if not in_schedule(policy, name, now):
+            return Decision(False, f"{OUTSIDE} '{name}'", cid, assurance)
+        return Decision(True, f"granted: schedule '{name}'", cid, assurance)
     return Decision(True, GRANTED, cid, assurance)

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import sqlite_utils
 
+import json
+
+from ..core import schedule as sched
 from ..core.credentials import ASSURANCE, KINDS, STATUSES
 from ..errors import NotFoundError, StoreError
 from ..storage.crypto import Sealer, fingerprint, lookup_digest
@@ -67,6 +70,14 @@ SITE_MIGRATIONS = [
         credential_id TEXT NOT NULL REFERENCES credentials(id) ON DELETE CASCADE,
         group_id TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
         PRIMARY KEY (credential_id, group_id));
+    """,
+    # 4: access policy: schedules, holidays, role defaults, a person's own schedule
+    """
+    CREATE TABLE schedules (name TEXT PRIMARY KEY, spec TEXT NOT NULL);
+    CREATE TABLE holidays (day TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE role_schedules (role TEXT PRIMARY KEY, schedule TEXT NOT NULL
+                                 REFERENCES schedules(name));
+    ALTER TABLE people ADD COLUMN schedule TEXT REFERENCES schedules(name);
     """,
 ]
 
@@ -348,14 +359,106 @@ class SiteDB:
         return [r[0] for r in self.db.execute(
             "SELECT group_id FROM grants WHERE person_id = ? ORDER BY group_id", [person_id])]
 
+    # ---- access policy ------------------------------------------------------------------
+    def timezone_set(self, tz: str) -> None:
+        sched.check_timezone(tz)
+        with self.db.atomic():
+            self.db["meta"].upsert({"key": "timezone", "value": tz}, pk="key")
+
+    def schedule_set(self, name: str, spec: dict) -> sched.Schedule:
+        """Add or replace a schedule; refused (PolicyError) if badly defined."""
+        s = sched.parse_schedule(name, spec)
+        with self.db.atomic():
+            self.db["schedules"].upsert({"name": name, "spec": json.dumps(s.to_spec())},
+                                        pk="name")
+        return s
+
+    def schedule_remove(self, name: str) -> None:
+        used = self.db.execute(
+            "SELECT 'person ' || id FROM people WHERE schedule = ? UNION "
+            "SELECT 'role ' || role FROM role_schedules WHERE schedule = ? UNION "
+            "SELECT 'holiday ' || day FROM holidays WHERE value = ?", [name] * 3).fetchone()
+        if used:
+            raise StoreError(f"schedule {name!r} is still used by {used[0]}")
+        with self.db.atomic():
+            self.db.execute("DELETE FROM schedules WHERE name = ?", [name])
+
+    def holiday_set(self, day: str, value: str = "off") -> None:
+        day, value = sched.check_holiday(day, value, self._schedule_names())
+        with self.db.atomic():
+            self.db["holidays"].upsert({"day": day, "value": value}, pk="day")
+
+    def holiday_remove(self, day: str) -> None:
+        with self.db.atomic():
+            self.db.execute("DELETE FROM holidays WHERE day = ?", [day])
+
+    def role_schedule_set(self, role: str, schedule: str | None) -> None:
+        if role not in ROLES:
+            raise StoreError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        with self.db.atomic():
+            if schedule is None:
+                self.db.execute("DELETE FROM role_schedules WHERE role = ?", [role])
+            else:
+                self._check_schedule(schedule)
+                self.db["role_schedules"].upsert({"role": role, "schedule": schedule}, pk="role")
+
+    def person_schedule_set(self, person_id: str, schedule: str | None) -> None:
+        self.person(person_id)
+        if schedule is not None:
+            self._check_schedule(schedule)
+        with self.db.atomic():
+            self.db.execute("UPDATE people SET schedule = ? WHERE id = ?", [schedule, person_id])
+
+    def _schedule_names(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM schedules")}
+
+    def _check_schedule(self, name: str) -> None:
+        if name not in self._schedule_names():
+            raise StoreError(f"no schedule {name!r} (add it with 'accessctl schedule add')")
+
+    def policy(self) -> sched.Policy:
+        schedules = {n: sched.parse_schedule(n, json.loads(spec)) for n, spec in
+                     self.db.execute("SELECT name, spec FROM schedules")}
+        holidays = dict(self.db.execute("SELECT day, value FROM holidays"))
+        return sched.Policy(self.meta("timezone") or "UTC", schedules, holidays)
+
+    def role_schedules(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT role, schedule FROM role_schedules"))
+
     def group_credentials(self, group_id: str):
         """(lookup digest, door row) for every credential of a person granted this group."""
         for row in self.db.execute(
                 "SELECT c.lookup, c.id, c.kind, c.person_id, c.assurance, c.status, c.valid_from, "
-                "c.valid_until, p.role FROM credentials c JOIN people p ON p.id = c.person_id "
+                "c.valid_until, p.role, coalesce(p.schedule, r.schedule) "
+                "FROM credentials c JOIN people p ON p.id = c.person_id "
+                "LEFT JOIN role_schedules r ON r.role = p.role "
                 "WHERE c.person_id IN (SELECT person_id FROM grants WHERE group_id = ?) "
                 "OR c.id IN (SELECT credential_id FROM credential_grants WHERE group_id = ?)",
                 [group_id, group_id]):
-            digest, cid, kind, pid, assurance, status, vf, vu, role = row
-            yield digest, {"id": cid, "kind": kind, "holder": pid, "assurance": assurance,
-                           "status": status, "from": vf, "until": vu, "role": role}
+            yield row[0], self._door_row(row[1:])
+
+    @staticmethod
+    def _door_row(r) -> dict:
+        cid, kind, pid, assurance, status, vf, vu, role, schedule = r
+        row = {"id": cid, "kind": kind, "holder": pid, "assurance": assurance,
+               "status": status, "from": vf, "until": vu, "role": role}
+        if schedule:
+            row["schedule"] = schedule
+        return row
+
+    def door_row(self, credential_id: str) -> dict:
+        """The row a door would get for this credential (for `explain`)."""
+        r = self.db.execute(
+            "SELECT c.id, c.kind, c.person_id, c.assurance, c.status, c.valid_from, "
+            "c.valid_until, p.role, coalesce(p.schedule, rs.schedule) FROM credentials c "
+            "JOIN people p ON p.id = c.person_id LEFT JOIN role_schedules rs ON rs.role = p.role "
+            "WHERE c.id = ?", [credential_id]).fetchone()
+        if r is None:
+            raise NotFoundError(f"no credential {credential_id!r}")
+        return self._door_row(r)
+
+    def groups_of_credential(self, credential_id: str) -> set[str]:
+        return {r[0] for r in self.db.execute(
+            "SELECT group_id FROM grants g JOIN credentials c ON c.person_id = g.person_id "
+            "WHERE c.id = ? UNION SELECT group_id FROM credential_grants WHERE credential_id = ?",
+            [credential_id, credential_id])}

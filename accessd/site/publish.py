@@ -3,6 +3,7 @@ key file a door needs to read its group's bundles."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ def publish(site: SiteDB, store, *, valid_days: float = 30, progress=None) -> li
     expires = issued + valid_days * 86400
     out = []
     groups = [g for g in site.groups() if g["doors"]]
+    policy = site.policy()
+    policy_json = json.dumps(policy.to_json(), sort_keys=True)
     for g in groups:
         doors = tuple(d["id"] for d in site.doors(g["id"]))
         key = site.group_key(g["id"])
@@ -31,7 +34,7 @@ def publish(site: SiteDB, store, *, valid_days: float = 30, progress=None) -> li
                                          lookup_key=site.keys.lookup, seal_key=key,
                                          meta={"version": str(version), "site": site.site_id,
                                                "group": g["id"], "issued": str(issued),
-                                               "expires": str(expires)})
+                                               "expires": str(expires), "policy": policy_json})
             blob = bundle.seal(bundle.Header(site.site_id, g["id"], doors, version, issued,
                                              expires, count), db.read_bytes(), key,
                                site.keys.signing)

@@ -8,13 +8,15 @@ The write side is `whitelist_admin` (and later, signed bundles).
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import sqlite3
 from hashlib import sha256
 from pathlib import Path
 
 from ..core.credentials import CredentialRecord
-from ..errors import StoreError
+from ..core.schedule import policy_from_json
+from ..errors import AccessdError, StoreError
 from .crypto import Sealer, lookup_digest
 from .keys import DoorKeys
 
@@ -41,6 +43,11 @@ class Whitelist:
         if meta.get("key_check") != key_check(keys.lookup):
             raise StoreError(f"{self.path}: whitelist was sealed under another key file "
                              f"(this key file: {keys.fingerprint})")
+        try:  # schedules and holidays from the office, checked there and signed
+            self.policy = policy_from_json(json.loads(meta["policy"])) if meta.get("policy") else None
+        except (ValueError, AccessdError) as exc:
+            raise StoreError(f"{self.path}: the access policy in the whitelist is unreadable: "
+                             f"{exc}") from None
 
     def meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta"))
