@@ -66,6 +66,15 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "max_age_hours": ((int, float), 72.0),
         "timeout_seconds": ((int, float), 15.0),   # per HTTP request
     },
+    "policy": {
+        "pin_lockout_attempts": ((int,), 5),
+        "pin_lockout_window_seconds": ((int, float), 300.0),
+        "pin_lockout_seconds": ((int, float), 60.0),
+        "pin_lockout_max_seconds": ((int, float), 900.0),
+        "stranger_attempts": ((int,), 5),
+        "stranger_window_seconds": ((int, float), 120.0),
+        "temporary_max_age_hours": ((int, float), 24.0),
+    },
     "pin": {
         "min_length": ((int,), 4),
         "max_length": ((int,), 8),
@@ -162,6 +171,17 @@ class SyncConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    pin_lockout_attempts: int = 5
+    pin_lockout_window_seconds: float = 300.0
+    pin_lockout_seconds: float = 60.0
+    pin_lockout_max_seconds: float = 900.0
+    stranger_attempts: int = 5
+    stranger_window_seconds: float = 120.0
+    temporary_max_age_hours: float = 24.0
+
+
+@dataclass(frozen=True)
 class PinConfig:
     min_length: int
     max_length: int
@@ -185,11 +205,12 @@ class Config:
     pin: PinConfig
     readers: tuple[ReaderConfig, ...]
     sync: SyncConfig = SyncConfig("", 300.0, 72.0, 15.0)
+    policy: PolicyConfig = PolicyConfig()
 
     def as_dict(self) -> dict:
         """The effective config, ready to print; holds no secret (keys live in the key file)."""
         out: dict[str, Any] = {"config_file": str(self.path)}
-        for name in ("door", "gpio", "storage", "api", "pin", "sync"):
+        for name in ("door", "gpio", "storage", "api", "pin", "sync", "policy"):
             section = getattr(self, name)
             out[name] = {k: (str(v) if isinstance(v, Path) else v)
                          for k, v in section.__dict__.items()}
@@ -408,6 +429,17 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
     _positive(path, "sync.max_age_hours", sy["max_age_hours"])
     _positive(path, "sync.timeout_seconds", sy["timeout_seconds"])
 
+    po = s["policy"]
+    for key in ("pin_lockout_attempts", "stranger_attempts"):
+        if po[key] < 1:
+            raise _err(path, f"policy.{key}", f"must be 1 or more, got {po[key]}")
+    for key in ("pin_lockout_window_seconds", "pin_lockout_seconds", "pin_lockout_max_seconds",
+                "stranger_window_seconds", "temporary_max_age_hours"):
+        _positive(path, f"policy.{key}", po[key])
+    if po["pin_lockout_max_seconds"] < po["pin_lockout_seconds"]:
+        raise _err(path, "policy.pin_lockout_max_seconds",
+                   "must be at least policy.pin_lockout_seconds")
+
     p = s["pin"]
     if not 1 <= p["min_length"] <= p["max_length"] <= 16:
         raise _err(path, "pin.max_length" if p["min_length"] >= 1 else "pin.min_length",
@@ -447,4 +479,5 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         pin=PinConfig(**p),
         readers=tuple(readers),
         sync=SyncConfig(**sy),
+        policy=PolicyConfig(**po),
     )

@@ -19,8 +19,8 @@ from typing import Callable, Protocol
 
 from .config import Config
 from .core import door as fsm
-from .core import pinentry
-from .core.decide import UNREADABLE, Decision, decide
+from .core import guards, pinentry
+from .core.decide import PIN_LOCKOUT, UNREADABLE, Decision, decide
 from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputChanged,
                           KeyPressed, Notice, ReaderNotice, RemoteUnlock, StatusRequest,
                           Stop, SwapWhitelist)
@@ -52,6 +52,15 @@ class Engine:
         self.pin_cfg = pinentry.PinSettings(cfg.pin.min_length, cfg.pin.max_length,
                                             cfg.pin.timeout_seconds)
         self.mode = cfg.door.mode
+        pol = cfg.policy
+        self.lockout_cfg = guards.LockoutSettings(pol.pin_lockout_attempts,
+                                                  pol.pin_lockout_window_seconds,
+                                                  pol.pin_lockout_seconds,
+                                                  pol.pin_lockout_max_seconds)
+        self.stranger_cfg = guards.StrangerSettings(pol.stranger_attempts,
+                                                    pol.stranger_window_seconds)
+        self.lockouts: dict[str, guards.Lockout] = {}  # per keypad reader
+        self.denials: tuple[float, ...] = ()
         self.state = fsm.DoorState(door_open=door_open, tamper=tamper)
         self.pin = pinentry.PinEntry()
         self.capture: tuple[Future, float] | None = None
@@ -209,12 +218,21 @@ class Engine:
             self._reply_when_logged(item.reply, [fut], {"ok": True, "decision": "captured",
                                                         "credential": fp})
             return
-        try:
-            decision = decide(self.whitelist.lookup(digest), self.mode, self.clock.wall(),
-                              item.kind, getattr(self.whitelist, "policy", None))
-        except StoreError as exc:
-            log.error("%s", exc)
-            decision = Decision(False, UNREADABLE)
+        lockout = self.lockouts.get(item.reader, guards.Lockout())
+        record = None
+        if item.kind == "pin" and lockout.active(now):
+            decision = Decision(False, f"{PIN_LOCKOUT} ({lockout.locked_until - now:.0f} s left)")
+        else:
+            wall = self.clock.wall()
+            try:
+                record = self.whitelist.lookup(digest)
+                age = getattr(self.whitelist, "age_hours", lambda now: None)(wall)
+                decision = decide(record, self.mode, wall, item.kind,
+                                  getattr(self.whitelist, "policy", None), whitelist_age_h=age,
+                                  temporary_max_age_h=self.cfg.policy.temporary_max_age_hours)
+            except StoreError as exc:
+                log.error("%s", exc)
+                decision = Decision(False, UNREADABLE)
         futs, t_relay = self._step(fsm.Unlock() if decision.granted else fsm.Deny(), now)
         self.decision_latency_us.append(((t_relay or time.perf_counter_ns()) - item.t_queued) / 1e3)
         self.counters["granted" if decision.granted else "denied"] += 1
@@ -224,10 +242,37 @@ class Engine:
                            detail={"reader": item.reader, "kind": item.kind,
                                    "assurance": decision.assurance})
         futs.insert(0, fut)
+        futs += self._guards(item, decision, record, lockout, now, cred)
         self._reply_when_logged(item.reply, futs, {
             "ok": True, "decision": "granted" if decision.granted else "denied",
             "reason": decision.reason, "credential": cred, "reader": item.reader,
             "relay": self._relay_word()})
+
+    def _guards(self, item, decision: Decision, record, lockout: guards.Lockout, now: float,
+                cred: str) -> list[Future]:
+        """Duress, PIN lockout and stranger alarms after a decision (logged after it)."""
+        futs = []
+        if decision.granted and record is not None and record.duress:
+            # silent: the door opens as usual, nothing at the door shows it
+            futs.append(self._record("alarm.duress", "duress PIN used", credential=cred,
+                                     detail={"reader": item.reader}))
+        if item.kind == "pin" and not decision.reason.startswith(PIN_LOCKOUT):
+            if decision.granted:
+                self.lockouts.pop(item.reader, None)
+            else:
+                lockout, seconds = guards.pin_failed(lockout, now, self.lockout_cfg)
+                self.lockouts[item.reader] = lockout
+                if seconds is not None:
+                    futs.append(self._record(
+                        "pin.lockout", f"{self.lockout_cfg.attempts} wrong PINs: keypad locked "
+                                       f"for {seconds:g} s", detail={"reader": item.reader}))
+        if not decision.granted:
+            self.denials, count = guards.denial(self.denials, now, self.stranger_cfg)
+            if count is not None:
+                futs.append(self._record(
+                    "alarm.stranger", f"{count} denied attempts within "
+                                      f"{self.stranger_cfg.window:g} s", detail={"count": count}))
+        return futs
 
     def _swap(self, item: SwapWhitelist) -> None:
         try:

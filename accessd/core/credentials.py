@@ -9,6 +9,8 @@ from ..errors import CredentialFormatError
 
 KINDS = ("nfc", "fob", "pin")
 STATUSES = ("active", "suspended", "lost")
+# Roles whose passes fail closed when the door's whitelist is too old.
+TEMPORARY_ROLES = ("visitor", "courier", "contractor")
 # Cloneable identifiers: a 13.56 MHz UID, a 125 kHz fob number, a PIN alone.
 ASSURANCE = {"nfc": "low", "fob": "low", "pin": "low"}
 
@@ -70,6 +72,7 @@ class CredentialRecord:
     valid_until: float | None
     role: str = ""            # from the office: resident, courier, visitor, staff, contractor
     schedule: str = ""        # from the office: the schedule that limits when it opens
+    duress: bool = False      # a duress PIN: opens, and raises a silent alarm
 
     def to_row(self) -> dict:
         row = {"id": self.credential_id, "kind": self.kind, "holder": self.holder,
@@ -79,6 +82,8 @@ class CredentialRecord:
             row["role"] = self.role
         if self.schedule:
             row["schedule"] = self.schedule
+        if self.duress:
+            row["duress"] = True
         return row
 
     @classmethod
@@ -86,4 +91,5 @@ class CredentialRecord:
         return cls(credential_id=row["id"], kind=row["kind"], holder=row.get("holder", ""),
                    assurance=row.get("assurance", "low"), status=row["status"],
                    valid_from=row.get("from"), valid_until=row.get("until"),
-                   role=row.get("role", ""), schedule=row.get("schedule", ""))
+                   role=row.get("role", ""), schedule=row.get("schedule", ""),
+                   duress=bool(row.get("duress", False)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .credentials import CredentialRecord
+from .credentials import TEMPORARY_ROLES, CredentialRecord
 from .schedule import Policy, in_schedule
 
 GRANTED = "granted"
@@ -18,6 +18,8 @@ EXPIRED = "denied: expired"
 LOCKDOWN = "denied: door locked down"
 UNREADABLE = "denied: whitelist unreadable"
 OUTSIDE = "denied: outside schedule"
+PIN_LOCKOUT = "denied: pin lockout"
+STALE = "denied: whitelist too old for a temporary pass"
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,13 @@ def _at(epoch: float) -> str:
 
 
 def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "",
-           policy: Policy | None = None) -> Decision:
+           policy: Policy | None = None, *, whitelist_age_h: float | None = None,
+           temporary_max_age_h: float | None = None) -> Decision:
     """record: the whitelist entry (None = unknown); mode: door mode; now: UTC epoch;
     kind: what was presented (nfc, fob, pin), to word the reason; policy: the
-    schedules and holidays from the office."""
+    schedules and holidays from the office; whitelist_age_h: hours since the office
+    issued the whitelist, against temporary_max_age_h for visitors, couriers and
+    contractors (residents keep working through long outages)."""
     if record is None:
         return Decision(False, WRONG_PIN if kind == "pin" else UNKNOWN)
     cid, assurance = record.credential_id, record.assurance
@@ -52,6 +57,10 @@ def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "
         return Decision(False, f"{NOT_YET} (from {_at(record.valid_from)})", cid, assurance)
     if record.valid_until is not None and now >= record.valid_until:
         return Decision(False, f"{EXPIRED} (at {_at(record.valid_until)})", cid, assurance)
+    if (record.role in TEMPORARY_ROLES and whitelist_age_h is not None
+            and temporary_max_age_h is not None and whitelist_age_h > temporary_max_age_h):
+        return Decision(False, f"{STALE} ({whitelist_age_h:.0f} h, at most "
+                               f"{temporary_max_age_h:g} h)", cid, assurance)
     if record.schedule:
         name = record.schedule
         if policy is None or name not in policy.schedules:

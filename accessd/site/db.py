@@ -79,6 +79,10 @@ SITE_MIGRATIONS = [
                                  REFERENCES schedules(name));
     ALTER TABLE people ADD COLUMN schedule TEXT REFERENCES schedules(name);
     """,
+    # 5: duress PINs
+    """
+    ALTER TABLE credentials ADD COLUMN duress INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -273,9 +277,13 @@ class SiteDB:
         return lookup_digest(self.keys.lookup, kind, value)
 
     def credential_add(self, person_id: str, kind: str, value: str, *,
-                       valid_from: float | None = None, valid_until: float | None = None) -> dict:
-        """value must be normalised (core.credentials.normalize)."""
+                       valid_from: float | None = None, valid_until: float | None = None,
+                       duress: bool = False) -> dict:
+        """value must be normalised (core.credentials.normalize). A duress credential
+        (a PIN only) opens the door and raises a silent alarm."""
         self.person(person_id)
+        if duress and kind != "pin":
+            raise StoreError("only a PIN can be a duress credential")
         if kind not in KINDS:
             raise StoreError(f"unknown credential kind {kind!r}")
         if valid_from is not None and valid_until is not None and valid_until <= valid_from:
@@ -284,7 +292,7 @@ class SiteDB:
         row = {"id": "c" + secrets.token_hex(5), "person_id": person_id, "kind": kind,
                "lookup": digest, "fingerprint": fingerprint(digest), "assurance": ASSURANCE[kind],
                "valid_from": valid_from, "valid_until": valid_until, "status": "active",
-               "created": time.time()}
+               "created": time.time(), "duress": int(duress)}
         try:
             with self.db.atomic():
                 self.db["credentials"].insert(row)
@@ -429,7 +437,7 @@ class SiteDB:
         """(lookup digest, door row) for every credential of a person granted this group."""
         for row in self.db.execute(
                 "SELECT c.lookup, c.id, c.kind, c.person_id, c.assurance, c.status, c.valid_from, "
-                "c.valid_until, p.role, coalesce(p.schedule, r.schedule) "
+                "c.valid_until, p.role, coalesce(p.schedule, r.schedule), c.duress "
                 "FROM credentials c JOIN people p ON p.id = c.person_id "
                 "LEFT JOIN role_schedules r ON r.role = p.role "
                 "WHERE c.person_id IN (SELECT person_id FROM grants WHERE group_id = ?) "
@@ -439,18 +447,20 @@ class SiteDB:
 
     @staticmethod
     def _door_row(r) -> dict:
-        cid, kind, pid, assurance, status, vf, vu, role, schedule = r
+        cid, kind, pid, assurance, status, vf, vu, role, schedule, duress = r
         row = {"id": cid, "kind": kind, "holder": pid, "assurance": assurance,
                "status": status, "from": vf, "until": vu, "role": role}
         if schedule:
             row["schedule"] = schedule
+        if duress:
+            row["duress"] = True
         return row
 
     def door_row(self, credential_id: str) -> dict:
         """The row a door would get for this credential (for `explain`)."""
         r = self.db.execute(
             "SELECT c.id, c.kind, c.person_id, c.assurance, c.status, c.valid_from, "
-            "c.valid_until, p.role, coalesce(p.schedule, rs.schedule) FROM credentials c "
+            "c.valid_until, p.role, coalesce(p.schedule, rs.schedule), c.duress FROM credentials c "
             "JOIN people p ON p.id = c.person_id LEFT JOIN role_schedules rs ON rs.role = p.role "
             "WHERE c.id = ?", [credential_id]).fetchone()
         if r is None:

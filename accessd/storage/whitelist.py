@@ -43,6 +43,7 @@ class Whitelist:
         if meta.get("key_check") != key_check(keys.lookup):
             raise StoreError(f"{self.path}: whitelist was sealed under another key file "
                              f"(this key file: {keys.fingerprint})")
+        self._issued = float(meta["issued"]) if meta.get("issued") else None
         try:  # schedules and holidays from the office, checked there and signed
             self.policy = policy_from_json(json.loads(meta["policy"])) if meta.get("policy") else None
         except (ValueError, AccessdError) as exc:
@@ -68,6 +69,11 @@ class Whitelist:
 
     def count(self) -> int:
         return int(self.meta().get("count", 0))
+
+    def age_hours(self, now: float) -> float | None:
+        """Hours since the office issued this whitelist (None for a locally enrolled one)."""
+        issued = self._issued
+        return None if issued is None else (now - issued) / 3600
 
     def version(self) -> int:
         return int(self.meta().get("version", 0) or 0)

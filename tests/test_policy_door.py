@@ -1,0 +1,124 @@
+"""Policy at the door (fake clock, real files): duress, PIN lockout, stranger alert,
+temporary passes on a stale whitelist."""
+
+import dataclasses
+from concurrent.futures import Future
+
+import pytest
+
+from accessd.core.events import CredentialPresented, KeyPressed
+from accessd.engine import Engine
+from accessd.hw.gpio import DoorOutputs
+from accessd.storage.crypto import lookup_digest
+from accessd.storage.eventlog import EventLog, LogWriter, open_reader
+from accessd.storage.whitelist import Whitelist
+from accessd.storage.whitelist_admin import build_whitelist_file
+
+
+def row(cid, kind, role="resident", **extra):
+    return {"id": cid, "kind": kind, "holder": "p-" + cid, "assurance": "low",
+            "status": "active", "from": None, "until": None, "role": role, **extra}
+
+
+@pytest.fixture
+def door(cfg, keys, clock, factory):
+    cfg = dataclasses.replace(cfg, policy=dataclasses.replace(
+        cfg.policy, pin_lockout_attempts=3, pin_lockout_seconds=60, stranger_attempts=4,
+        stranger_window_seconds=60, temporary_max_age_hours=24))
+    cfg.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    creds = [("nfc", "04A1B2C3", row("c-anna", "nfc")),
+             ("pin", "2468", row("c-pin", "pin")),
+             ("pin", "8642", row("c-duress", "pin", duress=True)),
+             ("nfc", "04C0C0C0", row("c-van", "nfc", role="courier"))]
+    issued = clock.wall() - 3600
+    build_whitelist_file(cfg.storage.whitelist_path,
+                         ((lookup_digest(keys.lookup, k, v), r) for k, v, r in creds),
+                         lookup_key=keys.lookup, seal_key=keys.seal,
+                         meta={"version": "1", "site": "s", "issued": str(issued)})
+    logw = LogWriter(EventLog(cfg.storage.eventlog_path, cfg.door.id), wall=clock.wall)
+    logw.start()
+    out = DoorOutputs(cfg.gpio, cfg.door.fail_mode, factory)
+    engine = Engine(cfg, Whitelist(cfg.storage.whitelist_path, keys), out, logw, clock)
+
+    class D:
+        pass
+    d = D()
+    d.engine, d.clock, d.cfg, d.factory = engine, clock, cfg, factory
+
+    def pin(keys_typed):
+        fut = Future()
+        for k in keys_typed[:-1]:
+            engine.handle(KeyPressed("keypad", k), clock.monotonic())
+        engine.handle(KeyPressed("keypad", keys_typed[-1], fut), clock.monotonic())
+        return fut.result(5)
+
+    def tap(uid):
+        fut = Future()
+        engine.handle(CredentialPresented("front", "nfc", uid, fut), clock.monotonic())
+        return fut.result(5)
+
+    def events():
+        logw.last_future.result(5)
+        return [(r["kind"], r["reason"]) for r in open_reader(cfg.storage.eventlog_path).execute(
+            "SELECT kind, reason FROM events ORDER BY seq")]
+    d.pin, d.tap, d.events = pin, tap, events
+    yield d
+    logw.stop()
+    out.close()
+
+
+def test_duress_pin_opens_and_raises_a_silent_alarm(door):
+    normal = door.pin("2468#")
+    door.clock.advance(10)
+    buzzer_before = door.factory.pin(door.cfg.gpio.buzzer_pin).state
+    r = door.pin("8642#")
+    assert r["decision"] == "granted" and r["reason"] == "granted"   # looks like any PIN
+    assert normal["relay"] == r["relay"] == "unlocked"
+    assert ("alarm.duress", "duress PIN used") in door.events()
+    # silent: the outputs are those of a normal grant
+    assert door.factory.pin(door.cfg.gpio.buzzer_pin).state == buzzer_before
+
+
+def test_pin_lockout_escalates_and_cards_keep_working(door):
+    for _ in range(3):
+        assert door.pin("1111#")["reason"] == "denied: wrong PIN"
+        door.clock.advance(1)
+    assert ("pin.lockout", "3 wrong PINs: keypad locked for 60 s") in door.events()
+    r = door.pin("2468#")                          # even the right PIN waits
+    assert r["decision"] == "denied" and r["reason"].startswith("denied: pin lockout")
+    assert door.tap("04A1B2C3")["decision"] == "granted"          # cards keep working
+    door.clock.advance(60)
+    for _ in range(3):
+        door.pin("1111#")
+        door.clock.advance(1)
+    assert ("pin.lockout", "3 wrong PINs: keypad locked for 120 s") in door.events()
+    door.clock.advance(120)
+    assert door.pin("2468#")["decision"] == "granted"
+
+
+def test_stranger_alert_after_repeated_denials(door):
+    for uid in ("04000001", "04000002", "04000003"):
+        door.tap(uid)
+        door.clock.advance(5)
+    assert not [e for e in door.events() if e[0] == "alarm.stranger"]
+    door.tap("04000004")
+    assert ("alarm.stranger", "4 denied attempts within 60 s") in door.events()
+
+
+def test_temporary_passes_fail_closed_on_a_stale_whitelist(door):
+    assert door.tap("04C0C0C0")["decision"] == "granted"           # an hour old: fine
+    door.clock.advance(24 * 3600)                                  # the office went quiet
+    r = door.tap("04C0C0C0")
+    assert r["reason"] == "denied: whitelist too old for a temporary pass (25 h, at most 24 h)"
+    assert door.tap("04A1B2C3")["decision"] == "granted"           # residents keep working
+
+
+def test_duress_only_for_pins(tmp_path):
+    from accessd.errors import StoreError
+    from accessd.site.db import SiteDB
+    site = SiteDB.init(tmp_path / "site", "s")
+    pid = site.person_add("A", "1", "resident")
+    with pytest.raises(StoreError, match="only a PIN can be a duress credential"):
+        site.credential_add(pid, "nfc", "04A1B2C3", duress=True)
+    cid = site.credential_add(pid, "pin", "8642", duress=True)["id"]
+    assert site.door_row(cid)["duress"] is True
