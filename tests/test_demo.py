@@ -22,5 +22,9 @@ def test_demo_shows_granted_and_denied_taps_with_the_relay(tmp_path):
     # the office side: residents imported, a signed bundle pulled, the log back with names
     assert "imported: 3 people" in out and "version 1" in out
     assert "chain intact" in out and "Anna Berg (12A)" in out and "Vera Visitor" in out
+    # policy: a courier outside delivery hours, explained; a duress PIN's silent alarm
+    assert "denied: outside schedule 'delivery'" in out
+    assert "DOES NOT OPEN: denied: outside schedule 'delivery'" in out
+    assert "alarm.duress" in out and "duress PIN used" in out
     assert "accessd stopped" in out
     assert "04A1B2C3" not in (tmp_path / "demo/daemon.log").read_text()
