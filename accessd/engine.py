@@ -115,11 +115,12 @@ class Engine:
         def done(f: Future) -> None:
             if reply.done():
                 return
-            if f.exception() is not None:
+            failed = next((x.exception() for x in futs if x.exception() is not None), None)
+            if failed is not None:
                 reply.set_result({**payload, "ok": False,
-                                  "error": f"action taken but not logged: {f.exception()}"})
-            else:
-                reply.set_result({**payload, "seq": f.result()})
+                                  "error": f"action taken but not logged: {failed}"})
+            else:  # the request's own record comes first; alarms it raised follow it
+                reply.set_result({**payload, "seq": futs[0].result()})
         last.add_done_callback(done)
 
     def deadline(self) -> float | None:

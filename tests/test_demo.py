@@ -20,7 +20,7 @@ def test_demo_shows_granted_and_denied_taps_with_the_relay(tmp_path):
         assert kind in out, kind
     assert "sim tap 04A1B2C3" in out            # how to tap from a second terminal
     # the office side: residents imported, a signed bundle pulled, the log back with names
-    assert "imported: 3 people" in out and "version 1" in out
+    assert "imported: 4 people" in out and "version 1" in out
     assert "chain intact" in out and "Anna Berg (12A)" in out and "Vera Visitor" in out
     # policy: a courier outside delivery hours, explained; a duress PIN's silent alarm
     assert "denied: outside schedule 'delivery'" in out
