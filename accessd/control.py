@@ -4,6 +4,7 @@ Requests (one JSON object per line, one reply line each):
 
   {"op": "status"}
   {"op": "unlock"}                               remote unlock, logged with the caller's uid
+  {"op": "unlock", "token": "..."}               intercom / app unlock with a signed token
   {"op": "capture", "timeout": 30}               the next credential presented (enrolment)
   {"op": "sync"}                                 pull and apply this door's bundle now
   {"op": "sim", "input": "tap", "uid": "04A1B2C3"}          simulation only
@@ -57,9 +58,11 @@ def _field(req: dict, name: str, kind=str, choices=None):
 class Controller:
     """Turns parsed requests into core queue items; runs in the socket's threads."""
 
-    def __init__(self, engine, readers, inputs, *, simulation: bool, sync=None):
+    def __init__(self, engine, readers, inputs, *, simulation: bool, sync=None, tokens=None):
         self.engine = engine
         self.sync = sync
+        self.tokens = tokens  # a TokenVerifier when the door belongs to a site
+        self._token_lock = threading.Lock()
         self.readers = {r.name: r for r in readers}
         self.inputs = inputs
         self.simulation = simulation
@@ -83,8 +86,11 @@ class Controller:
                               "interval_s": self.sync.cfg.sync.interval_seconds}
             return st
         if op == "unlock":
+            who = _who(peer_uid)
+            if "token" in req:
+                who = self._check_token(req["token"], who)
             fut = Future()
-            self.engine.post(RemoteUnlock(_who(peer_uid), fut))
+            self.engine.post(RemoteUnlock(who, fut))
             return self._wait(fut)
         if op == "capture":
             timeout = req.get("timeout", 30)
@@ -101,6 +107,20 @@ class Controller:
                 raise ProtocolError("this door does not sync (no sync.url in its config)")
             return self._wait(self.sync.request(), 60)
         raise ProtocolError(f"unknown op {op!r} (known: status, unlock, capture, sim, sync)")
+
+    def _check_token(self, token, who: str) -> str:
+        from .core.events import Notice
+        from .sync.token import TokenError
+        if self.tokens is None:
+            raise ProtocolError("this door takes no tokens (it has no site key file)")
+        try:
+            with self._token_lock:
+                p = self.tokens.verify(token, self.engine.clock.wall())
+        except TokenError as exc:
+            self.engine.post(Notice("unlock.rejected", f"token refused: {exc}",
+                                    {"peer": who}))
+            raise ProtocolError(f"token refused: {exc}") from None
+        return f"token from {p.get('by') or 'the office'} (via {who})"
 
     def _sim_reader(self, req: dict, what: str):
         """The reader to simulate `what` on: the one named, or the first that can."""

@@ -118,9 +118,17 @@ class DoorService:
         if cfg.sync.url:
             from .sync.door import SyncWorker
             self.sync = SyncWorker(cfg, keys, self.q.put, self.clock)
+        tokens = None
+        if keys.site is not None:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            from .sync.token import TokenVerifier
+            tokens = TokenVerifier(Ed25519PublicKey.from_public_bytes(keys.site.public_key),
+                                   cfg.door.id)
         self.server = ControlServer(cfg.api.socket,
                                     Controller(self.engine, self.readers, self.inputs,
-                                               simulation=cfg.api.simulation, sync=self.sync),
+                                               simulation=cfg.api.simulation, sync=self.sync,
+                                               tokens=tokens),
                                     cfg.api.group)
         self._closers.append(self.server.stop)
         self.server.start()

@@ -426,17 +426,20 @@ def status(obj: Ctx, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--token", help="A signed token from the office (accessctl token).")
 @json_opt
 @click.pass_obj
-def unlock(obj: Ctx, as_json: bool) -> None:
-    """Unlock the door for its unlock time (logged with your user id).
+def unlock(obj: Ctx, token: str | None, as_json: bool) -> None:
+    """Unlock the door for its unlock time (logged with your user id, and the
+    token's issuer when one is given).
 
     \b
-    Example:
+    Examples:
       accessctl unlock
+      accessctl unlock --token eyJkb29yIjoi...
     """
     with obj.client() as c:
-        r = _reply(c.request({"op": "unlock"}))
+        r = _reply(c.request({"op": "unlock", **({"token": token} if token else {})}))
     _out(as_json, r, lambda: click.echo(f"door unlocked (event #{r.get('seq')})"))
 
 

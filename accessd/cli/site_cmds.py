@@ -172,6 +172,28 @@ def register(main, json_opt, console, out, reply) -> None:
         site_of(obj).role_schedule_set(role, None if schedule == "none" else schedule)
         click.echo(f"role {role}: schedule {schedule}; run 'accessctl publish'")
 
+    @main.command("token")
+    @click.option("--door", "door_id", required=True, help="The door it opens.")
+    @click.option("--ttl", default=30.0, show_default=True, type=click.FloatRange(1, 600),
+                  help="Seconds it stays valid.")
+    @click.option("--by", default="", help="Who asked (logged at the door), e.g. intercom-12A.")
+    @click.pass_obj
+    def token_cmd(obj, door_id, ttl, by):
+        """Issue a signed one-time unlock token for a door (intercom, residents' app).
+
+        The door accepts it once, within its lifetime:
+        accessctl --config DOOR.toml unlock --token TOKEN
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site token --door bldg-a-main --by intercom-12A
+        """
+        import time as _time
+        from ..sync.token import issue
+        site = site_of(obj)
+        site.door(door_id)
+        click.echo(issue(site.keys.signing, door_id, now=_time.time(), ttl=ttl, by=by))
+
     @main.command("explain")
     @click.argument("credential_id")
     @click.option("--door", "door_id", required=True, help="The door to ask about.")
