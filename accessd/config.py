@@ -24,7 +24,7 @@ READER_KINDS = ("sim", "nfc", "em4100-serial", "wiegand", "keypad-matrix")
 NFC_TARGETS = ("106A", "106B", "212F")
 FOB_FORMATS = ("rdm6300", "ascii-decimal")
 FAIL_MODES = ("secure", "safe")
-DOOR_MODES = ("normal", "lockdown")
+DOOR_MODES = ("normal", "lockdown", "held-open")
 
 _REQUIRED = object()
 
@@ -45,6 +45,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "door_contact_pin": ((int,), None),
         "rex_pin": ((int,), None),
         "tamper_pin": ((int,), None),
+        "fire_pin": ((int,), None),
         "buzzer_pin": ((int,), None),
         "led_green_pin": ((int,), None),
         "led_red_pin": ((int,), None),
@@ -112,7 +113,7 @@ _READER_OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "debounce_ms": ((int,), 20),
     },
 }
-_PIN_KEYS = ("relay_pin", "door_contact_pin", "rex_pin", "tamper_pin",
+_PIN_KEYS = ("relay_pin", "door_contact_pin", "rex_pin", "tamper_pin", "fire_pin",
              "buzzer_pin", "led_green_pin", "led_red_pin")
 
 
@@ -134,6 +135,7 @@ class GpioConfig:
     door_contact_pin: int | None
     rex_pin: int | None
     tamper_pin: int | None
+    fire_pin: int | None
     buzzer_pin: int | None
     led_green_pin: int | None
     led_red_pin: int | None

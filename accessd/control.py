@@ -13,6 +13,8 @@ Requests (one JSON object per line, one reply line each):
   {"op": "sim", "input": "door", "state": "open" | "closed"}
   {"op": "sim", "input": "rex"}
   {"op": "sim", "input": "tamper", "state": "on" | "off"}
+  {"op": "sim", "input": "fire", "state": "on" | "off"}
+  {"op": "mode", "mode": "normal" | "lockdown" | "held-open"}   logged with the caller's uid
 
 Every reply has "ok"; a failed one has "error" saying what was wrong. A reply to
 an action is sent only once the action's log records are committed.
@@ -41,7 +43,7 @@ from .errors import (AccessdError, CredentialFormatError, DaemonUnavailable, Har
 log = logging.getLogger(__name__)
 MAX_LINE = 64 * 1024
 REPLY_TIMEOUT = 10.0
-SIM_INPUTS = ("tap", "fob", "pin", "door", "rex", "tamper")
+SIM_INPUTS = ("tap", "fob", "pin", "door", "rex", "tamper", "fire")
 
 
 def _field(req: dict, name: str, kind=str, choices=None):
@@ -100,13 +102,21 @@ class Controller:
             fut = Future()
             self.engine.post(CaptureRequest(float(timeout), fut))
             return self._wait(fut, timeout + REPLY_TIMEOUT)
+        if op == "mode":
+            from .config import DOOR_MODES
+            from .core.events import SetMode
+            mode = _field(req, "mode", str, DOOR_MODES)
+            fut = Future()
+            self.engine.post(SetMode(mode, _who(peer_uid), fut))
+            return self._wait(fut)
         if op == "sim":
             return self._sim(req)
         if op == "sync":
             if self.sync is None:
                 raise ProtocolError("this door does not sync (no sync.url in its config)")
             return self._wait(self.sync.request(), 60)
-        raise ProtocolError(f"unknown op {op!r} (known: status, unlock, capture, sim, sync)")
+        raise ProtocolError(f"unknown op {op!r} (known: status, unlock, mode, capture, sim, "
+                            "sync)")
 
     def _check_token(self, token, who: str) -> str:
         from .core.events import Notice
@@ -158,6 +168,9 @@ class Controller:
                     self.inputs.sim_door(state == "open")
                 elif what == "rex":
                     self.inputs.sim_rex()
+                elif what == "fire":
+                    state = _field(req, "state", str, ("on", "off"))
+                    self.inputs.sim_fire(state == "on")
                 else:
                     state = _field(req, "state", str, ("on", "off"))
                     self.inputs.sim_tamper(state == "on")

@@ -22,8 +22,8 @@ from .core import door as fsm
 from .core import guards, pinentry
 from .core.decide import PIN_LOCKOUT, UNREADABLE, Decision, decide
 from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputChanged,
-                          KeyPressed, Notice, ReaderNotice, RemoteUnlock, StatusRequest,
-                          Stop, SwapWhitelist)
+                          KeyPressed, Notice, ReaderNotice, RemoteUnlock, SetMode,
+                          StatusRequest, Stop, SwapWhitelist)
 from .errors import StoreError
 from .storage.crypto import fingerprint
 
@@ -37,7 +37,7 @@ class OutputPort(Protocol):
 
 class Engine:
     def __init__(self, cfg: Config, whitelist, outputs: OutputPort, logw, clock, *,
-                 door_open: bool = False, tamper: bool = False,
+                 door_open: bool = False, tamper: bool = False, fire: bool = False,
                  readers_health: Callable[[], list] = lambda: [], notifier=None,
                  q: queue.SimpleQueue | None = None):
         self.cfg = cfg
@@ -61,7 +61,9 @@ class Engine:
                                                     pol.stranger_window_seconds)
         self.lockouts: dict[str, guards.Lockout] = {}  # per keypad reader
         self.denials: tuple[float, ...] = ()
-        self.state = fsm.DoorState(door_open=door_open, tamper=tamper)
+        self.fire = fire
+        self.state = fsm.DoorState(door_open=door_open, tamper=tamper,
+                                   hold_open=fire or self.mode == "held-open")
         self.pin = pinentry.PinEntry()
         self.capture: tuple[Future, float] | None = None
         self.q: queue.SimpleQueue = q if q is not None else queue.SimpleQueue()
@@ -198,6 +200,13 @@ class Engine:
             item.reply.set_result(self.status())
         elif isinstance(item, ReaderNotice):
             self._record(item.kind, item.detail, detail={"reader": item.reader})
+        elif isinstance(item, SetMode):
+            old = self.mode
+            self.mode = item.mode
+            futs = [self._record("door.mode", f"mode {old} -> {item.mode} by {item.who}")]
+            futs += self._step(fsm.HoldOpen(self._hold_open()), now)[0]
+            self._reply_when_logged(item.reply, futs, {"ok": True, "mode": self.mode,
+                                                       "relay": self._relay_word()})
         elif isinstance(item, Notice):
             self._record(item.kind, item.reason, detail=item.detail)
         elif isinstance(item, SwapWhitelist):
@@ -310,8 +319,18 @@ class Engine:
                 self._record("rex", "unlocked by request-to-exit button", t_relay=t)
         elif item.name == "tamper":
             self._step(fsm.Tamper(active=item.active), now)
+        elif item.name == "fire":
+            if item.active != self.fire:
+                self.fire = item.active
+                self._record("fire.release" if item.active else "fire.cleared",
+                             "fire panel: door released and held open" if item.active
+                             else "fire panel back to normal")
+                self._step(fsm.HoldOpen(self._hold_open()), now)
         else:
             raise ValueError(f"unknown input {item.name!r}")
+
+    def _hold_open(self) -> bool:
+        return self.fire or self.mode == "held-open"
 
     # ---- status ---------------------------------------------------------
     def _relay_word(self) -> str:
@@ -325,7 +344,7 @@ class Engine:
         except Exception as exc:  # status must answer even when storage does not
             wl_meta = {"error": str(exc)}
         alarms = [name for name, on in (("door.forced", s.forced), ("door.held_open", s.held_alarm),
-                                        ("tamper", s.tamper)) if on]
+                                        ("tamper", s.tamper), ("fire.release", self.fire)) if on]
         return {
             "ok": True,
             "door": self.cfg.door.id,

@@ -108,6 +108,7 @@ class DoorService:
         self.readers = build_readers(cfg.readers, self.q.put, self.clock, factory=factory)
         self.engine = Engine(cfg, self.whitelist, self.safe_outputs, self.logw, self.clock,
                              door_open=self.inputs.door_open(), tamper=self.inputs.tampered(),
+                             fire=self.inputs.fire(),
                              readers_health=lambda: [r.health() for r in self.readers],
                              notifier=self.notifier, q=self.q)
         for r in self.readers:

@@ -34,6 +34,7 @@ relay_active_high = true
 door_contact_pin = 27
 rex_pin = 22
 tamper_pin = 23
+fire_pin = 18
 buzzer_pin = 24
 led_green_pin = 5
 led_red_pin = 6

@@ -233,3 +233,31 @@ def test_every_reader_kind_through_its_real_library_in_the_daemon(tmp_path):
         "SELECT detail FROM events WHERE kind = 'access.granted'")]
     readers = [json.loads(x)["reader"] for x in rows]
     assert readers == ["front-nfc", "front-fob", "front-keypad", "gate"]
+
+
+def test_modes_and_fire_release(sim_config):
+    enrol(sim_config)
+    d = DaemonProcess(sim_config).wait_ready()
+    try:
+        r = d.request({"op": "mode", "mode": "held-open"})
+        assert r["ok"] and r["relay"] == "unlocked"
+        st = d.request({"op": "sim", "input": "door", "state": "open"})
+        assert st["alarms"] == [] and st["relay"] == "unlocked"          # moving day: no alarm
+        d.request({"op": "sim", "input": "door", "state": "closed"})
+        assert d.request({"op": "mode", "mode": "normal"})["relay"] == "locked"
+        r = d.request({"op": "mode", "mode": "lockdown"})
+        assert d.request({"op": "sim", "input": "tap", "uid": UID})["reason"] == \
+            "denied: door locked down"
+        assert "must be one of normal, lockdown, held-open" in \
+            d.request({"op": "mode", "mode": "party"})["error"]
+        st = d.request({"op": "sim", "input": "fire", "state": "on"})
+        assert st["relay"] == "unlocked" and "fire.release" in st["alarms"]
+        st = d.request({"op": "sim", "input": "fire", "state": "off"})
+        assert st["relay"] == "locked" and st["alarms"] == []
+    finally:
+        d.terminate()
+    conn = open_reader(load_config(sim_config).storage.eventlog_path)
+    kinds = [r["kind"] for r in conn.execute("SELECT kind FROM events ORDER BY seq")]
+    assert kinds.count("door.mode") == 3 and "fire.release" in kinds and "fire.cleared" in kinds
+    reasons = [r["reason"] for r in conn.execute("SELECT reason FROM events WHERE kind='door.mode'")]
+    assert reasons[0].startswith("mode normal -> held-open by uid")

@@ -37,3 +37,10 @@ def test_validity_window_edges():
 def test_lockdown_denies_known_credentials():
     dec = d.decide(rec(), "lockdown", NOW)
     assert not dec.granted and dec.reason == d.LOCKDOWN
+
+
+def test_lockdown_lets_staff_in():
+    staff = rec(role="staff")
+    dec = d.decide(staff, "lockdown", NOW)
+    assert dec.granted and dec.reason == "granted: staff during lockdown"
+    assert d.decide(staff, "normal", NOW).reason == d.GRANTED

@@ -85,3 +85,14 @@ def test_second_grant_extends_unlock():
     assert not s.locked and kinds == []
     s, kinds = run(s, [(fsm.Tick(), 9)])
     assert s.locked
+
+
+def test_hold_open_keeps_the_lock_released_without_alarms():
+    s, kinds = run(fsm.DoorState(), [(fsm.HoldOpen(True), 0), (fsm.DoorContact(True), 1),
+                                      (fsm.Tick(), 1000)])
+    assert fsm.outputs(s).relay_unlocked and kinds == ["door.opened"]   # not forced, not held
+    assert fsm.next_deadline(s, CFG) is None
+    s, kinds = run(s, [(fsm.HoldOpen(False), 1001)])
+    assert kinds == ["door.locked"] and not fsm.outputs(s).relay_unlocked
+    s, kinds = run(s, [(fsm.Tick(), 1001 + 30)])                       # held-open counts anew
+    assert kinds == ["door.prealarm", "door.held_open"]

@@ -443,6 +443,25 @@ def unlock(obj: Ctx, token: str | None, as_json: bool) -> None:
     _out(as_json, r, lambda: click.echo(f"door unlocked (event #{r.get('seq')})"))
 
 
+@main.command()
+@click.argument("new_mode", type=click.Choice(["normal", "lockdown", "held-open"]))
+@json_opt
+@click.pass_obj
+def mode(obj: Ctx, new_mode: str, as_json: bool) -> None:
+    """Set the door mode: normal, lockdown (staff only) or held-open (e.g. moving day).
+
+    Logged with your user id.
+
+    \b
+    Examples:
+      accessctl mode held-open
+      accessctl mode normal
+    """
+    with obj.client() as c:
+        r = _reply(c.request({"op": "mode", "mode": new_mode}))
+    _out(as_json, r, lambda: click.echo(f"door mode {r['mode']}; relay {r['relay']}"))
+
+
 def _event_line(e: dict) -> str:
     cred = f" {e['credential']}" if e["credential"] else ""
     return f"#{e['seq']:<6} {e['ts']}  {e['kind']:<16}{cred}  {e['reason']}"
@@ -596,6 +615,20 @@ def rex(obj, as_json):
       accessctl sim rex
     """
     _sim(obj, {"input": "rex"}, as_json)
+
+
+@sim.command()
+@click.argument("state", type=click.Choice(["on", "off"]))
+@json_opt
+@click.pass_obj
+def fire(obj, state, as_json):
+    """Trip (on) or reset (off) the fire panel's release input.
+
+    \b
+    Example:
+      accessctl sim fire on
+    """
+    _sim(obj, {"input": "fire", "state": state}, as_json)
 
 
 @sim.command()

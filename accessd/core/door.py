@@ -51,10 +51,11 @@ class DoorState:
     tamper: bool = False
     feedback: str | None = None  # "grant" | "deny"
     feedback_until: float | None = None
+    hold_open: bool = False  # held-open mode or fire release: unlocked until lifted
 
     @property
     def locked(self) -> bool:
-        return self.unlocked_until is None
+        return self.unlocked_until is None and not self.hold_open
 
 
 # Inputs
@@ -83,11 +84,18 @@ class Tick:
     pass
 
 
+@dataclass(frozen=True)
+class HoldOpen:
+    """Held-open mode or an emergency (fire) release: on keeps the lock released."""
+    on: bool
+
+
 def outputs(s: DoorState) -> Outputs:
     alarm = s.forced or s.held_alarm or s.tamper
-    return Outputs(relay_unlocked=s.unlocked_until is not None,
+    unlocked = s.unlocked_until is not None or s.hold_open
+    return Outputs(relay_unlocked=unlocked,
                    buzzer=s.feedback is not None or s.prealarm or alarm,
-                   green=s.unlocked_until is not None,
+                   green=unlocked,
                    red=s.feedback == "deny" or alarm)
 
 
@@ -103,7 +111,7 @@ def _prealarm_deadline(s: DoorState, cfg: DoorSettings) -> float | None:
 
 def next_deadline(s: DoorState, cfg: DoorSettings) -> float | None:
     candidates = [s.unlocked_until, s.feedback_until]
-    if s.door_open and not s.held_alarm:
+    if s.door_open and not s.held_alarm and not s.hold_open:
         candidates.append(_held_deadline(s, cfg))
         if not s.prealarm:
             candidates.append(_prealarm_deadline(s, cfg))
@@ -133,9 +141,16 @@ def step(s: DoorState, event, now: float, cfg: DoorSettings) -> tuple[DoorState,
             s = replace(s, door_open=False, opened_at=None, prealarm=False,
                         held_alarm=False, forced=False)
             emits.append(Emit("door.closed", was or "closed"))
-            if not s.locked:
+            if s.unlocked_until is not None and not s.hold_open:
                 s = replace(s, unlocked_until=None)
                 emits.append(Emit("door.locked", "relocked: door closed"))
+    elif isinstance(event, HoldOpen):
+        if event.on != s.hold_open:
+            # held-open time counts from the moment the door is no longer held open
+            s = replace(s, hold_open=event.on, prealarm=False, held_alarm=False,
+                        opened_at=now if s.door_open else None)
+            if not event.on and s.unlocked_until is None:
+                emits.append(Emit("door.locked", "relocked: hold-open ended"))
     elif isinstance(event, Tamper):
         if event.active != s.tamper:
             s = replace(s, tamper=event.active)
@@ -152,7 +167,7 @@ def _expire(s: DoorState, now: float, cfg: DoorSettings) -> tuple[DoorState, lis
     if s.unlocked_until is not None and now >= s.unlocked_until:
         s = replace(s, unlocked_until=None)
         emits.append(Emit("door.locked", "relocked: unlock time over"))
-    if s.door_open and not s.held_alarm:
+    if s.door_open and not s.held_alarm and not s.hold_open:
         pre = _prealarm_deadline(s, cfg)
         if not s.prealarm and pre is not None and now >= pre:
             s = replace(s, prealarm=True)

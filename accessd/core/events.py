@@ -30,7 +30,8 @@ class KeyPressed:
 
 @dataclass(frozen=True)
 class InputChanged:
-    """name: door (active = open), rex (active = pressed), tamper (active = tampered)."""
+    """name: door (active = open), rex (active = pressed), tamper (active = tampered),
+    fire (active = the fire panel calls for release)."""
     name: str
     active: bool
     t_queued: int = field(default_factory=_now_ns)
@@ -66,6 +67,14 @@ class ReaderNotice:
     reader: str
     kind: str
     detail: str
+
+
+@dataclass(frozen=True)
+class SetMode:
+    """Staff change the door mode: normal, lockdown, held-open."""
+    mode: str
+    who: str
+    reply: Future | None = None
 
 
 @dataclass(frozen=True)

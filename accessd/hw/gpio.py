@@ -9,6 +9,7 @@ Pi's internal pull-ups:
 | door contact | normally-closed reed switch to GND       | door closed      |
 | REX          | normally-open push button to GND         | button pressed   |
 | tamper       | normally-closed enclosure switch to GND  | enclosure closed |
+| fire         | fire panel's normally-closed contact     | no fire alarm    |
 
 A cut wire therefore reads as "door open" / "tampered": the safe side.
 The relay's safe state is always de-energised: a fail-secure strike is then
@@ -146,6 +147,7 @@ class DoorInputs:
             "door": (gcfg.door_contact_pin, False, True),
             "rex": (gcfg.rex_pin, True, None),
             "tamper": (gcfg.tamper_pin, False, True),
+            "fire": (gcfg.fire_pin, False, True),
         }
         try:
             for name, (pin, on_low, on_high) in wiring.items():
@@ -165,6 +167,10 @@ class DoorInputs:
         dev = self._devices.get("door")
         return False if dev is None else not dev.is_active
 
+    def fire(self) -> bool:
+        dev = self._devices.get("fire")
+        return False if dev is None else not dev.is_active
+
     def tampered(self) -> bool:
         dev = self._devices.get("tamper")
         return False if dev is None else not dev.is_active
@@ -172,7 +178,7 @@ class DoorInputs:
     # ---- simulation: drive the mock pins, so events take the real gpiozero path ----
     def _mock_pin(self, name: str):
         pin = {"door": self.gcfg.door_contact_pin, "rex": self.gcfg.rex_pin,
-               "tamper": self.gcfg.tamper_pin}[name]
+               "tamper": self.gcfg.tamper_pin, "fire": self.gcfg.fire_pin}[name]
         if pin is None:
             raise HardwareError(f"no {name} input is configured (gpio.{name}_pin)")
         if type(self.factory).__name__ != "MockFactory":
@@ -181,7 +187,7 @@ class DoorInputs:
 
     def sim_set_idle(self) -> None:
         """A simulated door starts closed, its REX released and its enclosure shut."""
-        for name, level in (("door", "low"), ("rex", "high"), ("tamper", "low")):
+        for name, level in (("door", "low"), ("rex", "high"), ("tamper", "low"), ("fire", "low")):
             if name in self._devices:
                 getattr(self._mock_pin(name), f"drive_{level}")()
 
@@ -196,6 +202,10 @@ class DoorInputs:
 
     def sim_tamper(self, active: bool) -> None:
         pin = self._mock_pin("tamper")
+        pin.drive_high() if active else pin.drive_low()
+
+    def sim_fire(self, active: bool) -> None:
+        pin = self._mock_pin("fire")
         pin.drive_high() if active else pin.drive_low()
 
     def close(self) -> None:
