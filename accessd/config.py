@@ -75,6 +75,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "stranger_attempts": ((int,), 5),
         "stranger_window_seconds": ((int, float), 120.0),
         "temporary_max_age_hours": ((int, float), 24.0),
+        "unsynced_clock": ((str,), "residents"),   # deny | residents | trust
     },
     "pin": {
         "min_length": ((int,), 4),
@@ -181,6 +182,7 @@ class PolicyConfig:
     stranger_attempts: int = 5
     stranger_window_seconds: float = 120.0
     temporary_max_age_hours: float = 24.0
+    unsynced_clock: str = "residents"
 
 
 @dataclass(frozen=True)
@@ -438,6 +440,7 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
     for key in ("pin_lockout_window_seconds", "pin_lockout_seconds", "pin_lockout_max_seconds",
                 "stranger_window_seconds", "temporary_max_age_hours"):
         _positive(path, f"policy.{key}", po[key])
+    _choice(path, "policy.unsynced_clock", po["unsynced_clock"], ("deny", "residents", "trust"))
     if po["pin_lockout_max_seconds"] < po["pin_lockout_seconds"]:
         raise _err(path, "policy.pin_lockout_max_seconds",
                    "must be at least policy.pin_lockout_seconds")

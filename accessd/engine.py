@@ -60,6 +60,7 @@ class Engine:
         self.stranger_cfg = guards.StrangerSettings(pol.stranger_attempts,
                                                     pol.stranger_window_seconds)
         self.lockouts: dict[str, guards.Lockout] = {}  # per keypad reader
+        self.clock_synced: bool | None = None
         self.denials: tuple[float, ...] = ()
         self.fire = fire
         self.state = fsm.DoorState(door_open=door_open, tamper=tamper,
@@ -234,12 +235,14 @@ class Engine:
             decision = Decision(False, f"{PIN_LOCKOUT} ({lockout.locked_until - now:.0f} s left)")
         else:
             wall = self.clock.wall()
+            synced = self._clock_synced()
             try:
                 record = self.whitelist.lookup(digest)
                 age = getattr(self.whitelist, "age_hours", lambda now: None)(wall)
                 decision = decide(record, self.mode, wall, item.kind,
                                   getattr(self.whitelist, "policy", None), whitelist_age_h=age,
-                                  temporary_max_age_h=self.cfg.policy.temporary_max_age_hours)
+                                  temporary_max_age_h=self.cfg.policy.temporary_max_age_hours,
+                                  clock_synced=synced, unsynced=self.cfg.policy.unsynced_clock)
             except StoreError as exc:
                 log.error("%s", exc)
                 decision = Decision(False, UNREADABLE)
@@ -328,6 +331,17 @@ class Engine:
                 self._step(fsm.HoldOpen(self._hold_open()), now)
         else:
             raise ValueError(f"unknown input {item.name!r}")
+
+    def _clock_synced(self) -> bool:
+        synced = getattr(self.clock, "synced", lambda: True)()
+        if synced != self.clock_synced:
+            if not synced:
+                self._record("clock.unsynced", "system clock is not synchronised: credentials "
+                             f"limited in time follow policy '{self.cfg.policy.unsynced_clock}'")
+            elif self.clock_synced is not None:
+                self._record("clock.synced", "system clock synchronised")
+            self.clock_synced = synced
+        return synced
 
     def _hold_open(self) -> bool:
         return self.fire or self.mode == "held-open"

@@ -39,6 +39,9 @@ buzzer_pin = 24
 led_green_pin = 5
 led_red_pin = 6
 
+[policy]
+unsynced_clock = "trust"
+
 [storage]
 data_dir = "data"
 key_file = "keys/door-keys.json"

@@ -125,3 +125,35 @@ def test_duress_only_for_pins(tmp_path):
         site.credential_add(pid, "nfc", "04A1B2C3", duress=True)
     cid = site.credential_add(pid, "pin", "8642", duress=True)["id"]
     assert site.door_row(cid)["duress"] is True
+
+
+def test_unsynchronised_clock_policy(door):
+    door.clock.is_synced = False
+    r = door.tap("04C0C0C0")      # a courier pass with no window or schedule:
+    assert r["decision"] == "granted"   # the clock does not matter to it
+    assert ("clock.unsynced", "system clock is not synchronised: credentials limited in time "
+            "follow policy 'trust'") in door.events()
+
+
+def test_decide_with_an_unsynchronised_clock():
+    from accessd.core import decide as dd
+    from accessd.core.credentials import CredentialRecord
+    visitor = CredentialRecord("c", "nfc", "p", "low", "active", None, 2e9, "visitor")
+    resident = CredentialRecord("c", "nfc", "p", "low", "active", None, 2e9, "resident")
+    plain = CredentialRecord("c", "nfc", "p", "low", "active", None, None, "visitor")
+    now = 1.79e9
+    assert dd.decide(visitor, "normal", now, clock_synced=False, unsynced="deny").reason == \
+        "denied: clock not synchronised"
+    assert dd.decide(visitor, "normal", now, clock_synced=False, unsynced="residents").reason == \
+        "denied: clock not synchronised (residents only)"
+    assert dd.decide(resident, "normal", now, clock_synced=False, unsynced="residents").granted
+    assert dd.decide(plain, "normal", now, clock_synced=False, unsynced="deny").granted
+    assert dd.decide(visitor, "normal", now, clock_synced=False, unsynced="trust").granted
+    assert dd.decide(visitor, "normal", now, clock_synced=True, unsynced="deny").granted
+
+
+def test_kernel_clock_state_is_read():
+    from accessd.clock import SystemClock, kernel_clock_synced
+    assert isinstance(kernel_clock_synced(), bool)
+    c = SystemClock()
+    assert c.synced() == c.synced()

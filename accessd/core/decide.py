@@ -20,6 +20,7 @@ UNREADABLE = "denied: whitelist unreadable"
 OUTSIDE = "denied: outside schedule"
 PIN_LOCKOUT = "denied: pin lockout"
 STALE = "denied: whitelist too old for a temporary pass"
+UNSYNCED = "denied: clock not synchronised"
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,16 @@ def _at(epoch: float) -> str:
 
 def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "",
            policy: Policy | None = None, *, whitelist_age_h: float | None = None,
-           temporary_max_age_h: float | None = None) -> Decision:
+           temporary_max_age_h: float | None = None, clock_synced: bool = True,
+           unsynced: str = "trust") -> Decision:
     """record: the whitelist entry (None = unknown); mode: door mode; now: UTC epoch;
     kind: what was presented (nfc, fob, pin), to word the reason; policy: the
     schedules and holidays from the office; whitelist_age_h: hours since the office
     issued the whitelist, against temporary_max_age_h for visitors, couriers and
-    contractors (residents keep working through long outages)."""
+    contractors (residents keep working through long outages); clock_synced and
+    unsynced: with an unsynchronised clock, credentials limited in time are denied
+    ("deny"), allowed for residents and staff only ("residents"), or judged by the
+    clock as it is ("trust")."""
     if record is None:
         return Decision(False, WRONG_PIN if kind == "pin" else UNKNOWN)
     cid, assurance = record.credential_id, record.assurance
@@ -57,6 +62,12 @@ def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "
         return Decision(False, f"{NOT_YET} (from {_at(record.valid_from)})", cid, assurance)
     if record.valid_until is not None and now >= record.valid_until:
         return Decision(False, f"{EXPIRED} (at {_at(record.valid_until)})", cid, assurance)
+    timed = record.valid_from is not None or record.valid_until is not None or record.schedule
+    if timed and not clock_synced and unsynced != "trust":
+        if unsynced == "deny":
+            return Decision(False, UNSYNCED, cid, assurance)
+        if record.role not in ("", "resident", "staff"):
+            return Decision(False, f"{UNSYNCED} (residents only)", cid, assurance)
     if (record.role in TEMPORARY_ROLES and whitelist_age_h is not None
             and temporary_max_age_h is not None and whitelist_age_h > temporary_max_age_h):
         return Decision(False, f"{STALE} ({whitelist_age_h:.0f} h, at most "
