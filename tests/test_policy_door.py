@@ -24,7 +24,7 @@ def row(cid, kind, role="resident", **extra):
 def door(cfg, keys, clock, factory):
     cfg = dataclasses.replace(cfg, policy=dataclasses.replace(
         cfg.policy, pin_lockout_attempts=3, pin_lockout_seconds=60, stranger_attempts=4,
-        stranger_window_seconds=60, temporary_max_age_hours=24))
+        stranger_window_seconds=60, temporary_max_age_hours=24, unsynced_clock="residents"))
     cfg.storage.data_dir.mkdir(parents=True, exist_ok=True)
     creds = [("nfc", "04A1B2C3", row("c-anna", "nfc")),
              ("pin", "2468", row("c-pin", "pin")),
@@ -131,8 +131,12 @@ def test_unsynchronised_clock_policy(door):
     door.clock.is_synced = False
     r = door.tap("04C0C0C0")      # a courier pass with no window or schedule:
     assert r["decision"] == "granted"   # the clock does not matter to it
+    door.clock.is_synced = True
+    door.tap("04A1B2C3")
+    kinds = [k for k, _ in door.events()]
     assert ("clock.unsynced", "system clock is not synchronised: credentials limited in time "
-            "follow policy 'trust'") in door.events()
+            "follow policy 'residents'") in door.events()
+    assert kinds.index("clock.unsynced") < kinds.index("clock.synced")
 
 
 def test_decide_with_an_unsynchronised_clock():

@@ -259,10 +259,10 @@ class LogWriter:
             try:
                 seqs = self.log.append(to_write)
             except EventLogError as exc:
-                if self.degraded_since is None:
+                self.last_error = str(exc.__cause__ or exc)  # before degraded_since: readers
+                if self.degraded_since is None:              # check that one first
                     self.degraded_since = self._wall()
                     log.error("event log degraded, holding events in memory: %s", exc)
-                self.last_error = str(exc.__cause__ or exc)
                 with self._cond:
                     if self._give_up:
                         return
