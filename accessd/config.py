@@ -76,6 +76,8 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "stranger_window_seconds": ((int, float), 120.0),
         "temporary_max_age_hours": ((int, float), 24.0),
         "unsynced_clock": ((str,), "residents"),   # deny | residents | trust
+        "card_pin": ((str,), "never"),             # never | always | a schedule's name
+        "card_pin_timeout_seconds": ((int, float), 10.0),
     },
     "pin": {
         "min_length": ((int,), 4),
@@ -183,6 +185,8 @@ class PolicyConfig:
     stranger_window_seconds: float = 120.0
     temporary_max_age_hours: float = 24.0
     unsynced_clock: str = "residents"
+    card_pin: str = "never"
+    card_pin_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -441,6 +445,11 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
                 "stranger_window_seconds", "temporary_max_age_hours"):
         _positive(path, f"policy.{key}", po[key])
     _choice(path, "policy.unsynced_clock", po["unsynced_clock"], ("deny", "residents", "trust"))
+    import re as _re
+    if not _re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$", po["card_pin"]):
+        raise _err(path, "policy.card_pin", "must be never, always, or a schedule's name, got "
+                                            f"{po['card_pin']!r}")
+    _positive(path, "policy.card_pin_timeout_seconds", po["card_pin_timeout_seconds"])
     if po["pin_lockout_max_seconds"] < po["pin_lockout_seconds"]:
         raise _err(path, "policy.pin_lockout_max_seconds",
                    "must be at least policy.pin_lockout_seconds")

@@ -20,7 +20,9 @@ from typing import Callable, Protocol
 from .config import Config
 from .core import door as fsm
 from .core import guards, pinentry
-from .core.decide import PIN_LOCKOUT, UNREADABLE, Decision, decide
+from .core.decide import (CARD_PIN_REQUIRED, NO_PIN, PIN_LOCKOUT, PIN_MISMATCH, UNREADABLE,
+                          Decision, decide)
+from .core.schedule import in_schedule
 from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputChanged,
                           KeyPressed, Notice, ReaderNotice, RemoteUnlock, SetMode,
                           StatusRequest, Stop, SwapWhitelist)
@@ -61,6 +63,8 @@ class Engine:
                                                     pol.stranger_window_seconds)
         self.lockouts: dict[str, guards.Lockout] = {}  # per keypad reader
         self.clock_synced: bool | None = None
+        # card+PIN: (card record, reader, deadline) of a card waiting for its PIN
+        self.pending_card: tuple | None = None
         self.denials: tuple[float, ...] = ()
         self.fire = fire
         self.state = fsm.DoorState(door_open=door_open, tamper=tamper,
@@ -128,7 +132,8 @@ class Engine:
 
     def deadline(self) -> float | None:
         ds = [fsm.next_deadline(self.state, self.door_cfg), self.pin.deadline(self.pin_cfg),
-              self.capture[1] if self.capture else None, self._next_watchdog]
+              self.capture[1] if self.capture else None, self._next_watchdog,
+              self.pending_card[2] if self.pending_card else None]
         live = [d for d in ds if d is not None]
         return min(live) if live else None
 
@@ -167,6 +172,13 @@ class Engine:
         self.pin, timed_out = pinentry.expire(self.pin, now, self.pin_cfg)
         if timed_out:
             self._record("pin.timeout", "PIN entry cleared: no key pressed in time")
+        if self.pending_card and now >= self.pending_card[2]:
+            card, reader, _ = self.pending_card
+            self.pending_card = None
+            self._step(fsm.Deny(), now)
+            self.counters["denied"] += 1
+            self._record("access.denied", NO_PIN, credential=card.credential_id,
+                         detail={"reader": reader, "kind": card.kind})
         if self.capture and now >= self.capture[1]:
             self.capture[0].set_result({"ok": False, "error": "no credential presented in time"})
             self.capture = None
@@ -246,6 +258,17 @@ class Engine:
             except StoreError as exc:
                 log.error("%s", exc)
                 decision = Decision(False, UNREADABLE)
+        decision = self._card_pin(item, decision, record, now)
+        if decision is None:  # a card accepted, waiting for its PIN
+            self.pending_card = (record, item.reader, now + self.cfg.policy.card_pin_timeout_seconds)
+            fut = self._record("access.pending", "card accepted; PIN required",
+                               credential=record.credential_id,
+                               detail={"reader": item.reader, "kind": item.kind})
+            self._reply_when_logged(item.reply, [fut], {
+                "ok": True, "decision": "pending", "reason": "card accepted; PIN required",
+                "credential": record.credential_id, "reader": item.reader,
+                "relay": self._relay_word()})
+            return
         futs, t_relay = self._step(fsm.Unlock() if decision.granted else fsm.Deny(), now)
         self.decision_latency_us.append(((t_relay or time.perf_counter_ns()) - item.t_queued) / 1e3)
         self.counters["granted" if decision.granted else "denied"] += 1
@@ -260,6 +283,31 @@ class Engine:
             "ok": True, "decision": "granted" if decision.granted else "denied",
             "reason": decision.reason, "credential": cred, "reader": item.reader,
             "relay": self._relay_word()})
+
+    def card_pin_required(self) -> bool:
+        mode = self.cfg.policy.card_pin
+        if mode in ("never", "always"):
+            return mode == "always"
+        policy = getattr(self.whitelist, "policy", None)
+        if policy is None or mode not in policy.schedules:
+            return True  # the schedule is not known here: ask for the PIN (fail closed)
+        return in_schedule(policy, mode, self.clock.wall())
+
+    def _card_pin(self, item, decision: Decision, record, now: float) -> Decision | None:
+        """Apply card+PIN: None means 'card accepted, wait for the PIN'."""
+        if item.kind == "pin" and self.pending_card is not None:
+            card, _, _ = self.pending_card
+            self.pending_card = None
+            if not decision.granted:
+                return decision
+            if record is None or record.holder != card.holder:
+                return Decision(False, PIN_MISMATCH, card.credential_id, card.assurance)
+            return Decision(True, "granted: card+PIN", card.credential_id, card.assurance)
+        if not decision.granted or not self.card_pin_required():
+            return decision
+        if item.kind == "pin":
+            return Decision(False, CARD_PIN_REQUIRED, decision.credential_id, decision.assurance)
+        return None
 
     def _guards(self, item, decision: Decision, record, lockout: guards.Lockout, now: float,
                 cred: str) -> list[Future]:

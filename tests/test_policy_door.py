@@ -161,3 +161,85 @@ def test_kernel_clock_state_is_read():
     assert isinstance(kernel_clock_synced(), bool)
     c = SystemClock()
     assert c.synced() == c.synced()
+
+
+@pytest.fixture
+def card_pin_door(cfg, keys, clock, factory, request):
+    """A door with anna's card and PIN, bob's PIN, and card_pin from the test's param."""
+    cfg = dataclasses.replace(cfg, policy=dataclasses.replace(
+        cfg.policy, card_pin=request.param, card_pin_timeout_seconds=10))
+    cfg.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    creds = [("nfc", "04A1B2C3", row("c-card", "nfc", holder="anna")),
+             ("pin", "2468", row("c-pin", "pin", holder="anna")),
+             ("pin", "1357", row("c-bob", "pin", holder="bob"))]
+    policy = {"tz": "UTC", "schedules": {"night": {"daily": ["22:00-06:00"]}}, "holidays": {}}
+    import json as _json
+    build_whitelist_file(cfg.storage.whitelist_path,
+                         ((lookup_digest(keys.lookup, k, v), r) for k, v, r in creds),
+                         lookup_key=keys.lookup, seal_key=keys.seal,
+                         meta={"version": "1", "policy": _json.dumps(policy)})
+    logw = LogWriter(EventLog(cfg.storage.eventlog_path, cfg.door.id), wall=clock.wall)
+    logw.start()
+    out = DoorOutputs(cfg.gpio, cfg.door.fail_mode, factory)
+    engine = Engine(cfg, Whitelist(cfg.storage.whitelist_path, keys), out, logw, clock)
+
+    def handle(item):
+        fut = Future()
+        item = dataclasses.replace(item, reply=fut)
+        engine.handle(item, clock.monotonic())
+        return fut.result(5)
+
+    def pin(keys_typed):
+        for k in keys_typed[:-1]:
+            engine.handle(KeyPressed("keypad", k), clock.monotonic())
+        return handle(KeyPressed("keypad", keys_typed[-1]))
+
+    class D:
+        relay = property(lambda self: factory.pin(cfg.gpio.relay_pin).state)
+    d = D()
+    d.tap = lambda uid: handle(CredentialPresented("front", "nfc", uid))
+    d.pin, d.clock, d.engine = pin, clock, engine
+
+    def events():
+        logw.last_future.result(5)
+        return [(r["kind"], r["reason"]) for r in open_reader(cfg.storage.eventlog_path).execute(
+            "SELECT kind, reason FROM events ORDER BY seq")]
+    d.events = events
+    yield d
+    logw.stop()
+    out.close()
+
+
+@pytest.mark.parametrize("card_pin_door", ["always"], indirect=True)
+def test_card_then_the_holders_pin_opens(card_pin_door):
+    d = card_pin_door
+    r = d.tap("04A1B2C3")
+    assert r["decision"] == "pending" and d.relay == 0          # the card alone does not open
+    r = d.pin("2468#")
+    assert r["decision"] == "granted" and r["reason"] == "granted: card+PIN" and d.relay == 1
+    assert ("access.pending", "card accepted; PIN required") in d.events()
+
+
+@pytest.mark.parametrize("card_pin_door", ["always"], indirect=True)
+def test_card_pin_refusals(card_pin_door):
+    d = card_pin_door
+    d.tap("04A1B2C3")
+    assert d.pin("1357#")["reason"] == "denied: PIN does not match the card"   # bob's PIN
+    assert d.pin("2468#")["reason"] == "denied: card+PIN required"            # a PIN alone
+    d.tap("04A1B2C3")
+    d.clock.advance(10)
+    d.engine.tick(d.clock.monotonic())
+    assert ("access.denied", "denied: no PIN after the card") in d.events()
+    assert d.relay == 0
+
+
+@pytest.mark.parametrize("card_pin_door", ["night"], indirect=True)
+def test_card_pin_only_while_its_schedule_is_open(card_pin_door):
+    from datetime import datetime, timezone
+    d = card_pin_door
+    noon = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc).timestamp()
+    d.clock.advance(noon - d.clock.wall())
+    assert d.tap("04A1B2C3")["decision"] == "granted"           # by day: the card alone
+    d.clock.advance(11 * 3600)                                  # 23:00: card+PIN
+    assert d.tap("04A1B2C3")["decision"] == "pending"
+    assert d.pin("2468#")["reason"] == "granted: card+PIN"

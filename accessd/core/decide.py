@@ -21,6 +21,9 @@ OUTSIDE = "denied: outside schedule"
 PIN_LOCKOUT = "denied: pin lockout"
 STALE = "denied: whitelist too old for a temporary pass"
 UNSYNCED = "denied: clock not synchronised"
+CARD_PIN_REQUIRED = "denied: card+PIN required"
+PIN_MISMATCH = "denied: PIN does not match the card"
+NO_PIN = "denied: no PIN after the card"
 
 
 @dataclass(frozen=True)
