@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import grp
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass, field
@@ -445,8 +446,7 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
                 "stranger_window_seconds", "temporary_max_age_hours"):
         _positive(path, f"policy.{key}", po[key])
     _choice(path, "policy.unsynced_clock", po["unsynced_clock"], ("deny", "residents", "trust"))
-    import re as _re
-    if not _re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$", po["card_pin"]):
+    if not re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$", po["card_pin"]):
         raise _err(path, "policy.card_pin", "must be never, always, or a schedule's name, got "
                                             f"{po['card_pin']!r}")
     _positive(path, "policy.card_pin_timeout_seconds", po["card_pin_timeout_seconds"])

@@ -66,6 +66,7 @@ def test_site_to_two_doors_and_back(tmp_path):
         assert a.request({"op": "sim", "input": "tap", "uid": "04000001"})["decision"] == "denied"
         assert b.request({"op": "sim", "input": "tap", "uid": "04000001"})["decision"] == "granted"
         assert b.request({"op": "sim", "input": "tap", "uid": "04FFFFFF"})["decision"] == "denied"
+        assert a.request({"op": "sim", "input": "tap", "uid": "04FFFFFF"})["decision"] == "denied"
     finally:
         for d in daemons.values():
             d.terminate()
@@ -81,7 +82,11 @@ def test_site_to_two_doors_and_back(tmp_path):
     assert denied[0]["person"] == "Resident 1 (100B)"   # a real resident at the wrong door
     report = json.loads(ctl("report", "--json"))
     assert {(r["door"], r["granted"], r["denied"]) for r in report} == {
-        ("door-a", 1, 1), ("door-b", 1, 1)}
+        ("door-a", 1, 2), ("door-b", 1, 1)}
+    # the same unknown card at both doors; a resident at the wrong door is not a stranger
+    strangers = json.loads(ctl("report", "--strangers", "--json"))
+    assert [(s["doors"], s["tries"], s["door_list"]) for s in strangers] == [
+        (2, 2, ["door-a", "door-b"])]
 
 
 def test_upload_resumes_and_is_idempotent_and_intake_finds_gaps_and_edits(tmp_path):

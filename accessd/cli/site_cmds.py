@@ -620,20 +620,32 @@ def register(main, json_opt, console, out, reply) -> None:
 
     @main.command("report")
     @click.option("--since", help="2026-11-01 or 7d (ago); default: everything.")
+    @click.option("--strangers", is_flag=True,
+                  help="Instead: unknown cards tried at two or more doors.")
     @json_opt
     @click.pass_obj
-    def report_cmd(obj, since, as_json):
-        """Per door and day: grants, denials and alarms.
+    def report_cmd(obj, since, strangers, as_json):
+        """Per door and day: grants, denials and alarms; or the unknown credentials
+        tried at several doors (--strangers).
 
         \b
-        Example:
+        Examples:
           accessctl --site /srv/accessd-site report --since 7d
+          accessctl --site /srv/accessd-site report --strangers --since 30d
         """
         from ..site import intake
         from ..storage.eventlog import utc_iso
         from .accessctl import parse_when
-        rows = intake.report(site_of(obj),
-                             since=utc_iso(parse_when(since, past=True)) if since else None)
+        since_ts = utc_iso(parse_when(since, past=True)) if since else None
+        if strangers:
+            rows = intake.strangers(site_of(obj), since=since_ts)
+            out(as_json, rows, lambda: _table(
+                console, "unknown credentials at several doors",
+                ["fingerprint", "doors", "tries", "first (UTC)", "last (UTC)", "which"],
+                [[r["fingerprint"], str(r["doors"]), str(r["tries"]), r["first"][:19],
+                  r["last"][:19], ", ".join(r["door_list"])] for r in rows]))
+            return
+        rows = intake.report(site_of(obj), since=since_ts)
         out(as_json, rows, lambda: _table(
             console, "door report", ["day", "door", "granted", "denied", "alarms"],
             [[r["day"], r["door"], str(r["granted"]), str(r["denied"]), str(r["alarms"])]

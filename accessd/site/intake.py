@@ -125,6 +125,23 @@ def show(site: SiteDB, *, door=None, person=None, since=None, kinds=(), limit=No
     return out
 
 
+def strangers(site: SiteDB, *, since=None, min_doors: int = 2) -> list[dict]:
+    """Unknown credentials (fingerprints no enrolled credential has) tried at several doors."""
+    sql = ("SELECT e.credential, count(DISTINCT e.door), count(*), min(e.ts), max(e.ts), "
+           "group_concat(DISTINCT e.door) FROM events e "
+           "WHERE e.kind = 'access.denied' AND e.credential LIKE 'fp:%' "
+           "AND NOT EXISTS (SELECT 1 FROM credentials c WHERE c.fingerprint = e.credential)")
+    args: list = []
+    if since:
+        sql += " AND e.ts >= ?"
+        args.append(since)
+    sql += " GROUP BY e.credential HAVING count(DISTINCT e.door) >= ? ORDER BY 2 DESC, 3 DESC"
+    args.append(min_doors)
+    return [{"fingerprint": fp, "doors": n, "tries": t, "first": a, "last": b,
+             "door_list": sorted(ds.split(","))}
+            for fp, n, t, a, b, ds in site.db.execute(sql, args)]
+
+
 def report(site: SiteDB, *, since=None) -> list[dict]:
     """Per door and day: grants, denials and alarms."""
     sql = ("SELECT door, substr(ts, 1, 10) AS day, "
