@@ -65,6 +65,7 @@ class Engine:
         self.clock_synced: bool | None = None
         # card+PIN: (card record, reader, deadline) of a card waiting for its PIN
         self.pending_card: tuple | None = None
+        self.uses: dict[str, int] = {}  # use-counted passes: grants at this door
         self.denials: tuple[float, ...] = ()
         self.fire = fire
         self.state = fsm.DoorState(door_open=door_open, tamper=tamper,
@@ -251,10 +252,12 @@ class Engine:
             try:
                 record = self.whitelist.lookup(digest)
                 age = getattr(self.whitelist, "age_hours", lambda now: None)(wall)
+                used = self._uses(record) if record is not None and record.uses else 0
                 decision = decide(record, self.mode, wall, item.kind,
                                   getattr(self.whitelist, "policy", None), whitelist_age_h=age,
                                   temporary_max_age_h=self.cfg.policy.temporary_max_age_hours,
-                                  clock_synced=synced, unsynced=self.cfg.policy.unsynced_clock)
+                                  clock_synced=synced, unsynced=self.cfg.policy.unsynced_clock,
+                                  used=used)
             except StoreError as exc:
                 log.error("%s", exc)
                 decision = Decision(False, UNREADABLE)
@@ -270,6 +273,8 @@ class Engine:
                 "relay": self._relay_word()})
             return
         futs, t_relay = self._step(fsm.Unlock() if decision.granted else fsm.Deny(), now)
+        if decision.granted and decision.credential_id in self.uses:
+            self.uses[decision.credential_id] += 1
         self.decision_latency_us.append(((t_relay or time.perf_counter_ns()) - item.t_queued) / 1e3)
         self.counters["granted" if decision.granted else "denied"] += 1
         cred = decision.credential_id or fp
@@ -283,6 +288,14 @@ class Engine:
             "ok": True, "decision": "granted" if decision.granted else "denied",
             "reason": decision.reason, "credential": cred, "reader": item.reader,
             "relay": self._relay_word()})
+
+    def _uses(self, record) -> int:
+        """Entries a use-counted pass made here: counted once from the log, then kept."""
+        cid = record.credential_id
+        if cid not in self.uses:
+            counter = getattr(self.logw, "count_grants", None)
+            self.uses[cid] = counter(cid) if counter else 0
+        return self.uses[cid]
 
     def card_pin_required(self) -> bool:
         mode = self.cfg.policy.card_pin

@@ -243,3 +243,40 @@ def test_card_pin_only_while_its_schedule_is_open(card_pin_door):
     d.clock.advance(11 * 3600)                                  # 23:00: card+PIN
     assert d.tap("04A1B2C3")["decision"] == "pending"
     assert d.pin("2468#")["reason"] == "granted: card+PIN"
+
+
+def test_a_pass_good_for_three_entries(cfg, keys, clock, factory):
+    """Counted per door from its own log, so a restart does not give entries back."""
+    cfg.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    digest = lookup_digest(keys.lookup, "nfc", "04B0B0B0")
+    build_whitelist_file(cfg.storage.whitelist_path,
+                         [(digest, row("c-visit", "nfc", role="visitor", uses=3))],
+                         lookup_key=keys.lookup, seal_key=keys.seal, meta={"version": "1"})
+
+    def door_session(taps):
+        logw = LogWriter(EventLog(cfg.storage.eventlog_path, cfg.door.id), wall=clock.wall)
+        logw.start()
+        out = DoorOutputs(cfg.gpio, cfg.door.fail_mode, factory)
+        engine = Engine(cfg, Whitelist(cfg.storage.whitelist_path, keys), out, logw, clock)
+        reasons = []
+        for _ in range(taps):
+            fut = Future()
+            engine.handle(CredentialPresented("front", "nfc", "04B0B0B0", fut), clock.monotonic())
+            reasons.append(fut.result(5)["reason"])
+            clock.advance(10)
+        logw.stop()
+        out.close()
+        return reasons
+    assert door_session(2) == ["granted (entry 1 of 3)", "granted (entry 2 of 3)"]
+    assert door_session(2) == ["granted (entry 3 of 3)", "denied: pass used up (3 of 3 entries)"]
+
+
+def test_uses_are_set_at_the_office(tmp_path):
+    from accessd.errors import StoreError
+    from accessd.site.db import SiteDB
+    site = SiteDB.init(tmp_path / "site", "s")
+    pid = site.person_add("V", "", "visitor")
+    cid = site.credential_add(pid, "nfc", "04B0B0B0", max_uses=10)["id"]
+    assert site.door_row(cid)["uses"] == 10
+    with pytest.raises(StoreError, match="uses must be 1-100000"):
+        site.credential_add(pid, "fob", "5", max_uses=0)

@@ -175,6 +175,8 @@ def keys_init(obj: Ctx) -> None:
                                    "(an nfcpy path, e.g. usb).")
 @click.option("--duress", is_flag=True, help="Site mode, PINs: a duress PIN (opens the door "
                                               "and raises a silent alarm).")
+@click.option("--uses", type=click.IntRange(1, 100_000),
+              help="Site mode: a pass good for this many entries at each door.")
 @click.option("--uid", "value", help="The UID / fob number (not for PINs).")
 @click.option("--capture", is_flag=True, help="Take the next credential presented at the door.")
 @click.option("--capture-timeout", default=30, show_default=True, type=click.IntRange(1, 600),
@@ -184,8 +186,8 @@ def keys_init(obj: Ctx) -> None:
 @click.option("--valid-until", help="End of validity: 2026-12-31, 2026-12-31T18:00 or 7d.")
 @json_opt
 @click.pass_obj
-def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, value, capture, capture_timeout,
-           pin_stdin, valid_from, valid_until, as_json) -> None:
+def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capture,
+           capture_timeout, pin_stdin, valid_from, valid_until, as_json) -> None:
     """Enrol a credential: into this door's whitelist, or with --site into the
     site database for a person (then publish).
 
@@ -210,13 +212,13 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, value, capture, c
         rec = site.credential_add(person, kind, value,
                                   valid_from=parse_when(valid_from) if valid_from else None,
                                   valid_until=parse_when(valid_until) if valid_until else None,
-                                  duress=duress)
+                                  duress=duress, max_uses=uses)
         _out(as_json, rec, lambda: click.echo(
             f"enrolled {kind} {rec['id']} ({rec['fingerprint']}) for {person}; "
             "run 'accessctl publish' to update the doors"))
         return
-    if duress:
-        raise click.UsageError("--duress needs --site: duress PINs are set at the office")
+    if duress or uses:
+        raise click.UsageError("--duress and --uses need --site: they are set at the office")
     if not holder or not holder.strip() or len(holder) > 64:
         raise click.BadParameter("must be 1-64 characters", param_hint="--holder")
     cfg = obj.cfg()

@@ -73,6 +73,7 @@ class CredentialRecord:
     role: str = ""            # from the office: resident, courier, visitor, staff, contractor
     schedule: str = ""        # from the office: the schedule that limits when it opens
     duress: bool = False      # a duress PIN: opens, and raises a silent alarm
+    uses: int | None = None   # a pass good for this many entries at each door
 
     def to_row(self) -> dict:
         row = {"id": self.credential_id, "kind": self.kind, "holder": self.holder,
@@ -84,6 +85,8 @@ class CredentialRecord:
             row["schedule"] = self.schedule
         if self.duress:
             row["duress"] = True
+        if self.uses:
+            row["uses"] = self.uses
         return row
 
     @classmethod
@@ -92,4 +95,4 @@ class CredentialRecord:
                    assurance=row.get("assurance", "low"), status=row["status"],
                    valid_from=row.get("from"), valid_until=row.get("until"),
                    role=row.get("role", ""), schedule=row.get("schedule", ""),
-                   duress=bool(row.get("duress", False)))
+                   duress=bool(row.get("duress", False)), uses=row.get("uses"))

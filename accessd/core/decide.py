@@ -41,7 +41,7 @@ def _at(epoch: float) -> str:
 def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "",
            policy: Policy | None = None, *, whitelist_age_h: float | None = None,
            temporary_max_age_h: float | None = None, clock_synced: bool = True,
-           unsynced: str = "trust") -> Decision:
+           unsynced: str = "trust", used: int = 0) -> Decision:
     """record: the whitelist entry (None = unknown); mode: door mode; now: UTC epoch;
     kind: what was presented (nfc, fob, pin), to word the reason; policy: the
     schedules and holidays from the office; whitelist_age_h: hours since the office
@@ -49,7 +49,7 @@ def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "
     contractors (residents keep working through long outages); clock_synced and
     unsynced: with an unsynchronised clock, credentials limited in time are denied
     ("deny"), allowed for residents and staff only ("residents"), or judged by the
-    clock as it is ("trust")."""
+    clock as it is ("trust"); used: entries this pass already made at this door."""
     if record is None:
         return Decision(False, WRONG_PIN if kind == "pin" else UNKNOWN)
     cid, assurance = record.credential_id, record.assurance
@@ -75,13 +75,17 @@ def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "
             and temporary_max_age_h is not None and whitelist_age_h > temporary_max_age_h):
         return Decision(False, f"{STALE} ({whitelist_age_h:.0f} h, at most "
                                f"{temporary_max_age_h:g} h)", cid, assurance)
+    if record.uses is not None and used >= record.uses:
+        return Decision(False, f"denied: pass used up ({used} of {record.uses} entries)",
+                        cid, assurance)
+    entry = f" (entry {used + 1} of {record.uses})" if record.uses is not None else ""
     if record.schedule:
         name = record.schedule
         if policy is None or name not in policy.schedules:
             return Decision(False, f"denied: schedule '{name}' is not defined", cid, assurance)
         if not in_schedule(policy, name, now):
             return Decision(False, f"{OUTSIDE} '{name}'", cid, assurance)
-        return Decision(True, f"granted: schedule '{name}'", cid, assurance)
+        return Decision(True, f"granted: schedule '{name}'{entry}", cid, assurance)
     if mode == "lockdown":
         return Decision(True, "granted: staff during lockdown", cid, assurance)
-    return Decision(True, GRANTED, cid, assurance)
+    return Decision(True, GRANTED + entry, cid, assurance)

@@ -83,6 +83,10 @@ SITE_MIGRATIONS = [
     """
     ALTER TABLE credentials ADD COLUMN duress INTEGER NOT NULL DEFAULT 0;
     """,
+    # 6: passes good for a number of entries (per door)
+    """
+    ALTER TABLE credentials ADD COLUMN max_uses INTEGER;
+    """,
 ]
 
 
@@ -278,12 +282,14 @@ class SiteDB:
 
     def credential_add(self, person_id: str, kind: str, value: str, *,
                        valid_from: float | None = None, valid_until: float | None = None,
-                       duress: bool = False) -> dict:
+                       duress: bool = False, max_uses: int | None = None) -> dict:
         """value must be normalised (core.credentials.normalize). A duress credential
         (a PIN only) opens the door and raises a silent alarm."""
         self.person(person_id)
         if duress and kind != "pin":
             raise StoreError("only a PIN can be a duress credential")
+        if max_uses is not None and not 1 <= max_uses <= 100_000:
+            raise StoreError(f"uses must be 1-100000, got {max_uses}")
         if kind not in KINDS:
             raise StoreError(f"unknown credential kind {kind!r}")
         if valid_from is not None and valid_until is not None and valid_until <= valid_from:
@@ -292,7 +298,7 @@ class SiteDB:
         row = {"id": "c" + secrets.token_hex(5), "person_id": person_id, "kind": kind,
                "lookup": digest, "fingerprint": fingerprint(digest), "assurance": ASSURANCE[kind],
                "valid_from": valid_from, "valid_until": valid_until, "status": "active",
-               "created": time.time(), "duress": int(duress)}
+               "created": time.time(), "duress": int(duress), "max_uses": max_uses}
         try:
             with self.db.atomic():
                 self.db["credentials"].insert(row)
@@ -437,7 +443,7 @@ class SiteDB:
         """(lookup digest, door row) for every credential of a person granted this group."""
         for row in self.db.execute(
                 "SELECT c.lookup, c.id, c.kind, c.person_id, c.assurance, c.status, c.valid_from, "
-                "c.valid_until, p.role, coalesce(p.schedule, r.schedule), c.duress "
+                "c.valid_until, p.role, coalesce(p.schedule, r.schedule), c.duress, c.max_uses "
                 "FROM credentials c JOIN people p ON p.id = c.person_id "
                 "LEFT JOIN role_schedules r ON r.role = p.role "
                 "WHERE c.person_id IN (SELECT person_id FROM grants WHERE group_id = ?) "
@@ -447,20 +453,23 @@ class SiteDB:
 
     @staticmethod
     def _door_row(r) -> dict:
-        cid, kind, pid, assurance, status, vf, vu, role, schedule, duress = r
+        cid, kind, pid, assurance, status, vf, vu, role, schedule, duress, max_uses = r
         row = {"id": cid, "kind": kind, "holder": pid, "assurance": assurance,
                "status": status, "from": vf, "until": vu, "role": role}
         if schedule:
             row["schedule"] = schedule
         if duress:
             row["duress"] = True
+        if max_uses:
+            row["uses"] = max_uses
         return row
 
     def door_row(self, credential_id: str) -> dict:
         """The row a door would get for this credential (for `explain`)."""
         r = self.db.execute(
             "SELECT c.id, c.kind, c.person_id, c.assurance, c.status, c.valid_from, "
-            "c.valid_until, p.role, coalesce(p.schedule, rs.schedule), c.duress FROM credentials c "
+            "c.valid_until, p.role, coalesce(p.schedule, rs.schedule), c.duress, c.max_uses "
+            "FROM credentials c "
             "JOIN people p ON p.id = c.person_id LEFT JOIN role_schedules rs ON rs.role = p.role "
             "WHERE c.id = ?", [credential_id]).fetchone()
         if r is None:

@@ -212,6 +212,7 @@ class LogWriter:
         self.dropped = 0
         self.last_future: Future | None = None
         self._inflight: list[PendingRecord] = []  # taken from _pending, not yet committed
+        self._reader = None  # count_grants' own connection (the core thread's)
         self._give_up = False
         self._thread = threading.Thread(target=self._run, name="eventlog", daemon=True)
 
@@ -232,6 +233,19 @@ class LogWriter:
             self.last_future = rec.future
             self._cond.notify()
         return rec.future
+
+    def count_grants(self, credential: str) -> int:
+        """access.granted records for a credential: committed ones, read on a connection
+        of the caller's own, plus those still waiting to be written."""
+        if self._reader is None:
+            self._reader = open_reader(self.log.path)
+        committed = self._reader.execute(
+            "SELECT count(*) FROM events WHERE credential = ? AND kind = 'access.granted'",
+            (credential,)).fetchone()[0]
+        with self._cond:
+            waiting = sum(1 for r in list(self._inflight) + list(self._pending)
+                          if r.credential == credential and r.kind == "access.granted")
+        return committed + waiting
 
     @property
     def pending(self) -> int:

@@ -28,6 +28,10 @@ EVENTLOG_MIGRATIONS = [
     );
     CREATE INDEX events_ts ON events(ts);
     """,
+    # 2: use-counted passes count their grants at this door
+    """
+    CREATE INDEX events_credential ON events(credential, kind);
+    """,
 ]
 
 
