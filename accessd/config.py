@@ -79,6 +79,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "unsynced_clock": ((str,), "residents"),   # deny | residents | trust
         "card_pin": ((str,), "never"),             # never | always | a schedule's name
         "card_pin_timeout_seconds": ((int, float), 10.0),
+        "held_open_schedule": ((str,), ""),       # a schedule that holds the door open
     },
     "pin": {
         "min_length": ((int,), 4),
@@ -188,6 +189,7 @@ class PolicyConfig:
     unsynced_clock: str = "residents"
     card_pin: str = "never"
     card_pin_timeout_seconds: float = 10.0
+    held_open_schedule: str = ""
 
 
 @dataclass(frozen=True)
@@ -450,6 +452,10 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         raise _err(path, "policy.card_pin", "must be never, always, or a schedule's name, got "
                                             f"{po['card_pin']!r}")
     _positive(path, "policy.card_pin_timeout_seconds", po["card_pin_timeout_seconds"])
+    if po["held_open_schedule"] and not re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$",
+                                                 po["held_open_schedule"]):
+        raise _err(path, "policy.held_open_schedule", "must be a schedule's name, got "
+                                                      f"{po['held_open_schedule']!r}")
     if po["pin_lockout_max_seconds"] < po["pin_lockout_seconds"]:
         raise _err(path, "policy.pin_lockout_max_seconds",
                    "must be at least policy.pin_lockout_seconds")

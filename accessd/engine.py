@@ -66,6 +66,8 @@ class Engine:
         # card+PIN: (card record, reader, deadline) of a card waiting for its PIN
         self.pending_card: tuple | None = None
         self.uses: dict[str, int] = {}  # use-counted passes: grants at this door
+        self.scheduled_hold = False  # policy.held_open_schedule is open now
+        self._next_hold_check = clock.monotonic() if cfg.policy.held_open_schedule else None
         self.denials: tuple[float, ...] = ()
         self.fire = fire
         self.state = fsm.DoorState(door_open=door_open, tamper=tamper,
@@ -134,7 +136,7 @@ class Engine:
     def deadline(self) -> float | None:
         ds = [fsm.next_deadline(self.state, self.door_cfg), self.pin.deadline(self.pin_cfg),
               self.capture[1] if self.capture else None, self._next_watchdog,
-              self.pending_card[2] if self.pending_card else None]
+              self.pending_card[2] if self.pending_card else None, self._next_hold_check]
         live = [d for d in ds if d is not None]
         return min(live) if live else None
 
@@ -180,6 +182,9 @@ class Engine:
             self.counters["denied"] += 1
             self._record("access.denied", NO_PIN, credential=card.credential_id,
                          detail={"reader": reader, "kind": card.kind})
+        if self._next_hold_check is not None and now >= self._next_hold_check:
+            self._next_hold_check = now + 60.0
+            self._check_hold_schedule(now)
         if self.capture and now >= self.capture[1]:
             self.capture[0].set_result({"ok": False, "error": "no credential presented in time"})
             self.capture = None
@@ -407,7 +412,18 @@ class Engine:
         return synced
 
     def _hold_open(self) -> bool:
-        return self.fire or self.mode == "held-open"
+        return self.fire or self.mode == "held-open" or self.scheduled_hold
+
+    def _check_hold_schedule(self, now: float) -> None:
+        name = self.cfg.policy.held_open_schedule
+        policy = getattr(self.whitelist, "policy", None)
+        hold = bool(policy and name in policy.schedules
+                    and in_schedule(policy, name, self.clock.wall()))
+        if hold != self.scheduled_hold:
+            self.scheduled_hold = hold
+            self._record("door.mode", f"held open by schedule '{name}'" if hold
+                         else f"schedule '{name}' ended: door no longer held open")
+            self._step(fsm.HoldOpen(self._hold_open()), now)
 
     # ---- status ---------------------------------------------------------
     def _relay_word(self) -> str:

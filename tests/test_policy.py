@@ -91,6 +91,22 @@ def test_courier_follows_delivery_hours_and_explain_says_why(office):
     r = ctl(office, "explain", van["id"], "--door", "door-a1", "--at", "2026-11-23T09:00")
     assert r.output.startswith("OPENS: granted: schedule 'delivery'")
 
+    def explain_with(*extra):
+        r = ctl(office, "explain", van["id"], "--door", "door-a1", "--at", "2026-11-23T09:00",
+                "--json", *extra)
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output)["reason"]
+    assert explain_with("--mode", "lockdown") == "denied: door locked down"
+    assert explain_with("--whitelist-age-hours", "30") == \
+        "denied: whitelist too old for a temporary pass (30 h, at most 24 h)"
+    assert explain_with("--clock-unsynced", "residents") == \
+        "denied: clock not synchronised (residents only)"
+    assert explain_with("--clock-unsynced", "deny") == "denied: clock not synchronised"
+    office.site.db.execute("UPDATE credentials SET max_uses = 5 WHERE id = ?", [van["id"]])
+    office.site.db.conn.commit()
+    assert explain_with("--used", "5") == "denied: pass used up (5 of 5 entries)"
+    assert explain_with("--used", "2") == "granted: schedule 'delivery' (entry 3 of 5)"
+
 
 def test_the_door_applies_the_schedule_from_its_bundle(office):
     """A courier outside delivery hours is denied at the door; a resident is not."""

@@ -280,3 +280,38 @@ def test_uses_are_set_at_the_office(tmp_path):
     assert site.door_row(cid)["uses"] == 10
     with pytest.raises(StoreError, match="uses must be 1-100000"):
         site.credential_add(pid, "fob", "5", max_uses=0)
+
+
+def test_door_held_open_by_a_schedule(cfg, keys, clock, factory):
+    from datetime import datetime, timezone
+    import json as _json
+    cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy,
+                                                              held_open_schedule="moving"))
+    cfg.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    policy = {"tz": "UTC", "schedules": {"moving": {"sat": ["09:00-12:00"]}}, "holidays": {}}
+    build_whitelist_file(cfg.storage.whitelist_path, [], lookup_key=keys.lookup,
+                         seal_key=keys.seal, meta={"version": "1", "policy": _json.dumps(policy)})
+    clock.advance(datetime(2026, 11, 28, 8, 59, tzinfo=timezone.utc).timestamp() - clock.wall())
+    logw = LogWriter(EventLog(cfg.storage.eventlog_path, cfg.door.id), wall=clock.wall)
+    logw.start()
+    out = DoorOutputs(cfg.gpio, cfg.door.fail_mode, factory)
+    engine = Engine(cfg, Whitelist(cfg.storage.whitelist_path, keys), out, logw, clock)
+    relay = factory.pin(cfg.gpio.relay_pin)
+    try:
+        engine.tick(clock.monotonic())
+        assert relay.state == 0                      # Saturday 08:59
+        clock.advance(60)
+        engine.tick(clock.monotonic())
+        assert relay.state == 1                      # 09:00: held open for moving day
+        assert engine.deadline() == clock.monotonic() + 60   # checked once a minute
+        clock.advance(3 * 3600)
+        engine.tick(clock.monotonic())
+        assert relay.state == 0                      # 12:00: locked again
+        logw.last_future.result(5)
+        reasons = [r["reason"] for r in open_reader(cfg.storage.eventlog_path).execute(
+            "SELECT reason FROM events WHERE kind = 'door.mode'")]
+        assert reasons == ["held open by schedule 'moving'",
+                           "schedule 'moving' ended: door no longer held open"]
+    finally:
+        logw.stop()
+        out.close()

@@ -198,17 +198,29 @@ def register(main, json_opt, console, out, reply) -> None:
     @click.argument("credential_id")
     @click.option("--door", "door_id", required=True, help="The door to ask about.")
     @click.option("--at", "at", help="When: 2026-12-24T18:30 (local), or now.")
+    @click.option("--mode", "mode", type=click.Choice(["normal", "lockdown", "held-open"]),
+                  default="normal", show_default=True, help="The door's mode.")
+    @click.option("--used", type=click.IntRange(0), default=0, show_default=True,
+                  help="Entries the pass already made at that door.")
+    @click.option("--whitelist-age-hours", type=click.FloatRange(0),
+                  help="How old the door's whitelist is (temporary passes fail closed).")
+    @click.option("--clock-unsynced", type=click.Choice(["deny", "residents", "trust"]),
+                  help="Ask as if the door's clock were not synchronised, with this policy.")
     @json_opt
     @click.pass_obj
-    def explain(obj, credential_id, door_id, at, as_json):
+    def explain(obj, credential_id, door_id, at, mode, used, whitelist_age_hours,
+                clock_unsynced, as_json):
         """Why a credential would or would not open a door at a given time.
 
         Runs the door's own decide() on the row the door would get, with the
-        site's schedules and holidays.
+        site's schedules and holidays, and the door situation you give. A PIN
+        lockout or a card waiting for its PIN are live keypad state: they show in
+        the door's log, not here.
 
         \b
-        Example:
+        Examples:
           accessctl --site /srv/accessd-site explain c1a2b3c4d5 --door bldg-a-main --at 2026-12-24T18:30
+          accessctl --site /srv/accessd-site explain c1a2b3c4d5 --door bldg-a-main --mode lockdown
         """
         import time as _time
         from ..core.credentials import CredentialRecord
@@ -223,7 +235,10 @@ def register(main, json_opt, console, out, reply) -> None:
                       "so it is not in this door's bundle)")
             granted = False
         else:
-            d = decide(CredentialRecord.from_row(row), "normal", when, row["kind"], site.policy())
+            d = decide(CredentialRecord.from_row(row), mode, when, row["kind"], site.policy(),
+                       whitelist_age_h=whitelist_age_hours, temporary_max_age_h=24.0,
+                       clock_synced=clock_unsynced is None, unsynced=clock_unsynced or "trust",
+                       used=used)
             reason, granted = d.reason, d.granted
         doc = {"credential": credential_id, "door": door_id, "at": when, "granted": granted,
                "reason": reason, "schedule": row.get("schedule"), "person": row["holder"]}
