@@ -106,6 +106,12 @@ def test_courier_follows_delivery_hours_and_explain_says_why(office):
     office.site.db.conn.commit()
     assert explain_with("--used", "5") == "denied: pass used up (5 of 5 entries)"
     assert explain_with("--used", "2") == "granted: schedule 'delivery' (entry 3 of 5)"
+    assert explain_with("--card-pin").startswith("card accepted; PIN required")
+    pin = office.site.credential_add(office.anna, "pin", "2468")
+    r = ctl(office, "explain", pin["id"], "--door", "door-a1", "--json", "--pin-lockout")
+    assert json.loads(r.output)["reason"] == "denied: pin lockout"
+    r = ctl(office, "explain", pin["id"], "--door", "door-a1", "--json", "--card-pin")
+    assert json.loads(r.output)["reason"] == "denied: card+PIN required"
 
 
 def test_the_door_applies_the_schedule_from_its_bundle(office):

@@ -206,16 +206,17 @@ def register(main, json_opt, console, out, reply) -> None:
                   help="How old the door's whitelist is (temporary passes fail closed).")
     @click.option("--clock-unsynced", type=click.Choice(["deny", "residents", "trust"]),
                   help="Ask as if the door's clock were not synchronised, with this policy.")
+    @click.option("--card-pin", is_flag=True, help="Ask as if the door required card+PIN.")
+    @click.option("--pin-lockout", is_flag=True, help="Ask as if the keypad were locked out.")
     @json_opt
     @click.pass_obj
     def explain(obj, credential_id, door_id, at, mode, used, whitelist_age_hours,
-                clock_unsynced, as_json):
+                clock_unsynced, card_pin, pin_lockout, as_json):
         """Why a credential would or would not open a door at a given time.
 
         Runs the door's own decide() on the row the door would get, with the
-        site's schedules and holidays, and the door situation you give. A PIN
-        lockout or a card waiting for its PIN are live keypad state: they show in
-        the door's log, not here.
+        site's schedules and holidays, and the door situation you give
+        (--card-pin and --pin-lockout ask as if that keypad state held).
 
         \b
         Examples:
@@ -240,6 +241,15 @@ def register(main, json_opt, console, out, reply) -> None:
                        clock_synced=clock_unsynced is None, unsynced=clock_unsynced or "trust",
                        used=used)
             reason, granted = d.reason, d.granted
+            if row["kind"] == "pin" and pin_lockout:
+                reason, granted = "denied: pin lockout", False
+            elif card_pin and granted:
+                if row["kind"] == "pin":
+                    reason, granted = "denied: card+PIN required", False
+                else:
+                    reason = ("card accepted; PIN required (the holder's PIN then gives "
+                              "'granted: card+PIN'; another's 'denied: PIN does not match the "
+                              "card'; none in time 'denied: no PIN after the card')")
         doc = {"credential": credential_id, "door": door_id, "at": when, "granted": granted,
                "reason": reason, "schedule": row.get("schedule"), "person": row["holder"]}
         out(as_json, doc, lambda: click.echo(f"{'OPENS' if granted else 'DOES NOT OPEN'}: "
