@@ -151,7 +151,7 @@ class GpioConfig:
 class StorageConfig:
     data_dir: Path
     key_file: Path
-    max_events: int = 1_000_000
+    max_events: int
 
     @property
     def whitelist_path(self) -> Path:
@@ -174,22 +174,22 @@ class SyncConfig:
     url: str
     interval_seconds: float
     max_age_hours: float
-    timeout_seconds: float = 15.0
+    timeout_seconds: float
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    pin_lockout_attempts: int = 5
-    pin_lockout_window_seconds: float = 300.0
-    pin_lockout_seconds: float = 60.0
-    pin_lockout_max_seconds: float = 900.0
-    stranger_attempts: int = 5
-    stranger_window_seconds: float = 120.0
-    temporary_max_age_hours: float = 24.0
-    unsynced_clock: str = "residents"
-    card_pin: str = "never"
-    card_pin_timeout_seconds: float = 10.0
-    held_open_schedule: str = ""
+    pin_lockout_attempts: int
+    pin_lockout_window_seconds: float
+    pin_lockout_seconds: float
+    pin_lockout_max_seconds: float
+    stranger_attempts: int
+    stranger_window_seconds: float
+    temporary_max_age_hours: float
+    unsynced_clock: str
+    card_pin: str
+    card_pin_timeout_seconds: float
+    held_open_schedule: str
 
 
 @dataclass(frozen=True)
@@ -215,8 +215,8 @@ class Config:
     api: ApiConfig
     pin: PinConfig
     readers: tuple[ReaderConfig, ...]
-    sync: SyncConfig = SyncConfig("", 300.0, 72.0, 15.0)
-    policy: PolicyConfig = PolicyConfig()
+    sync: SyncConfig
+    policy: PolicyConfig
 
     def as_dict(self) -> dict:
         """The effective config, ready to print; holds no secret (keys live in the key file)."""
@@ -234,8 +234,8 @@ class Config:
         return out
 
 
-def _err(path: Path, key: str, reason: str) -> ConfigError:
-    return ConfigError(f"{path}: {key}: {reason}")
+def _err(path: Path, key: str, reason: str, cls: type = ConfigError) -> ConfigError:
+    return cls(f"{path}: {key}: {reason}")
 
 
 def _typename(types: tuple[type, ...]) -> str:
@@ -280,14 +280,12 @@ def _choice(path: Path, key: str, value: str, choices: tuple[str, ...]) -> None:
 
 def check_key_file(path: Path, key_file: Path, data_dir: Path, *, must_exist: bool = True) -> None:
     """A key file must exist, be a regular file, and not be readable by others."""
-    def _err(path, where, reason):
-        return KeyFileError(f"{path}: {where}: {reason}")
     where = "storage.key_file"
     try:
         data_dir_r = data_dir.resolve()
         if key_file.resolve().is_relative_to(data_dir_r):
             raise _err(path, where, f"{key_file} is inside the data directory {data_dir}; "
-                       "keep keys outside it")
+                       "keep keys outside it", KeyFileError)
     except OSError:
         pass
     try:
@@ -295,15 +293,15 @@ def check_key_file(path: Path, key_file: Path, data_dir: Path, *, must_exist: bo
     except FileNotFoundError:
         if must_exist:
             raise _err(path, where, f"{key_file} does not exist (create it with "
-                       f"'accessctl --config {path} keys init')") from None
+                       f"'accessctl --config {path} keys init')", KeyFileError) from None
         return
     except PermissionError:
-        raise _err(path, where, f"{key_file} cannot be read by this user") from None
+        raise _err(path, where, f"{key_file} cannot be read by this user", KeyFileError) from None
     if not stat.S_ISREG(st.st_mode):
-        raise _err(path, where, f"{key_file} is not a regular file")
+        raise _err(path, where, f"{key_file} is not a regular file", KeyFileError)
     if st.st_mode & 0o077:
         raise _err(path, where, f"{key_file} is readable or writable by other users "
-                   f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {key_file}'")
+                   f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {key_file}'", KeyFileError)
 
 
 def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, str]) -> None:

@@ -256,10 +256,9 @@ class Engine:
             synced = self._clock_synced()
             try:
                 record = self.whitelist.lookup(digest)
-                age = getattr(self.whitelist, "age_hours", lambda now: None)(wall)
                 used = self._uses(record) if record is not None and record.uses else 0
-                decision = decide(record, self.mode, wall, item.kind,
-                                  getattr(self.whitelist, "policy", None), whitelist_age_h=age,
+                decision = decide(record, self.mode, wall, item.kind, self.whitelist.policy,
+                                  whitelist_age_h=self.whitelist.age_hours(wall),
                                   temporary_max_age_h=self.cfg.policy.temporary_max_age_hours,
                                   clock_synced=synced, unsynced=self.cfg.policy.unsynced_clock,
                                   used=used)
@@ -298,15 +297,14 @@ class Engine:
         """Entries a use-counted pass made here: counted once from the log, then kept."""
         cid = record.credential_id
         if cid not in self.uses:
-            counter = getattr(self.logw, "count_grants", None)
-            self.uses[cid] = counter(cid) if counter else 0
+            self.uses[cid] = self.logw.count_grants(cid)
         return self.uses[cid]
 
     def card_pin_required(self) -> bool:
         mode = self.cfg.policy.card_pin
         if mode in ("never", "always"):
             return mode == "always"
-        policy = getattr(self.whitelist, "policy", None)
+        policy = self.whitelist.policy
         if policy is None or mode not in policy.schedules:
             return True  # the schedule is not known here: ask for the PIN (fail closed)
         return in_schedule(policy, mode, self.clock.wall())
@@ -401,7 +399,7 @@ class Engine:
     def _clock_synced(self) -> bool:
         if self.cfg.policy.unsynced_clock == "trust":
             return True  # the clock is believed as it is: nothing to check or report
-        synced = getattr(self.clock, "synced", lambda: True)()
+        synced = self.clock.synced()
         if synced != self.clock_synced:
             if not synced:
                 self._record("clock.unsynced", "system clock is not synchronised: credentials "
@@ -416,7 +414,7 @@ class Engine:
 
     def _check_hold_schedule(self, now: float) -> None:
         name = self.cfg.policy.held_open_schedule
-        policy = getattr(self.whitelist, "policy", None)
+        policy = self.whitelist.policy
         hold = bool(policy and name in policy.schedules
                     and in_schedule(policy, name, self.clock.wall()))
         if hold != self.scheduled_hold:

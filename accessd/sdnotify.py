@@ -19,10 +19,6 @@ class Notifier:
         ok_pid = not pid or pid == str(os.getpid())
         self.watchdog_interval = (int(usec) / 1e6 / 2) if usec.isdigit() and ok_pid and int(usec) else None
 
-    @property
-    def enabled(self) -> bool:
-        return self._sock is not None
-
     def notify(self, *lines: str) -> None:
         if self._sock is None:
             return

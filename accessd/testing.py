@@ -140,7 +140,7 @@ class DaemonProcess:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no {needle!r} from the daemon; stderr: {self.stderr()}")
-            if self.proc.poll() is not None and needle not in ("STOPPING=1",):
+            if self.proc.poll() is not None and needle != "STOPPING=1":
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}: {self.stderr()}")
             self.notify.settimeout(min(left, 0.5))
             try:

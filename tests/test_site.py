@@ -168,3 +168,16 @@ def test_a_single_credential_can_be_granted_a_group(site):
         site.grant("zz", "bldg-b")
     res = publish(site, FileStore(site.dir / "store"))
     assert [r["credentials"] for r in res if r["group"] == "bldg-b"] == [1]
+
+
+def test_unreadable_csv_files_are_refused_with_the_line(site, tmp_path):
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("name,unit,role\nBjørn,1A,resident\n".encode("latin-1"))
+    huge = tmp_path / "huge.csv"
+    huge.write_text('name,unit,role\nA,1,resident\n"' + "x" * 200_000 + '",1,resident\n')
+    runner = CliRunner()
+    r = runner.invoke(accessctl.main, ["--site", str(site.dir), "import", str(latin1)])
+    assert r.exit_code == 1 and f"{latin1}:2: not UTF-8 (byte 0xf8)" in r.output
+    r = runner.invoke(accessctl.main, ["--site", str(site.dir), "import", str(huge)])
+    assert r.exit_code == 1 and f"{huge}:3: not readable as CSV: field larger" in r.output
+    assert site.people() == []

@@ -60,7 +60,7 @@ class Ctx:
     def __init__(self, config_path: str, site_dir: str | None = None):
         self.config_path = config_path
         self.site_dir = site_dir
-        self._cfg = None
+        self._cfg: dict[bool, object] = {}
 
     def site_path(self):
         from pathlib import Path
@@ -70,9 +70,10 @@ class Ctx:
         return Path(self.site_dir)
 
     def cfg(self, require_keys: bool = True):
-        if self._cfg is None or require_keys:
-            self._cfg = load_config(self.config_path, require_keys=require_keys)
-        return self._cfg
+        """The door config, loaded once (with or without the key-file checks)."""
+        if require_keys not in self._cfg:
+            self._cfg[require_keys] = load_config(self.config_path, require_keys=require_keys)
+        return self._cfg[require_keys]
 
     def admin(self) -> WhitelistAdmin:
         cfg = self.cfg()

@@ -495,7 +495,7 @@ def register(main, json_opt, console, out, reply) -> None:
 
     # ---- import / export / publish --------------------------------------------------------
     @main.command("import")
-    @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+    @click.argument("csv_file", type=click.File("rb"))
     @click.option("--skip-bad", is_flag=True, help="Import the good rows even if some are bad.")
     @json_opt
     @click.pass_obj
@@ -511,7 +511,7 @@ def register(main, json_opt, console, out, reply) -> None:
           accessctl --site /srv/accessd-site import residents.csv
         """
         site = site_of(obj)
-        text = csv_file.read()
+        text = csvimport.decode(csv_file.read(), csv_file.name)
         total = max(0, text.count("\n") - 1)
         with Progress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("importing", total=total or None)

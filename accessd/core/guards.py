@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class LockoutSettings:
-    attempts: int = 5
-    window: float = 300.0
-    lockout: float = 60.0
-    lockout_max: float = 900.0
+    attempts: int
+    window: float
+    lockout: float
+    lockout_max: float
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ def pin_succeeded(s: Lockout) -> Lockout:
 
 @dataclass(frozen=True)
 class StrangerSettings:
-    attempts: int = 5
-    window: float = 120.0
+    attempts: int
+    window: float
 
 
 def denial(times: tuple[float, ...], now: float,

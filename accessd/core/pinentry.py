@@ -1,8 +1,7 @@
 """PIN entry on a keypad. Pure: (state, key, now) -> (state, outcome).
 
 Digits accumulate, '#' submits, '*' clears, and an inter-key timeout clears a
-half-typed PIN. The card+PIN policy will hang off `PinEntry.pending_card`:
-a card read that needs a PIN sets it, and a submitted PIN then carries it.
+half-typed PIN. Card+PIN lives in the engine (a card waiting for its PIN).
 """
 
 from __future__ import annotations
@@ -14,16 +13,15 @@ KEYS = frozenset("0123456789*#")
 
 @dataclass(frozen=True)
 class PinSettings:
-    min_length: int = 4
-    max_length: int = 8
-    timeout_seconds: float = 5.0
+    min_length: int
+    max_length: int
+    timeout_seconds: float
 
 
 @dataclass(frozen=True)
 class PinEntry:
     digits: str = ""
     last_key_at: float | None = None
-    pending_card: str | None = None  # hook for card+PIN
 
     def deadline(self, cfg: PinSettings) -> float | None:
         return None if not self.digits else self.last_key_at + cfg.timeout_seconds

@@ -124,10 +124,6 @@ class DoorOutputs:
             except Exception:  # best effort on the way down
                 log.exception("cannot switch off %s", dev)
 
-    @property
-    def relay_energised(self) -> bool:
-        return bool(self.relay.value)
-
     def close(self) -> None:
         for dev in self._devices:
             dev.close()

@@ -37,7 +37,6 @@ class NfcReader(Reader):
         self.path = self.options["path"]
         self.targets = list(self.options["targets"])
         self.clf = None
-        self.last_activation: float | None = None  # monotonic, for the benchmark
         self.field_clear = threading.Event()  # no card held on the reader
         self.field_clear.set()
 
@@ -71,7 +70,6 @@ class NfcReader(Reader):
 
     def _on_connect(self, tag) -> bool:
         self.field_clear.clear()
-        self.last_activation = self.clock.monotonic()
         self.credential("nfc", bytes(tag.identifier).hex().upper())
         return True  # hold until the card leaves: one presentation, one event
 

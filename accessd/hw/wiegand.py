@@ -44,7 +44,6 @@ class WiegandReader(Reader):
         self._last_bit: float | None = None
         self._low_since: dict[str, float] = {}
         self._lines: dict[str, DigitalInputDevice] = {}
-        self.last_frame_end: float | None = None  # monotonic time a frame was taken (bench)
 
     def open(self) -> None:
         try:
@@ -94,7 +93,6 @@ class WiegandReader(Reader):
                     self._cond.wait(max(0.0, min(waits)) if waits else None)
                     continue
             if frame is not None:
-                self.last_frame_end = now
                 self._frame(frame)
             if stuck:
                 self._fault(f"{' and '.join(sorted(stuck))} held low: reader unpowered or "

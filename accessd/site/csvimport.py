@@ -75,7 +75,11 @@ def parse(text: str, site: SiteDB) -> tuple[list[Row], list[tuple[int, str]]]:
     groups = {g["id"] for g in site.groups()}
     rows, errors = [], []
     seen: dict[tuple[str, str], int] = {}
-    for i, raw in enumerate(reader, start=2):
+    try:
+        records = list(enumerate(reader, start=2))
+    except csv.Error as exc:  # the reader counts the failing line only once it is parsed
+        return [], [(reader.line_num + 1, f"not readable as CSV: {exc}")]
+    for i, raw in records:
         if None in raw:
             errors.append((i, f"more fields than the header has ({len(header)})"))
             continue
@@ -129,6 +133,20 @@ def parse(text: str, site: SiteDB) -> tuple[list[Row], list[tuple[int, str]]]:
         else:
             rows.append(Row(i, name, unit, role, get("phone") or None, kind, value, gl, vf, vu))
     return rows, errors
+
+
+def decode(data: bytes, name: str) -> str:
+    """The file's text (UTF-8, with or without a BOM), or a clear error naming the line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise AccessdCSVError(f"{name}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x}); "
+                              "save the file as UTF-8") from None
+
+
+class AccessdCSVError(AccessdError, ValueError):
+    """A CSV file cannot be read at all."""
 
 
 def import_csv(site: SiteDB, text: str, *, skip_bad: bool = False, progress=None) -> ImportReport:

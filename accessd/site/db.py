@@ -364,11 +364,6 @@ class SiteDB:
             self.db.execute(f"DELETE FROM {table} WHERE {col} = ? AND group_id = ?",
                             [subject, group_id])
 
-    def credential_grants(self, credential_id: str) -> list[str]:
-        return [r[0] for r in self.db.execute(
-            "SELECT group_id FROM credential_grants WHERE credential_id = ? ORDER BY group_id",
-            [credential_id])]
-
     def grants(self, person_id: str) -> list[str]:
         return [r[0] for r in self.db.execute(
             "SELECT group_id FROM grants WHERE person_id = ? ORDER BY group_id", [person_id])]

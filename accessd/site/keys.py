@@ -93,6 +93,3 @@ def load(keydir: Path) -> SiteKeys:
             raise KeyFileError(f"{keydir / (name + '.key')}: must be 32 bytes")
     return SiteKeys(signing, out["lookup"], out["data"])
 
-
-def public_from_raw(raw: bytes) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(raw)

@@ -31,6 +31,10 @@ class Whitelist:
         self.path = Path(path)
         self._keys = keys
         self._sealer = Sealer(keys.seal)
+        self._open()
+
+    def _open(self) -> None:
+        keys = self._keys
         if not self.path.exists():
             raise StoreError(f"{self.path}: whitelist does not exist")
         try:
@@ -75,9 +79,6 @@ class Whitelist:
         issued = self._issued
         return None if issued is None else (now - issued) / 3600
 
-    def version(self) -> int:
-        return int(self.meta().get("version", 0) or 0)
-
     def replace_with(self, new_path: Path) -> None:
         """Swap in a verified whitelist file atomically (called by the core, between taps).
 
@@ -97,7 +98,7 @@ class Whitelist:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-        self.__init__(self.path, self._keys)
+        self._open()
 
     def close(self) -> None:
         self._conn.close()
