@@ -156,11 +156,15 @@ def test_decide_with_an_unsynchronised_clock():
     assert dd.decide(visitor, "normal", now, clock_synced=True, unsynced="deny").granted
 
 
-def test_kernel_clock_state_is_read():
-    from accessd.clock import SystemClock, kernel_clock_synced
-    assert isinstance(kernel_clock_synced(), bool)
-    c = SystemClock()
-    assert c.synced() == c.synced()
+def test_kernel_clock_state_is_read_once_a_minute_not_per_tap(mocker):
+    from accessd import clock as clock_mod
+    reads = mocker.patch.object(clock_mod, "kernel_clock_synced", side_effect=[False, True])
+    mono = mocker.patch.object(clock_mod.time, "monotonic", return_value=100.0)
+    c = clock_mod.SystemClock()
+    assert [c.synced() for _ in range(50)] == [False] * 50      # 50 taps, one syscall
+    assert reads.call_count == 1
+    mono.return_value = 160.0                                  # a minute later: read again
+    assert c.synced() is True and reads.call_count == 2
 
 
 @pytest.fixture
