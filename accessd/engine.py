@@ -63,6 +63,7 @@ class Engine:
                                                     pol.stranger_window_seconds)
         self.lockouts: dict[str, guards.Lockout] = {}  # per keypad reader
         self.clock_synced: bool | None = None
+        self.clock_error: str | None = None
         # card+PIN: (card record, reader, deadline) of a card waiting for its PIN
         self.pending_card: tuple | None = None
         self.uses: dict[str, int] = {}  # use-counted passes: grants at this door
@@ -399,7 +400,15 @@ class Engine:
     def _clock_synced(self) -> bool:
         if self.cfg.policy.unsynced_clock == "trust":
             return True  # the clock is believed as it is: nothing to check or report
-        synced = self.clock.synced()
+        state = self.clock.sync_state()
+        synced = state.synced
+        if state.error != self.clock_error:
+            self.clock_error = state.error
+            if state.error:
+                self._record("clock.check_failed",
+                             f"cannot read the kernel's clock state: {state.error}; "
+                             + ("systemd-timesyncd says synchronised" if state.synced
+                                else "taken as not synchronised"))
         if synced != self.clock_synced:
             if not synced:
                 self._record("clock.unsynced", "system clock is not synchronised: credentials "
@@ -454,6 +463,8 @@ class Engine:
                     "degraded": self.logw.degraded_since is not None,
                     "error": self.logw.last_error},
             "readers": self.readers_health(),
+            "clock": {**self.clock.sync_state().as_dict(),
+                      "policy": self.cfg.policy.unsynced_clock},
             "assurance_note": "NFC UIDs, 125 kHz fobs and PINs are low-assurance "
                               "credentials: they can be cloned or observed.",
         }

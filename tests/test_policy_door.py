@@ -158,13 +158,53 @@ def test_decide_with_an_unsynchronised_clock():
 
 def test_kernel_clock_state_is_read_once_a_minute_not_per_tap(mocker):
     from accessd import clock as clock_mod
-    reads = mocker.patch.object(clock_mod, "kernel_clock_synced", side_effect=[False, True])
+    reads = mocker.patch.object(clock_mod, "read_sync_state", side_effect=[
+        clock_mod.SyncState(False, "kernel"), clock_mod.SyncState(True, "kernel")])
     mono = mocker.patch.object(clock_mod.time, "monotonic", return_value=100.0)
     c = clock_mod.SystemClock()
     assert [c.synced() for _ in range(50)] == [False] * 50      # 50 taps, one syscall
     assert reads.call_count == 1
     mono.return_value = 160.0                                  # a minute later: read again
     assert c.synced() is True and reads.call_count == 2
+
+
+def test_kernel_clock_state_read_for_real():
+    """adjtimex(2) read-only works unprivileged; its answer matches STA_UNSYNC."""
+    from accessd import clock as clock_mod
+    rc, status = clock_mod.adjtimex_read()
+    state = clock_mod.read_sync_state()
+    assert state.source == "kernel" and state.error is None
+    assert state.synced == (rc != clock_mod.TIME_ERROR and not status & clock_mod.STA_UNSYNC)
+
+
+def test_a_refused_clock_query_is_reported_and_falls_back_to_timesyncd(tmp_path):
+    """A seccomp filter (systemd's ProtectClock=) answers adjtimex with EPERM: that is
+    not "unsynchronised"; systemd-timesyncd's flag file is asked instead."""
+    import errno
+
+    from accessd.clock import read_sync_state
+
+    def refused():
+        raise OSError(errno.EPERM, "Operation not permitted")
+    flag = tmp_path / "synchronized"
+    state = read_sync_state(refused, flag)
+    assert state.as_dict() == {"synced": False, "source": "none",
+                               "error": "adjtimex refused (EPERM: Operation not permitted)"}
+    flag.touch()                                  # timesyncd has set the clock since boot
+    state = read_sync_state(refused, flag)
+    assert (state.synced, state.source) == (True, "timesyncd") and "EPERM" in state.error
+
+
+def test_the_door_logs_a_clock_it_cannot_read(door):
+    from accessd.clock import SyncState
+    door.clock.sync_state = lambda: SyncState(False, "none", "adjtimex refused (EPERM: x)")
+    door.tap("04C0C0C0")
+    door.tap("04C0C0C0")
+    evs = door.events()
+    assert evs.count(("clock.check_failed", "cannot read the kernel's clock state: adjtimex "
+                      "refused (EPERM: x); taken as not synchronised")) == 1
+    assert door.engine.status()["clock"] == {"synced": False, "source": "none", "policy": "residents",
+                                      "error": "adjtimex refused (EPERM: x)"}
 
 
 @pytest.fixture

@@ -23,10 +23,11 @@ simulation and tests).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Callable
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
-from gpiozero.exc import BadPinFactory, GPIOZeroError
+from gpiozero.exc import BadPinFactory, GPIOZeroError, PinUnknownPi
 
 from ..config import GpioConfig
 from ..core.door import Outputs
@@ -36,33 +37,73 @@ from ..errors import ConfigError, HardwareError
 log = logging.getLogger(__name__)
 
 
+def _lgpio_workdir() -> None:
+    """lgpio makes its notification pipe (.lgd-nfy*) in $LG_WD, else in the working
+    directory, and chdir()s there; under systemd's ProtectSystem=strict the default
+    working directory "/" is read-only. Without LG_WD, use the unit's runtime (or
+    state) directory, which systemd creates writable for the service."""
+    if "LG_WD" in os.environ:
+        return
+    for var in ("RUNTIME_DIRECTORY", "STATE_DIRECTORY"):
+        if os.environ.get(var):
+            os.environ["LG_WD"] = os.environ[var].split(":")[0]
+            return
+
+
+def _load_factory(name: str):
+    if name == "mock":
+        from gpiozero.pins.mock import MockFactory
+        return MockFactory()
+    if name == "lgpio":
+        _lgpio_workdir()
+        from gpiozero.pins.lgpio import LGPIOFactory
+        return LGPIOFactory()
+    if name == "rpigpio":
+        from gpiozero.pins.rpigpio import RPiGPIOFactory
+        return RPiGPIOFactory()
+    if name == "pigpio":
+        from gpiozero.pins.pigpio import PiGPIOFactory
+        return PiGPIOFactory()
+    if name == "native":
+        from gpiozero.pins.native import NativeFactory
+        return NativeFactory()
+    raise ConfigError(f"gpio.pin_factory: unknown factory {name!r} "
+                      "(lgpio, rpigpio, pigpio, native or mock)")
+
+
+_PACKAGES = {"lgpio": "python3-lgpio", "rpigpio": "python3-rpi-lgpio", "pigpio": "python3-pigpio"}
+
+
 def make_pin_factory(name: str):
     """Build the gpiozero pin factory named in config.
 
     Imports happen here, not at module top, so a Pi-only library is only loaded
-    on the Pi.
+    on the Pi. What goes wrong is reported as what it is: a library that is not
+    installed or a machine that is not a Pi is a ConfigError (restarting will not
+    help); a library that is there but cannot start (its pipe, a GPIO chip it may
+    not open) is a HardwareError, which systemd may retry.
     """
     try:
-        if name == "mock":
-            from gpiozero.pins.mock import MockFactory
-            return MockFactory()
-        if name == "lgpio":
-            from gpiozero.pins.lgpio import LGPIOFactory
-            return LGPIOFactory()
-        if name == "rpigpio":
-            from gpiozero.pins.rpigpio import RPiGPIOFactory
-            return RPiGPIOFactory()
-        if name == "pigpio":
-            from gpiozero.pins.pigpio import PiGPIOFactory
-            return PiGPIOFactory()
-        if name == "native":
-            from gpiozero.pins.native import NativeFactory
-            return NativeFactory()
-    except (ImportError, RuntimeError, OSError, BadPinFactory, GPIOZeroError) as exc:
+        return _load_factory(name)
+    except ImportError as exc:
+        how = " (scripts/install-on-pi does)" if name == "lgpio" else ""
         raise ConfigError(
-            f"gpio.pin_factory: {name!r} cannot be used on this machine "
+            f"gpio.pin_factory: the {name} library is not installed ({exc}); on Raspberry "
+            f"Pi OS install {_PACKAGES.get(name, name)}{how}; "
+            f"on a PC use pin_factory = \"mock\"") from None
+    except (PinUnknownPi, BadPinFactory) as exc:
+        raise ConfigError(
+            f"gpio.pin_factory: {name!r} loaded, but this machine is not a Raspberry Pi "
             f"({type(exc).__name__}: {exc}); on a PC use pin_factory = \"mock\"") from None
-    raise ConfigError(f"gpio.pin_factory: unknown factory {name!r}")
+    except OSError as exc:
+        where = os.environ.get("LG_WD") or os.getcwd()
+        hint = (f" (lgpio's notification pipe goes in {where}: it must be writable; "
+                "set LG_WD or the unit's WorkingDirectory=)") if name == "lgpio" else ""
+        raise HardwareError(f"gpio backend {name} failed to start: "
+                            f"{type(exc).__name__}: {exc}{hint}") from None
+    except (RuntimeError, GPIOZeroError) as exc:
+        raise HardwareError(f"gpio backend {name} failed to start: "
+                            f"{type(exc).__name__}: {exc}") from None
 
 
 def _device(cls, pin: int, factory, what: str, **kw):

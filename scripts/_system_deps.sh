@@ -1,0 +1,20 @@
+# Sourced by scripts/test: the Debian packages some tests need, installed when missing.
+# - python3-seccomp (for Debian's /usr/bin/python3), systemd-analyze, unshare and mount:
+#   tests/test_unit_sandbox.py runs the daemon under systemd/accessd.service's own sandbox.
+# Installing needs root (CI runs as root); otherwise it says what is missing.
+need=()
+/usr/bin/python3 -I -c 'import seccomp' 2>/dev/null || need+=(python3-seccomp)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v unshare >/dev/null || need+=(util-linux)
+command -v mount >/dev/null || need+=(mount)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian packages for the tests: ${need[*]} ..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 || true
+    apt-get install -y -q --no-install-recommends "${need[@]}" >&2 \
+      || echo "warning: could not install ${need[*]}; the unit-sandbox tests will fail" >&2
+  else
+    echo "note: the unit-sandbox tests need root and: ${need[*]} (apt-get install them)" >&2
+  fi
+fi
