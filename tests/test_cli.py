@@ -127,7 +127,10 @@ def test_commands_against_the_running_daemon(daemon):
     st = json.loads(r.output)
     assert st["counters"]["granted"] == 1 and st["whitelist"]["credentials"] == 1
     assert st["readers"][0]["name"] == "front" and st["readers"][0]["last_seen"]
-    assert "sim-door" not in r.output and "test-door" in ctl("status").output
+    human = ctl("status").output
+    assert "sim-door" not in r.output and "test-door" in human
+    synced = "synchronised" if st["clock"]["synced"] else "NOT synchronised"
+    assert f"{synced} (from kernel; policy trust)" in " ".join(human.split())
     r = ctl("unlock")
     assert r.exit_code == 0 and "door unlocked" in r.output
     r = ctl("events")

@@ -421,6 +421,12 @@ def status(obj: Ctx, as_json: bool) -> None:
         if "sync" in st:
             t.add_row("sync", f"{st['sync']['last']} (from {st['sync']['store']}, every "
                               f"{st['sync']['interval_s']:g} s)")
+        if "clock" in st:
+            ck = st["clock"]
+            t.add_row("clock", ("synchronised" if ck["synced"] else "NOT synchronised")
+                      + f" (from {ck['source']}; policy {ck['policy']})"
+                      + (f", cannot read the kernel's state: {ck['error']}" if ck.get("error")
+                         else ""))
         t.add_row("counters", ", ".join(f"{k} {v}" for k, v in st["counters"].items()))
         t.add_row("uptime", f"{st['uptime_s']:.0f} s")
         console.print(t)

@@ -1,0 +1,106 @@
+"""scripts/install-on-pi, run for real as root on this machine's own Debian, twice.
+
+The machine is not touched: the script runs chrooted into an overlay of "/" (every
+write lands in a temporary upper directory), with a fresh /run (no systemd running,
+as in a chroot), a Raspberry Pi OS style /boot/firmware, and the repository's
+tracked files at /opt/accessd. It must install the daemon, both units (enabled
+where systemd is not running: by symlink), the upload timer, the udev rules and
+the UART block, keep config and keys on a second run, and end with its self-check:
+here everything passes but relay-safe, which finds no Pi (this is x86).
+The same script was run in an arm64 Debian 12 root under qemu: see the README.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="install-on-pi runs as root (CI does)")
+
+CONFIG_TXT = "dtparam=audio=on\ncamera_auto_detect=1\n[all]\n"
+CMDLINE_TXT = ("console=serial0,115200 console=tty1 root=PARTUUID=0a1b2c3d-02 rootfstype=ext4 "
+               "fsck.repair=yes rootwait\n")
+
+
+@pytest.fixture
+def overlay(tmp_path):
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        if (REPO / f).exists():
+            (upper / "opt/accessd" / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, upper / "opt/accessd" / f)
+    (upper / "boot/firmware").mkdir(parents=True)
+    (upper / "boot/firmware/config.txt").write_text(CONFIG_TXT)
+    (upper / "boot/firmware/cmdline.txt").write_text(CMDLINE_TXT)
+
+    def run() -> subprocess.CompletedProcess:
+        script = f"""set -e
+mount -t overlay overlay -o lowerdir=/,upperdir={upper},workdir={work} {merged}
+mount --bind /proc {merged}/proc
+mount --rbind /dev {merged}/dev
+mount --bind /sys {merged}/sys
+mount -t tmpfs tmpfs {merged}/run
+mount -t tmpfs tmpfs {merged}/tmp
+exec chroot {merged} /bin/bash -c 'cd /opt/accessd && exec scripts/install-on-pi'
+"""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+        env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               script], capture_output=True, text=True, env=env, timeout=900)
+    return upper, run
+
+
+def test_install_on_pi_installs_everything_and_checks_itself(overlay):
+    upper, run = overlay
+    r = run()
+    out = r.stdout + r.stderr
+    # the self-check: all but relay-safe, which needs a Pi
+    assert "PASS  check-config" in out and "PASS  lgpio" in out, out
+    assert "FAIL  relay-safe" in out and "this machine is not a Raspberry Pi" in out, out
+    assert "install-on-pi: 1 self-check(s) failed" in out and r.returncode == 1, out
+
+    etc = upper / "etc"
+    for unit in ("accessd.service", "accessd-upload.service", "accessd-upload.timer"):
+        assert (etc / "systemd/system" / unit).read_text() == (REPO / "systemd" / unit).read_text()
+    assert os.readlink(etc / "systemd/system/multi-user.target.wants/accessd.service") \
+        == "/etc/systemd/system/accessd.service"
+    assert "accessd-upload.timer installed, not enabled: set sync.url" in out
+    assert (etc / "udev/rules.d/99-accessd-nfc.rules").read_text() == \
+        (REPO / "hw/99-accessd-nfc.rules").read_text()
+    assert (etc / "modprobe.d/accessd-nfc.conf").read_text() == "blacklist pn533_usb\n"
+    boot = upper / "boot/firmware"
+    assert (boot / "config.txt").read_text() == CONFIG_TXT + (
+        "# >>> accessd (scripts/install-on-pi; hw/config.txt.snippet)\nenable_uart=1\n"
+        "dtoverlay=disable-bt\n# <<< accessd\n")
+    assert "console=serial0" not in (boot / "cmdline.txt").read_text()
+    assert "reboot to enable the UART" in out
+    keys = etc / "accessd/keys.json"
+    assert oct(keys.stat().st_mode & 0o777) == "0o600"
+    assert "accessd:x:" in (etc / "passwd").read_text()
+    venv_cfg = (upper / "opt/accessd/.venv/pyvenv.cfg").read_text()
+    assert "include-system-site-packages = true" in venv_cfg   # sees the OS's python3-lgpio
+    assert (upper / "opt/accessd/.venv/bin/accessd").exists()
+
+    # again, as an upgrade: nothing kept is overwritten, nothing doubled
+    key_text = keys.read_text()
+    (etc / "accessd/accessd.toml").write_text(
+        (etc / "accessd/accessd.toml").read_text().replace('id = "bldg-a-unit-12a"',
+                                                          'id = "unit-7"'))
+    r2 = run()
+    out2 = r2.stdout + r2.stderr
+    assert "accessd.toml kept" in out2 and "keys.json kept" in out2, out2
+    assert keys.read_text() == key_text
+    assert 'id = "unit-7"' in (etc / "accessd/accessd.toml").read_text()
+    assert "UART block already there" in out2
+    assert (boot / "config.txt").read_text().count("enable_uart=1") == 1
+    assert "PASS  check-config" in out2 and r2.returncode == 1
