@@ -68,7 +68,10 @@ class Engine:
         self.pending_card: tuple | None = None
         self.uses: dict[str, int] = {}  # use-counted passes: grants at this door
         self.scheduled_hold = False  # policy.held_open_schedule is open now
-        self._next_hold_check = clock.monotonic() if cfg.policy.held_open_schedule else None
+        # once a minute: the held-open schedule, and (doors that sync) the whitelist's age
+        self._next_minute = (clock.monotonic() if cfg.policy.held_open_schedule or cfg.sync.url
+                             else None)
+        self.stale_alarm = False
         self.denials: tuple[float, ...] = ()
         self.fire = fire
         self.state = fsm.DoorState(door_open=door_open, tamper=tamper,
@@ -137,7 +140,7 @@ class Engine:
     def deadline(self) -> float | None:
         ds = [fsm.next_deadline(self.state, self.door_cfg), self.pin.deadline(self.pin_cfg),
               self.capture[1] if self.capture else None, self._next_watchdog,
-              self.pending_card[2] if self.pending_card else None, self._next_hold_check]
+              self.pending_card[2] if self.pending_card else None, self._next_minute]
         live = [d for d in ds if d is not None]
         return min(live) if live else None
 
@@ -183,9 +186,12 @@ class Engine:
             self.counters["denied"] += 1
             self._record("access.denied", NO_PIN, credential=card.credential_id,
                          detail={"reader": reader, "kind": card.kind})
-        if self._next_hold_check is not None and now >= self._next_hold_check:
-            self._next_hold_check = now + 60.0
-            self._check_hold_schedule(now)
+        if self._next_minute is not None and now >= self._next_minute:
+            self._next_minute = now + 60.0
+            if self.cfg.policy.held_open_schedule:
+                self._check_hold_schedule(now)
+            if self.cfg.sync.url:
+                self._check_stale()
         if self.capture and now >= self.capture[1]:
             self.capture[0].set_result({"ok": False, "error": "no credential presented in time"})
             self.capture = None
@@ -417,6 +423,17 @@ class Engine:
                 self._record("clock.synced", "system clock synchronised")
             self.clock_synced = synced
         return synced
+
+    def _check_stale(self) -> None:
+        """sync.stale once per episode, on the core's own clock: it holds even when
+        the sync worker is stuck or gone."""
+        age_h = self.whitelist.age_hours(self.clock.wall())
+        limit = self.cfg.sync.max_age_hours
+        stale = age_h is not None and age_h > limit
+        if stale and not self.stale_alarm:
+            self._record("sync.stale", f"whitelist is {age_h:.0f} h old (maximum {limit:g} h)",
+                         detail={"version": int(self.whitelist.meta().get("version", 0) or 0)})
+        self.stale_alarm = stale
 
     def _hold_open(self) -> bool:
         return self.fire or self.mode == "held-open" or self.scheduled_hold

@@ -192,24 +192,35 @@ def test_disk_full_while_staging_keeps_the_old_whitelist(office, mocker):
     assert isinstance(posted[-1], SwapWhitelist)   # a working disk: handed to the core
 
 
-def test_stale_whitelist_raises_an_alarm_once(office):
-    from accessd.core.events import Notice
+def test_stale_whitelist_raises_an_alarm_once_from_the_core(office, factory):
+    """The age check runs on the core's own clock: no sync worker is running at all."""
+    from accessd.engine import Engine
+    from accessd.hw.gpio import DoorOutputs
+    from accessd.storage.eventlog import EventLog, LogWriter
     from accessd.storage.keys import load_key_file
-    from accessd.sync.door import SyncWorker
+    from accessd.storage.whitelist import Whitelist
     office.publish()
     config = office.door()
     cfg = load_config(config)
     d = DaemonProcess(config).wait_ready()
     assert d.request({"op": "sync"})["ok"]          # version 1 is applied on disk now
     d.terminate()
-    office.store.put("bundles/bldg-a.bundle", b"")  # the office stops publishing
-    posted = []
-    clock = FakeClock(wall=time.time() + 73 * 3600)
-    worker = SyncWorker(cfg, load_key_file(cfg.storage.key_file), posted.append, clock)
-    worker.sync_once()
-    worker.sync_once()
-    stale = [p for p in posted if isinstance(p, Notice) and p.kind == "sync.stale"]
-    assert len(stale) == 1 and "whitelist is 73 h old (maximum 72 h)" in stale[0].reason
+    clock = FakeClock(wall=time.time() + 71 * 3600)
+    logw = LogWriter(EventLog(cfg.storage.eventlog_path, cfg.door.id), wall=clock.wall)
+    logw.start()
+    out = DoorOutputs(cfg.gpio, cfg.door.fail_mode, factory)
+    engine = Engine(cfg, Whitelist(cfg.storage.whitelist_path, load_key_file(cfg.storage.key_file)),
+                    out, logw, clock)
+    try:
+        for _ in range(3 * 60):                         # three hours of minute checks
+            engine.tick(clock.monotonic())
+            clock.advance(60)
+        logw.last_future.result(5)
+    finally:
+        logw.stop()
+        out.close()
+    stale = [e["reason"] for e in events(config, "sync.stale")]
+    assert stale == ["whitelist is 72 h old (maximum 72 h)"]     # once, the minute it passed
 
 
 def test_sync_needs_a_site_key_file(tmp_path):

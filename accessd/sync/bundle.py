@@ -14,6 +14,7 @@ expiry, decryption, digest; the first failure is the reason it gives.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from hashlib import sha256
@@ -55,24 +56,75 @@ def seal(header: Header, plaintext: bytes, group_key: bytes, signing_key) -> byt
     return signed + signing_key.sign(signed)
 
 
+MAX_LENGTH = 1 << 34  # 16 GiB: no whitelist comes near it
+
+
+def _int_field(h: dict, name: str, lo: int, hi: int) -> int:
+    """A header integer, checked as untrusted input: a JSON integer (not a bool, a
+    float, a string or a list) within [lo, hi]."""
+    v = h.get(name)
+    if type(v) is not int:
+        raise BundleError(f"bundle header field {name!r} must be an integer, "
+                          f"not {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise BundleError(f"bundle header field {name!r} is out of range ({v})")
+    return v
+
+
+def _number_field(h: dict, name: str) -> float:
+    v = h.get(name)
+    if type(v) not in (int, float) or not math.isfinite(v):
+        raise BundleError(f"bundle header field {name!r} must be a finite number")
+    return float(v)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not allowed")
+
+
 def peek(blob: bytes) -> dict:
-    """The clear header, unverified (for listings only: never act on it)."""
-    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 4:
+    """The clear header, unverified (for listings only: never act on it). Every
+    problem is a BundleError, whatever the bytes."""
+    if not isinstance(blob, (bytes, bytearray)) or not blob.startswith(MAGIC) \
+            or len(blob) < len(MAGIC) + 4:
         raise BundleError("not an accessd bundle (bad magic)")
     n = int.from_bytes(blob[len(MAGIC):len(MAGIC) + 4], "big")
     if n > MAX_HEADER or len(MAGIC) + 4 + n + SIG_BYTES > len(blob):
         raise BundleError("truncated bundle (header or signature missing)")
     try:
-        h = json.loads(blob[len(MAGIC) + 4:len(MAGIC) + 4 + n])
-        assert isinstance(h, dict)
-    except (ValueError, AssertionError):
+        h = json.loads(blob[len(MAGIC) + 4:len(MAGIC) + 4 + n],
+                       parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
         raise BundleError("bundle header is not valid JSON") from None
-    expected = len(MAGIC) + 4 + n + int(h.get("length", 0) or 0) + SIG_BYTES
+    if not isinstance(h, dict):
+        raise BundleError("bundle header is not a JSON object")
+    length = _int_field(h, "length", 16, MAX_LENGTH)  # AES-GCM: at least its 16-byte tag
+    expected = len(MAGIC) + 4 + n + length + SIG_BYTES
     if len(blob) != expected:
         raise BundleError(f"truncated bundle ({len(blob)} of {expected} bytes)"
                           if len(blob) < expected else
                           f"bundle has {len(blob) - expected} bytes too many")
     return h
+
+
+def parse_header(h: dict) -> tuple[Header, bytes, str]:
+    """The header's fields, each checked for type and range: (Header, nonce, sha256)."""
+    doors = h.get("doors")
+    if not isinstance(doors, list) or not all(isinstance(d, str) for d in doors):
+        raise BundleError("bundle header field 'doors' must be a list of door ids")
+    for name in ("site", "group", "nonce", "sha256"):
+        if not isinstance(h.get(name), str):
+            raise BundleError(f"bundle header field {name!r} must be a string")
+    try:
+        nonce = bytes.fromhex(h["nonce"])
+    except ValueError:
+        nonce = b""
+    if len(nonce) != 12:
+        raise BundleError("bundle header field 'nonce' must be 12 bytes in hex")
+    header = Header(h["site"], h["group"], tuple(doors), _int_field(h, "version", 1, 2**63 - 1),
+                    _number_field(h, "issued"), _number_field(h, "expires"),
+                    _int_field(h, "count", 0, 2**63 - 1))
+    return header, nonce, h["sha256"]
 
 
 def open_(blob: bytes, *, public_key, group_key: bytes, site: str, door: str,
@@ -88,12 +140,7 @@ def open_(blob: bytes, *, public_key, group_key: bytes, site: str, door: str,
         public_key.verify(sig, signed)
     except InvalidSignature:
         raise BundleError("bad signature: not signed by this site's key, or altered") from None
-    try:
-        header = Header(str(h["site"]), str(h["group"]), tuple(h["doors"]), int(h["version"]),
-                        float(h["issued"]), float(h["expires"]), int(h["count"]))
-        nonce, digest = bytes.fromhex(h["nonce"]), h["sha256"]
-    except (KeyError, TypeError, ValueError):
-        raise BundleError("bundle header lacks a field or has a wrong type") from None
+    header, nonce, digest = parse_header(h)
     if header.site != site:
         raise BundleError(f"bundle is for site {header.site!r}, this door belongs to {site!r}")
     if door not in header.doors:

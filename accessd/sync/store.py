@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import base64
+import http.client
 import socket
 import urllib.error
 import urllib.request
@@ -115,11 +116,19 @@ class HttpStore:
                 return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers or {}), b""
+        except http.client.IncompleteRead as exc:
+            raise StoreError(f"{method} {url}: the body was cut short ({len(exc.partial)} "
+                             f"bytes, {exc.expected} more expected)") from None
+        except http.client.HTTPException as exc:  # a garbled status line or headers
+            raise StoreError(f"{method} {url}: not a valid HTTP answer "
+                             f"({type(exc).__name__}: {str(exc)[:80]})") from None
         except (urllib.error.URLError, socket.timeout, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, (socket.timeout, TimeoutError)) or "timed out" in str(reason):
                 reason = f"no answer within {self.timeout:g} s"
             raise StoreError(f"{method} {url}: {reason}") from None
+        except ValueError as exc:  # e.g. a header urllib cannot make sense of
+            raise StoreError(f"{method} {url}: {exc}") from None
 
     def put(self, name: str, data: bytes) -> None:
         status, _, _ = self._request("PUT", name, data)
