@@ -38,7 +38,7 @@ from .core.credentials import normalize
 from .core.events import Barrier, CaptureRequest, RemoteUnlock, StatusRequest
 from .core.pinentry import KEYS
 from .errors import (AccessdError, CredentialFormatError, DaemonUnavailable, HardwareError,
-                     ProtocolError)
+                     ProtocolError, StoreError)
 
 log = logging.getLogger(__name__)
 MAX_LINE = 64 * 1024
@@ -126,7 +126,7 @@ class Controller:
         try:
             with self._token_lock:
                 p = self.tokens.verify(token, self.engine.clock.wall())
-        except TokenError as exc:
+        except (TokenError, StoreError) as exc:
             self.engine.post(Notice("unlock.rejected", f"token refused: {exc}",
                                     {"peer": who}))
             raise ProtocolError(f"token refused: {exc}") from None

@@ -123,9 +123,12 @@ class DoorService:
         if keys.site is not None:
             from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+            from .storage.used_tokens import UsedTokens
             from .sync.token import TokenVerifier
+            used = UsedTokens(cfg.storage.data_dir / "tokens-used.db", keys.lookup)
+            self._closers.append(used.close)
             tokens = TokenVerifier(Ed25519PublicKey.from_public_bytes(keys.site.public_key),
-                                   cfg.door.id)
+                                   cfg.door.id, used)
         self.server = ControlServer(cfg.api.socket,
                                     Controller(self.engine, self.readers, self.inputs,
                                                simulation=cfg.api.simulation, sync=self.sync,

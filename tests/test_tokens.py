@@ -64,3 +64,70 @@ def test_the_door_opens_for_a_token_from_its_office(tmp_path):
     assert len(opened) == 1 and opened[0].startswith("remote unlock by token from intercom-12A")
     assert len(events(config, "unlock.rejected")) == 2
     office.site.close()
+
+
+def _signed(payload: bytes) -> str:
+    import base64
+
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    return b64(payload) + "." + b64(KEY.sign(payload))
+
+
+def test_a_short_token_lives_no_longer_than_issued():
+    """Clock skew is allowed on the issue time, not added to the lifetime."""
+    t = issue(KEY, "door-a1", now=NOW, ttl=1)
+    with pytest.raises(TokenError, match="has expired"):
+        verifier().verify(t, NOW + 1.5)
+    assert verifier().verify(issue(KEY, "door-a1", now=NOW + 20, ttl=1), NOW)  # office ahead
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b'{"door":"door-a1","exp":NaN,"iat":1790000000,"nonce":"n1"}', "lacks a field"),
+    (b'{"door":"door-a1","exp":1e400,"iat":1790000000,"nonce":"n2"}', "'exp' is not a finite"),
+    (b'{"door":"door-a1","exp":"1790000010","iat":1790000000,"nonce":"n3"}', "'exp' is not a"),
+    (b'{"door":"door-a1","exp":1790000000,"iat":1790000010,"nonce":"n4"}', "must live between"),
+])
+def test_signed_tokens_with_impossible_times_are_refused(payload, reason):
+    with pytest.raises(TokenError, match=reason):
+        verifier().verify(_signed(payload), NOW)
+
+
+def test_used_tokens_are_remembered_on_disk_sealed(tmp_path):
+    from accessd.storage.used_tokens import UsedTokens
+    used = UsedTokens(tmp_path / "tokens-used.db", b"k" * 32)
+    v = TokenVerifier(KEY.public_key(), "door-a1", used)
+    t = issue(KEY, "door-a1", now=NOW, ttl=600)
+    v.verify(t, NOW)
+    used.close()
+    again = TokenVerifier(KEY.public_key(), "door-a1",
+                          UsedTokens(tmp_path / "tokens-used.db", b"k" * 32))   # a restart
+    with pytest.raises(TokenError, match="already used"):
+        again.verify(t, NOW + 300)
+    nonce = __import__("json").loads(
+        __import__("base64").urlsafe_b64decode(t.split(".")[0] + "==="))["nonce"]
+    for f in tmp_path.iterdir():
+        data = f.read_bytes()
+        assert nonce.encode() not in data and bytes.fromhex(nonce) not in data
+    # expired entries go as new ones come
+    again.verify(issue(KEY, "door-a1", now=NOW + 700, ttl=30), NOW + 700)
+    assert again.used.count() == 1
+
+
+def test_a_token_stays_used_after_the_door_restarts(tmp_path):
+    office = Office(tmp_path)
+    office.publish()
+    config = office.door()
+    t = issue(office.site.keys.signing, "door-a1", now=time.time(), ttl=600, by="intercom")
+    d = DaemonProcess(config).wait_ready()
+    try:
+        assert d.request({"op": "unlock", "token": t})["ok"]
+    finally:
+        d.terminate()
+    d = DaemonProcess(config).wait_ready()
+    try:
+        r = d.request({"op": "unlock", "token": t})
+        assert not r["ok"] and "already used (replay)" in r["error"]
+    finally:
+        d.terminate()
+    office.site.close()

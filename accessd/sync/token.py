@@ -5,13 +5,16 @@
 The office signs with the site key (`accessctl token`); the door verifies with
 the site's public key from its key file, checks that the token names this door,
 has not expired, does not live longer than MAX_TTL, and that its nonce has not
-been used before (replays are refused). Pure apart from the signature check.
+been used before (replays are refused, across restarts: the door keeps used
+nonces on disk until they expire). Clock skew (SKEW) is allowed on the issue
+time only: a token issued for 1 s works for at most 1 s.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import secrets
 
 from cryptography.exceptions import InvalidSignature
@@ -43,13 +46,19 @@ def issue(signing_key, door: str, *, now: float, ttl: float = 30.0, by: str = ""
     return _b64(payload) + "." + _b64(signing_key.sign(payload))
 
 
-class TokenVerifier:
-    """Checks tokens for one door and remembers used nonces until they expire."""
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a token may carry")
 
-    def __init__(self, public_key, door: str):
+
+class TokenVerifier:
+    """Checks tokens for one door; `used` remembers used nonces until they expire
+    (storage.used_tokens.UsedTokens on a door: on disk, across restarts)."""
+
+    def __init__(self, public_key, door: str, used=None):
+        from ..storage.used_tokens import MemoryUsedTokens
         self.public_key = public_key
         self.door = door
-        self.used: dict[str, float] = {}
+        self.used = used if used is not None else MemoryUsedTokens()
 
     def verify(self, token: str, now: float) -> dict:
         if not isinstance(token, str) or token.count(".") != 1 or len(token) > 2048:
@@ -64,20 +73,23 @@ class TokenVerifier:
         except InvalidSignature:
             raise TokenError("bad signature: not issued by this site, or altered") from None
         try:
-            p = json.loads(payload)
-            door, exp, iat, nonce = str(p["door"]), float(p["exp"]), float(p["iat"]), str(p["nonce"])
-        except (ValueError, KeyError, TypeError):
+            p = json.loads(payload, parse_constant=_no_constant)
+            door, exp, iat, nonce = str(p["door"]), p["exp"], p["iat"], str(p["nonce"])
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise TokenError("token lacks a field or has a wrong type") from None
+        for name, v in (("exp", exp), ("iat", iat)):
+            if type(v) not in (int, float) or not math.isfinite(v):
+                raise TokenError(f"token field {name!r} is not a finite number")
         if door != self.door:
             raise TokenError(f"token is for door {door!r}, not this one")
-        if exp - iat > MAX_TTL:
-            raise TokenError(f"token lives longer than {MAX_TTL:g} s")
-        if now > exp + SKEW:
+        if not 0 < exp - iat <= MAX_TTL:
+            raise TokenError(f"token must live between 0 and {MAX_TTL:g} s")
+        # The skew is allowed on the issue time only (the office's clock may run ahead);
+        # a token never lives longer than it was issued for.
+        if now > exp:
             raise TokenError("token has expired")
         if iat > now + SKEW:
             raise TokenError("token is issued in the future (check the clocks)")
-        self.used = {n: e for n, e in self.used.items() if e + SKEW >= now}
-        if nonce in self.used:
+        if not self.used.claim(nonce, exp, now):
             raise TokenError("token was already used (replay)")
-        self.used[nonce] = exp
         return p
