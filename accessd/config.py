@@ -61,6 +61,8 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "socket": ((str,), "/run/accessd/control.sock"),
         "group": ((str,), ""),
         "simulation": ((bool,), False),
+        "max_connections": ((int,), 64),           # clients served at once; more wait queued
+        "idle_timeout_seconds": ((int, float), 30.0),  # a silent client is closed after this
     },
     "sync": {
         "url": ((str,), ""),                 # "" = this door is enrolled locally
@@ -167,6 +169,8 @@ class ApiConfig:
     socket: Path
     group: str
     simulation: bool
+    max_connections: int = 64
+    idle_timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -264,6 +268,10 @@ def _check_section(path: Path, prefix: str, raw: Any, schema: dict) -> dict:
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             raise _err(path, f"{prefix}.{key}",
                        f"must be {_typename(types)}, got {type(value).__name__} {value!r}")
+        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            bad = next(c for c in value if ord(c) < 32 or ord(c) == 127)
+            raise _err(path, f"{prefix}.{key}", f"contains a control character "
+                                                f"(U+{ord(bad):04X}); paths and names cannot")
         values[key] = float(value) if types == (int, float) else value
     return values
 
@@ -424,6 +432,9 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
     sock = base / a["socket"]
     if len(os.fsencode(sock)) > 107:
         raise _err(path, "api.socket", f"path is too long for a Unix socket ({sock})")
+    if not 1 <= a["max_connections"] <= 1024:
+        raise _err(path, "api.max_connections", f"must be 1-1024, got {a['max_connections']}")
+    _positive(path, "api.idle_timeout_seconds", a["idle_timeout_seconds"])
 
     sy = s["sync"]
     if sy["url"]:
@@ -493,7 +504,9 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         door=DoorConfig(**d),
         gpio=GpioConfig(**g),
         storage=storage,
-        api=ApiConfig(socket=sock, group=a["group"], simulation=a["simulation"]),
+        api=ApiConfig(socket=sock, group=a["group"], simulation=a["simulation"],
+                      max_connections=a["max_connections"],
+                      idle_timeout_seconds=float(a["idle_timeout_seconds"])),
         pin=PinConfig(**p),
         readers=tuple(readers),
         sync=SyncConfig(**sy),

@@ -22,6 +22,7 @@ an action is sent only once the action's log records are committed.
 
 from __future__ import annotations
 
+import errno
 import grp
 import json
 import logging
@@ -31,6 +32,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from pathlib import Path
 
@@ -68,6 +70,7 @@ class Controller:
         self.readers = {r.name: r for r in readers}
         self.inputs = inputs
         self.simulation = simulation
+        self.connection_info = lambda: {}  # the server fills this in
 
     def _wait(self, fut: Future, timeout: float = REPLY_TIMEOUT) -> dict:
         try:
@@ -83,6 +86,8 @@ class Controller:
             fut: Future = Future()
             self.engine.post(StatusRequest(fut))
             st = self._wait(fut)
+            if st.get("ok"):
+                st["control"] = self.connection_info()
             if self.sync is not None and st.get("ok"):
                 st["sync"] = {"store": self.sync.store.url, "last": self.sync.last_result,
                               "interval_s": self.sync.cfg.sync.interval_seconds}
@@ -197,7 +202,36 @@ def peer_uid(sock: socket.socket) -> int | None:
         return None
 
 
+MAX_DEPTH = 16  # no request nests deeper than 2; refuse before the parser recurses
+
+
+def json_depth(line: bytes) -> int:
+    """The deepest nesting of [ and { in a JSON text, strings skipped (no parsing)."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for b in line:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:      # backslash
+                escaped = True
+            elif b == 0x22:      # "
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif b in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 class _Handler(socketserver.StreamRequestHandler):
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout  # type: ignore[attr-defined]
+        super().setup()
+
     def handle(self) -> None:
         controller: Controller = self.server.controller  # type: ignore[attr-defined]
         uid = peer_uid(self.request)
@@ -215,6 +249,11 @@ class _Handler(socketserver.StreamRequestHandler):
                                                     f"{MAX_LINE} bytes; closing"})
                 return
             if not line.strip():
+                continue
+            if json_depth(line) > MAX_DEPTH:
+                if not self._reply({"ok": False, "error": f"line {lineno}: request nested "
+                                                          f"deeper than {MAX_DEPTH} levels"}):
+                    return
                 continue
             try:
                 req = json.loads(line)
@@ -244,12 +283,26 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """One thread per connection, at most `max_connections` at once: the accept loop
+    waits for a free slot, and clients beyond it wait in the listen backlog
+    (`request_queue_size`) instead of being refused. A client silent for
+    `idle_timeout` seconds is closed, so idle clients cannot hold the slots."""
     daemon_threads = True
     allow_reuse_address = False
+    request_queue_size = 512
 
-    def __init__(self, path: Path, controller: Controller, group: str = ""):
+    def __init__(self, path: Path, controller: Controller, group: str = "", *,
+                 max_connections: int = 64, idle_timeout: float = 30.0):
         self.path = Path(path)
         self.controller = controller
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self._slots = threading.Semaphore(max_connections)
+        self._count_lock = threading.Lock()
+        self.connections = 0
+        self._stopping = threading.Event()
+        controller.connection_info = lambda: {"connections": self.connections,
+                                              "max_connections": self.max_connections}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() or self.path.is_symlink():
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -272,10 +325,35 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.5},
                                         name="control", daemon=True)
 
+    def process_request(self, request, client_address) -> None:
+        while not self._slots.acquire(timeout=0.5):  # all slots busy: wait, stay stoppable
+            if self._stopping.is_set():
+                self.shutdown_request(request)
+                return
+        with self._count_lock:
+            self.connections += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._count_lock:
+            self.connections -= 1
+        self._slots.release()
+
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         self.shutdown()
         self.server_close()
         try:
@@ -292,7 +370,7 @@ class Client:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
-            self.sock.connect(str(self.path))
+            self._connect(timeout)
         except FileNotFoundError:
             raise DaemonUnavailable(f"{self.path}: no control socket (is accessd running?)") from None
         except PermissionError:
@@ -301,6 +379,23 @@ class Client:
         except OSError as exc:
             raise DaemonUnavailable(f"{self.path}: cannot connect: {exc.strerror}") from None
         self._rfile = self.sock.makefile("rb")
+
+    def _connect(self, timeout: float) -> None:
+        """connect(); a full listen backlog answers EAGAIN to a socket with a timeout:
+        try again until the timeout instead of failing the caller."""
+        deadline = time.monotonic() + timeout
+        pause = threading.Event()
+        delay = 0.001
+        while True:
+            try:
+                self.sock.connect(str(self.path))
+                return
+            except BlockingIOError:
+                if time.monotonic() + delay > deadline:
+                    raise OSError(errno.EAGAIN, "the door's control socket stayed busy "
+                                                f"for {timeout:g} s") from None
+                pause.wait(delay)
+                delay = min(delay * 2, 0.05)
 
     def request(self, req: dict, timeout: float | None = None) -> dict:
         if timeout is not None:

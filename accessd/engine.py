@@ -29,6 +29,8 @@ from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputCha
 from .errors import StoreError
 from .storage.crypto import fingerprint
 
+CAPTURE_KINDS = ("nfc", "fob")  # what enrolment may capture at a door
+
 log = logging.getLogger(__name__)
 
 
@@ -244,16 +246,17 @@ class Engine:
     def _credential(self, item: CredentialPresented, now: float) -> None:
         digest = self.whitelist.digest(item.kind, item.value)
         fp = fingerprint(digest)
-        if self.capture is not None:
+        # Enrolment capture takes a card or fob (never a PIN: it is typed at the office),
+        # and the credential is still decided: a resident's tap still opens the door.
+        extra = {}
+        if self.capture is not None and item.kind in CAPTURE_KINDS:
             reply, _ = self.capture
             self.capture = None
             fut = self._record("enrol.captured", f"{item.kind} captured for enrolment",
                                credential=fp, detail={"reader": item.reader})
             self._reply_when_logged(reply, [fut], {"ok": True, "kind": item.kind,
                                                    "value": item.value, "fingerprint": fp})
-            self._reply_when_logged(item.reply, [fut], {"ok": True, "decision": "captured",
-                                                        "credential": fp})
-            return
+            extra = {"captured": fp}
         lockout = self.lockouts.get(item.reader, guards.Lockout())
         record = None
         if item.kind == "pin" and lockout.active(now):
@@ -281,7 +284,7 @@ class Engine:
             self._reply_when_logged(item.reply, [fut], {
                 "ok": True, "decision": "pending", "reason": "card accepted; PIN required",
                 "credential": record.credential_id, "reader": item.reader,
-                "relay": self._relay_word()})
+                "relay": self._relay_word(), **extra})
             return
         futs, t_relay = self._step(fsm.Unlock() if decision.granted else fsm.Deny(), now)
         if decision.granted and decision.credential_id in self.uses:
@@ -298,7 +301,7 @@ class Engine:
         self._reply_when_logged(item.reply, futs, {
             "ok": True, "decision": "granted" if decision.granted else "denied",
             "reason": decision.reason, "credential": cred, "reader": item.reader,
-            "relay": self._relay_word()})
+            "relay": self._relay_word(), **extra})
 
     def _uses(self, record) -> int:
         """Entries a use-counted pass made here: counted once from the log, then kept."""

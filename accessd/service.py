@@ -133,7 +133,8 @@ class DoorService:
                                     Controller(self.engine, self.readers, self.inputs,
                                                simulation=cfg.api.simulation, sync=self.sync,
                                                tokens=tokens),
-                                    cfg.api.group)
+                                    cfg.api.group, max_connections=cfg.api.max_connections,
+                                    idle_timeout=cfg.api.idle_timeout_seconds)
         self._closers.append(self.server.stop)
         self.server.start()
 

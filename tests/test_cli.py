@@ -154,7 +154,7 @@ def test_enrol_by_capture(daemon):
     t = threading.Thread(target=enrol)
     t.start()
     for _ in range(200):  # until the capture is waiting when the card arrives
-        if daemon.request({"op": "sim", "input": "tap", "uid": "04CAFE01"})["decision"] == "captured":
+        if daemon.request({"op": "sim", "input": "tap", "uid": "04CAFE01"}).get("captured"):
             break
     t.join(30)
     assert result["r"].exit_code == 0, result["r"].output

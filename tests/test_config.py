@@ -114,3 +114,18 @@ def test_check_config_reports_bad_key_file(sim_config):
     os.chmod(sim_config.parent / "keys/door-keys.json", 0o600)
     r = run_cli("check-config", "--config", str(sim_config))
     assert r.returncode == 2 and "not an accessd door key file" in r.stderr
+
+
+def test_a_control_character_in_a_path_is_a_config_error_not_a_crash(tmp_path):
+    """A NUL in a path used to raise ValueError deep in pathlib: exit 1 and a restart loop."""
+    import subprocess
+    import sys
+
+    from accessd.testing import write_sim_config
+    cfg = write_sim_config(tmp_path / "d")
+    cfg.write_text(cfg.read_text().replace('data_dir = "data"', 'data_dir = "da\\u0000ta"'))
+    r = subprocess.run([sys.executable, "-m", "accessd", "run", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "storage.data_dir: contains a control character (U+0000)" in r.stderr
+    assert "Traceback" not in r.stderr

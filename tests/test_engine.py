@@ -137,13 +137,31 @@ def test_rex_and_remote_unlock(door):
     assert ("unlock.remote", "remote unlock by uid 1000 (staff)") in kinds
 
 
-def test_capture_takes_the_next_credential_without_opening(door):
+def test_capture_takes_the_next_card_and_still_decides_it(door):
     cap = Future()
     door.engine.handle(CaptureRequest(30, cap), door.clock.monotonic())
-    reply = door.tap("04CAFE00")
-    assert reply["decision"] == "captured" and door.relay == 0
+    reply = door.tap("04CAFE00")                          # a new card: captured, and denied
+    assert reply["decision"] == "denied" and reply["captured"] == reply["credential"]
+    assert door.relay == 0
     assert cap.result(5)["value"] == "04CAFE00"
-    assert door.events()[-1]["kind"] == "enrol.captured"
+    assert [e["kind"] for e in door.events()] == ["enrol.captured", "access.denied"]
+    door.admin.enroll("nfc", UID, "12A-1")
+    cap = Future()
+    door.engine.handle(CaptureRequest(30, cap), door.clock.monotonic())
+    assert door.tap()["decision"] == "granted" and door.relay == 1   # the resident gets in
+    assert cap.result(5)["value"] == UID
+
+
+def test_capture_never_takes_a_pin(door):
+    door.admin.enroll("pin", "2468", "12A-1")
+    cap = Future()
+    door.engine.handle(CaptureRequest(30, cap), door.clock.monotonic())
+    reply = door.tap("2468", kind="pin")
+    assert reply["decision"] == "granted" and "captured" not in reply and door.relay == 1
+    assert not cap.done()                                  # still waiting for a card
+    door.tap("04CAFE00")
+    assert cap.result(5)["kind"] == "nfc"
+    assert "2468" not in str(door.events())
 
 
 def test_capture_times_out(door):
