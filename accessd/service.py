@@ -80,17 +80,30 @@ class DoorService:
         self.whitelist = Whitelist(cfg.storage.whitelist_path, keys)
         self._closers.append(self.whitelist.close)
         self.eventlog = EventLog(cfg.storage.eventlog_path, cfg.door.id)
-        from .sync.upload import acked
+        from .sync.upload import acked, lost_tail
+        try:
+            lost_to = lost_tail(cfg.storage.data_dir, self.eventlog.log_id,
+                                self.eventlog.last_seq)
+        except ValueError:
+            lost_to = None
+        if lost_to is not None:  # records the office has are gone: a new log from here
+            old_id = self.eventlog.log_id
+            self.eventlog.new_identity()
 
         def acked_seq() -> int:
             try:
-                return acked(cfg.storage.data_dir)
+                return acked(cfg.storage.data_dir, self.eventlog.log_id)
             except ValueError:
                 return 0
         self.logw = LogWriter(self.eventlog, wall=self.clock.wall,
                               max_events=cfg.storage.max_events, acked=acked_seq)
         self.logw.start()
         self._closers.append(self._stop_log)
+        if lost_to is not None:
+            self.logw.submit("log.reset", f"the event log ends at #{self.eventlog.last_seq} but "
+                             f"the office acknowledged #{lost_to}: records were lost; it is "
+                             "uploaded again from the start under a new identity",
+                             detail={"old_log": old_id, "log": self.eventlog.log_id})
 
         factory = self._factory or make_pin_factory(cfg.gpio.pin_factory)
         self.factory = factory

@@ -97,7 +97,7 @@ def test_upload_interrupted_by_the_server_resumes(office, dav, tmp_path):
         d.request({"op": "sim", "input": "tap", "uid": UID})
     d.terminate()
     cfg = load_config(config)
-    dav.fail_after = 4                     # a couple of batches go through, then 500s
+    dav.fail_after = 7                     # a couple of batches go through, then 500s
     with pytest.raises(StoreError, match="server answered 500"):
         upload(cfg, HttpStore(dav.url), batch=5)
     part = acked(cfg.storage.data_dir)

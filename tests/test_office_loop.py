@@ -168,3 +168,107 @@ def test_enrol_at_the_office_from_an_nfc_reader(tmp_path):
     r = CliRunner().invoke(accessctl.main, ["--site", str(site.dir), "enroll", "--person", pid,
                                             "--kind", "nfc", "--nfc-reader", "tty:AMA0:pn532"])
     assert r.exit_code == 1 and "NFC reader" in r.output
+
+
+def _door_with_taps(tmp_path, taps=12):
+    site = SiteDB.init(tmp_path / "site", "riverside")
+    site.group_add("g")
+    site.door_add("door-a", "g")
+    store = FileStore(tmp_path / "store")
+    config = write_sim_config(tmp_path / "door-a", keys=False, door_id="door-a")
+    write_key_file(tmp_path / "door-a/keys/door-keys.json", door_keys(site, "door-a"))
+    config.write_text(config.read_text() + f'\n[sync]\nurl = "{store.url}"\n')
+    _taps(config, taps)
+    return site, store, config
+
+
+def _taps(config, n):
+    d = DaemonProcess(config).wait_ready()
+    for _ in range(n):
+        d.request({"op": "sim", "input": "tap", "uid": "04000000"})
+    st = d.request({"op": "status"})
+    d.terminate()
+    import sqlite3
+    conn = sqlite3.connect(load_config(config).storage.eventlog_path)
+    st["log"]["last_seq"] = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+    conn.close()                                   # with daemon.stopped, written at the end
+    return st
+
+
+def test_a_reset_log_is_uploaded_again_under_its_new_identity(tmp_path):
+    from accessd.site import intake
+    site, store, config = _door_with_taps(tmp_path)
+    r = upload(config)
+    assert r.returncode == 0 and "uploaded" in r.stdout
+    cfg = load_config(config)
+    for f in cfg.storage.data_dir.glob("events.db*"):   # the log is reset; the state file stays
+        f.unlink()
+    st = _taps(config, 3)
+    r = upload(config)
+    assert r.returncode == 0, r.stderr
+    new_id = st["log"]["id"]
+    assert f"uploaded {st['log']['last_seq']} events" in r.stdout          # not "uploaded 0"
+    assert [n for n in store.list("logs") if f"/{new_id}/" in n]
+    res = intake.pull(site, store)["door-a"]
+    assert res.ok and len(res.logs) == 2 and new_id in res.logs, res
+
+
+def test_a_log_that_lost_its_tail_gets_a_new_identity(tmp_path):
+    import sqlite3
+
+    from accessd.site import intake
+    from accessd.storage.eventlog import open_reader
+    site, store, config = _door_with_taps(tmp_path)
+    assert upload(config).returncode == 0
+    cfg = load_config(config)
+    conn = sqlite3.connect(cfg.storage.eventlog_path)       # restored from an older backup
+    last = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+    conn.execute("DELETE FROM events WHERE seq > ?", (last - 5,))
+    conn.commit()
+    conn.close()
+    r = upload(config)                                      # before the door noticed
+    assert r.returncode == 1 and "records were lost. Restart accessd" in r.stderr
+    st = _taps(config, 2)
+    reset = [row["reason"] for row in open_reader(cfg.storage.eventlog_path).execute(
+        "SELECT reason FROM events WHERE kind = 'log.reset'")]
+    assert reset == [f"the event log ends at #{last - 5} but the office acknowledged #{last}: "
+                     "records were lost; it is uploaded again from the start under a new "
+                     "identity"]
+    r = upload(config)
+    assert r.returncode == 0 and f"uploaded {st['log']['last_seq']} events" in r.stdout
+    res = intake.pull(site, store)["door-a"]
+    assert res.ok and len(res.logs) == 2
+
+
+def test_a_batch_replaced_after_loading_is_reported_as_tampering(tmp_path):
+    from accessd.site import intake
+    site, store, config = _door_with_taps(tmp_path)
+    assert upload(config).returncode == 0
+    assert intake.pull(site, store)["door-a"].ok
+    name = store.list("logs")[0]
+    rows = [json.loads(x) for x in gzip.decompress(store.get(name)).decode().splitlines()]
+    rows[0]["reason"] = "nothing happened"
+    store.put(name, gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    res = intake.pull(site, store)["door-a"]
+    assert not res.ok and len(res.tampered) == 1
+    assert res.tampered[0].startswith(f"{name}: replaced after it was loaded on ")
+    assert "different content (tampering?)" in res.tampered[0]
+    kept = site.db.execute("SELECT reason FROM events WHERE seq = ?", [rows[0]["seq"]]).fetchone()
+    assert kept[0] != "nothing happened"                     # what was loaded first is kept
+    # the same record, its hash recomputed, under another batch name: also caught
+    from accessd.storage.eventlog import record_hash
+    r0 = rows[0]
+    r0["hash"] = record_hash(r0["seq"], r0["ts"], r0["door"], r0["kind"], r0["credential"],
+                             r0["reason"], r0["detail"], r0["prev_hash"])
+    other = name.rsplit("/", 1)[0] + "/999999999990-999999999999.ndjson.gz"
+    store.put(other, gzip.compress((json.dumps(r0) + "\n").encode()))
+    res = intake.pull(site, store)["door-a"]
+    assert (r0["seq"], f"{other}: differs from record #{r0['seq']} loaded before "
+                       "(tampering?); the first one is kept") in res.bad
+    # and staff see it: logs pull says TAMPERED and exits 1
+    rows[1]["reason"] = "edited again"
+    store.put(name, gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    r = subprocess.run([sys.executable, "-m", "accessd.cli.accessctl", "--site",
+                        str(tmp_path / "site"), "logs", "pull", "--store", store.url],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and f"TAMPERED: {name}: replaced after it was loaded" in r.stdout

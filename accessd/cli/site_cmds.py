@@ -612,6 +612,8 @@ def register(main, json_opt, console, out, reply) -> None:
                     click.echo(f"  gap: events #{a}..#{b} missing")
                 for seq, why in r.bad:
                     click.echo(f"  #{seq}: {why}")
+                for why in r.tampered:
+                    click.echo(f"  TAMPERED: {why}")
         out(as_json, doc, human)
         if any(not r.ok for r in res.values()):
             sys.exit(1)

@@ -87,6 +87,24 @@ SITE_MIGRATIONS = [
     """
     ALTER TABLE credentials ADD COLUMN max_uses INTEGER;
     """,
+    # 7: a door's log has an identity (a reset log is a new one); each loaded batch
+    #    keeps its digest and the store's version tag, to notice one replaced later
+    """
+    CREATE TABLE events_v7 (door TEXT NOT NULL, log TEXT NOT NULL DEFAULT '',
+                            seq INTEGER NOT NULL, ts TEXT NOT NULL,
+                            kind TEXT NOT NULL, credential TEXT, reason TEXT NOT NULL,
+                            detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+                            PRIMARY KEY (door, log, seq));
+    INSERT INTO events_v7 (door, log, seq, ts, kind, credential, reason, detail, prev_hash, hash)
+        SELECT door, '', seq, ts, kind, credential, reason, detail, prev_hash, hash FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_v7 RENAME TO events;
+    CREATE INDEX events_ts ON events(ts);
+    CREATE INDEX events_credential ON events(credential);
+    ALTER TABLE batches ADD COLUMN log TEXT NOT NULL DEFAULT '';
+    ALTER TABLE batches ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
+    ALTER TABLE batches ADD COLUMN tag TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

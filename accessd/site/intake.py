@@ -9,6 +9,7 @@ import gzip
 import json
 import sqlite3
 import time
+from hashlib import sha256
 from dataclasses import dataclass, field
 
 from ..storage.eventlog import GENESIS, record_hash
@@ -27,21 +28,48 @@ class DoorIntake:
     duplicates: int = 0
     gaps: list[tuple[int, int]] = field(default_factory=list)   # (missing from, to)
     bad: list[tuple[int, str]] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)               # log identities seen
+    tampered: list[str] = field(default_factory=list)           # batches replaced after loading
 
     @property
     def ok(self) -> bool:
-        return not self.gaps and not self.bad
+        return not self.gaps and not self.bad and not self.tampered
+
+
+def parse_batch_name(name: str) -> tuple[str, str] | None:
+    """(door, log id) of logs/<door>/<log>/<range>.ndjson.gz; log '' for the names
+    doors used before logs had identities (logs/<door>/<range>.ndjson.gz)."""
+    parts = name.split("/")
+    if not name.endswith(".ndjson.gz") or parts[0] != "logs":
+        return None
+    if len(parts) == 4:
+        return parts[1], parts[2]
+    if len(parts) == 3:
+        return parts[1], ""
+    return None
 
 
 def pull(site: SiteDB, store, *, progress=None) -> dict[str, DoorIntake]:
-    """Load every batch not loaded yet; verify hashes and continuity door by door."""
-    done = {r[0] for r in site.db.execute("SELECT name FROM batches")}
-    names = [n for n in store.list("logs") if n.endswith(".ndjson.gz") and n not in done]
+    """Load every batch not loaded yet; verify hashes and continuity door by door and
+    log by log. A batch replaced in the store after it was loaded, or a record that
+    differs from the one already loaded under its number, is reported as tampering;
+    what was loaded first is kept."""
+    loaded = {name: (sha, tag, pulled) for name, sha, tag, pulled in site.db.execute(
+        "SELECT name, sha256, tag, pulled FROM batches")}
     out: dict[str, DoorIntake] = {}
-    for name in sorted(names):
-        door = name.split("/")[1]
+    touched: dict[str, set[str]] = {}
+    for name, tag in sorted(store.versions("logs").items()):
+        parsed = parse_batch_name(name)
+        if parsed is None:
+            continue
+        door, log_id = parsed
+        if name in loaded:
+            _check_replaced(site, store, name, tag, loaded[name], out)
+            continue
         rep = out.setdefault(door, DoorIntake(door))
         data = store.get(name)
+        if data is None:
+            continue
         try:
             rows = [json.loads(line) for line in gzip.decompress(data).decode().splitlines()]
         except (OSError, ValueError, EOFError) as exc:
@@ -49,36 +77,87 @@ def pull(site: SiteDB, store, *, progress=None) -> dict[str, DoorIntake]:
             continue
         with site.db.atomic():
             for r in rows:
-                if r.get("door") != door:
-                    rep.bad.append((r.get("seq", 0), f"{name}: record of door {r.get('door')!r}"))
-                    continue
-                if record_hash(r["seq"], r["ts"], r["door"], r["kind"], r["credential"],
-                               r["reason"], r["detail"], r["prev_hash"]) != r["hash"]:
-                    rep.bad.append((r["seq"], "record hash does not match its contents"))
-                try:
-                    site.db.execute(f"INSERT INTO events ({', '.join(COLS)}) VALUES "
-                                    f"({', '.join('?' * len(COLS))})", [r[c] for c in COLS])
-                    rep.added += 1
-                except sqlite3.IntegrityError:
-                    rep.duplicates += 1
-            site.db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?)",
+                _load_record(site, name, door, log_id, r, rep)
+            site.db.execute("INSERT INTO batches (name, door, first, last, pulled, log, sha256, "
+                            "tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             [name, door, rows[0]["seq"] if rows else 0,
-                             rows[-1]["seq"] if rows else 0, time.time()])
+                             rows[-1]["seq"] if rows else 0, time.time(), log_id,
+                             sha256(data).hexdigest(), tag])
         rep.batches += 1
+        if log_id not in rep.logs:
+            rep.logs.append(log_id)
+        touched.setdefault(door, set()).add(log_id)
         if progress:
             progress(name)
-    for door, rep in out.items():
-        gaps, links = verify_door(site, door)
-        rep.gaps, rep.bad = gaps, rep.bad + links
+    for door, logs in touched.items():
+        rep = out[door]
+        for log_id in sorted(logs):
+            gaps, links = verify_door(site, door, log_id)
+            rep.gaps += gaps
+            rep.bad += [(seq, f"{why} (log {log_id})" if len(logs) > 1 else why)
+                        for seq, why in links]
     return out
 
 
-def verify_door(site: SiteDB, door: str) -> tuple[list[tuple[int, int]], list[tuple[int, str]]]:
-    """Sequence gaps and broken links in one door's collected log."""
+def _load_record(site: SiteDB, name: str, door: str, log_id: str, r: dict,
+                 rep: DoorIntake) -> None:
+    try:
+        seq = r["seq"]
+        if r.get("door") != door:
+            rep.bad.append((seq, f"{name}: record of door {r.get('door')!r}"))
+            return
+        if r.get("log", "") != log_id:
+            rep.bad.append((seq, f"{name}: record of log {r.get('log')!r}"))
+            return
+        if record_hash(seq, r["ts"], r["door"], r["kind"], r["credential"],
+                       r["reason"], r["detail"], r["prev_hash"]) != r["hash"]:
+            rep.bad.append((seq, "record hash does not match its contents"))
+        values = [r[c] for c in COLS]
+    except (KeyError, TypeError):
+        rep.bad.append((0, f"{name}: a record lacks a field"))
+        return
+    try:
+        site.db.execute(f"INSERT INTO events (log, {', '.join(COLS)}) VALUES "
+                        f"(?, {', '.join('?' * len(COLS))})", [log_id, *values])
+        rep.added += 1
+    except sqlite3.IntegrityError:
+        had = site.db.execute("SELECT hash FROM events WHERE door = ? AND log = ? AND seq = ?",
+                              [door, log_id, seq]).fetchone()
+        if had and had[0] != r["hash"]:
+            rep.bad.append((seq, f"{name}: differs from record #{seq} loaded before "
+                                 "(tampering?); the first one is kept"))
+        else:
+            rep.duplicates += 1
+
+
+def _check_replaced(site: SiteDB, store, name: str, tag: str, was, out) -> None:
+    """A batch loaded before: if the store's version tag moved, compare the content."""
+    sha, old_tag, pulled = was
+    if tag == old_tag:
+        return
+    data = store.get(name)
+    if data is None:
+        return
+    now_sha = sha256(data).hexdigest()
+    if sha and now_sha != sha:
+        door = name.split("/")[1]
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(pulled))
+        out.setdefault(door, DoorIntake(door)).tampered.append(
+            f"{name}: replaced after it was loaded on {when} UTC, with different content "
+            "(tampering?); the records loaded then are kept")
+    site.db.execute("UPDATE batches SET tag = ?, sha256 = ? WHERE name = ?",
+                    [tag, sha or now_sha, name])
+    site.db.conn.commit()
+
+
+def verify_door(site: SiteDB, door: str, log_id: str = "") -> tuple[list[tuple[int, int]],
+                                                                     list[tuple[int, str]]]:
+    """Sequence gaps and broken links in one of a door's logs, as collected."""
     gaps, bad = [], []
     prev_seq, prev_hash = 0, GENESIS
     for seq, ph, h in site.db.execute(
-            "SELECT seq, prev_hash, hash FROM events WHERE door = ? ORDER BY seq", [door]):
+            "SELECT seq, prev_hash, hash FROM events WHERE door = ? AND log = ? ORDER BY seq",
+            [door, log_id]):
         if seq != prev_seq + 1:
             gaps.append((prev_seq + 1, seq - 1))
         elif ph != prev_hash:

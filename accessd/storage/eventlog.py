@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 from collections import deque
@@ -75,6 +76,19 @@ class EventLog:
         except sqlite3.DatabaseError as exc:
             raise EventLogError(f"{self.path}: cannot open event log: {exc}") from None
         self.last_seq, self.last_hash = last if last else (0, GENESIS)
+        self.log_id = read_log_id(self.db.conn) or self.new_identity()
+
+    def new_identity(self) -> str:
+        """Give this log a new identity (created-at + random): done when it is created,
+        and when it has lost records the office already has, so that what follows is
+        uploaded as a log of its own, never under names the office loaded already."""
+        log_id = make_log_id()
+        try:
+            self.db.execute("INSERT OR REPLACE INTO log_meta VALUES ('log_id', ?)", [log_id])
+        except sqlite3.Error as exc:
+            raise EventLogError(f"{self.path}: cannot write the log's identity: {exc}") from None
+        self.log_id = log_id
+        return log_id
 
     def append(self, records: list[PendingRecord]) -> list[int]:
         """Commit records in one transaction; return their sequence numbers.
@@ -130,6 +144,19 @@ class EventLog:
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+def make_log_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+
+
+def read_log_id(conn: sqlite3.Connection) -> str | None:
+    """The log's identity; None for a log made before identities (or not yet given one)."""
+    try:
+        row = conn.execute("SELECT value FROM log_meta WHERE key = 'log_id'").fetchone()
+    except sqlite3.OperationalError:  # no log_meta table: written by an older accessd
+        return None
+    return row[0] if row else None
 
 
 def open_reader(path: Path) -> sqlite3.Connection:

@@ -32,6 +32,10 @@ EVENTLOG_MIGRATIONS = [
     """
     CREATE INDEX events_credential ON events(credential, kind);
     """,
+    # 3: the log's identity (log_id: created-at + random), so a reset log is told apart
+    """
+    CREATE TABLE log_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 ]
 
 

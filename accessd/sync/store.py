@@ -76,11 +76,20 @@ class FileStore:
             raise StoreError(f"{self._path(name)}: cannot read: {exc.strerror or exc}") from None
 
     def list(self, prefix: str) -> list[str]:
+        return sorted(self.versions(prefix))
+
+    def versions(self, prefix: str) -> dict[str, str]:
+        """Every name under `prefix` with a tag that changes when its content is
+        replaced (size and modification time)."""
         base = self._path(prefix)
         if not base.is_dir():
-            return []
-        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*")
-                      if p.is_file() and not p.name.startswith("."))
+            return {}
+        out = {}
+        for p in base.rglob("*"):
+            if p.is_file() and not p.name.startswith("."):
+                st = p.stat()
+                out[str(p.relative_to(self.root))] = f"{st.st_size}-{st.st_mtime_ns}"
+        return out
 
 
 class HttpStore:
@@ -159,7 +168,12 @@ class HttpStore:
         return body
 
     def list(self, prefix: str) -> list[str]:
-        out: list[str] = []
+        return sorted(self.versions(prefix))
+
+    def versions(self, prefix: str) -> dict[str, str]:
+        """Every name under `prefix` (PROPFIND, depth 1, walked) with its ETag, or
+        its length and modification time where the server gives no ETag."""
+        out: dict[str, str] = {}
         todo = [prefix.rstrip("/") + "/"]
         while todo:
             coll = todo.pop()
@@ -183,8 +197,10 @@ class HttpStore:
                 if is_coll:
                     todo.append(rel if rel.endswith("/") else rel + "/")
                 elif not rel.rsplit("/", 1)[-1].startswith("."):
-                    out.append(rel)
-        return sorted(out)
+                    out[rel] = (resp.findtext(".//{DAV:}getetag")
+                                or f"{resp.findtext('.//{DAV:}getcontentlength')}-"
+                                   f"{resp.findtext('.//{DAV:}getlastmodified')}")
+        return out
 
 
 def open_store(url: str, timeout: float = 15.0):

@@ -1,12 +1,16 @@
 """Log upload: the door's events after the last acknowledged sequence number go to
-the store in batches of gzip NDJSON, each named by door and sequence range.
+the store in batches of gzip NDJSON, each named by door, log identity and range.
 
-  logs/<door>/<first seq, 12 digits>-<last seq, 12 digits>.ndjson.gz
+  logs/<door>/<log id>/<first seq, 12 digits>-<last seq, 12 digits>.ndjson.gz
 
-A batch is acknowledged once the store has it (the file store writes with
-fsync and rename); the door then records the batch's last sequence number in
-`<data_dir>/upload-state.json`. A retried or interrupted upload sends the same
-batches again under the same names, so the office sees each record once.
+Every record carries the log's identity (`"log"`: created-at + random id, made
+with the log). A batch is acknowledged once the store has it (the file store
+writes with fsync and rename); the door then records the log id and the batch's
+last sequence number in `<data_dir>/upload-state.json`. A retried or interrupted
+upload sends the same batches again under the same names, so the office sees
+each record once. A log that was reset (a new file) has a new identity and is
+uploaded from its start; one that lost records the office already acknowledged
+is given a new identity by the daemon at start (`log.reset`) for the same end.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import json
 import os
 from pathlib import Path
 
-from ..storage.eventlog import iter_events, open_reader
+from ..errors import EventLogError
+from ..storage.eventlog import iter_events, open_reader, read_log_id
 
 BATCH = 5000
 
@@ -25,47 +30,82 @@ def state_path(data_dir: Path) -> Path:
     return Path(data_dir) / "upload-state.json"
 
 
-def acked(data_dir: Path) -> int:
+def read_state(data_dir: Path) -> tuple[str | None, int]:
+    """(log id, acknowledged seq) from the state file; (None, 0) if there is none. A
+    state written before log identities has no log id: it counts for the current log."""
     try:
-        return int(json.loads(state_path(data_dir).read_text())["acked_seq"])
+        doc = json.loads(state_path(data_dir).read_text())
+        seq = doc["acked_seq"]
+        log_id = doc.get("log_id")
+        if type(seq) is not int or seq < 0 or not (log_id is None or isinstance(log_id, str)):
+            raise ValueError
+        return log_id, seq
     except FileNotFoundError:
-        return 0
-    except (ValueError, KeyError, TypeError):
+        return None, 0
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise ValueError(f"{state_path(data_dir)}: not an upload state file; remove it to "
                          "upload everything again") from None
 
 
-def _set_acked(data_dir: Path, seq: int) -> None:
+def acked(data_dir: Path, log_id: str | None = None) -> int:
+    """The last sequence number the office acknowledged of the log `log_id`
+    (0 when the acknowledgements were for another log)."""
+    state_log, seq = read_state(data_dir)
+    if log_id is not None and state_log is not None and state_log != log_id:
+        return 0
+    return seq
+
+
+def _set_acked(data_dir: Path, log_id: str, seq: int) -> None:
     path = state_path(data_dir)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as fh:
-        json.dump({"acked_seq": seq}, fh)
+        json.dump({"log_id": log_id, "acked_seq": seq}, fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def batch_name(door: str, first: int, last: int) -> str:
-    return f"logs/{door}/{first:012d}-{last:012d}.ndjson.gz"
+def batch_name(door: str, log_id: str, first: int, last: int) -> str:
+    return f"logs/{door}/{log_id}/{first:012d}-{last:012d}.ndjson.gz"
+
+
+def lost_tail(data_dir: Path, log_id: str, last_seq: int) -> int | None:
+    """The acknowledged seq if this log holds fewer records than the office has
+    acknowledged of it (restored from a backup, a damaged file cut short), else None."""
+    state_log, seq = read_state(data_dir)
+    if (state_log is None or state_log == log_id) and seq > last_seq:
+        return seq
+    return None
 
 
 def upload(cfg, store, *, batch: int = BATCH, progress=None) -> dict:
     """Send everything not yet acknowledged. Returns counts; raises StoreError on failure
     (what was sent before the failure stays acknowledged)."""
-    start = acked(cfg.storage.data_dir)
     conn = open_reader(cfg.storage.eventlog_path)
     sent = batches = 0
-    last_seq = start
     try:
+        log_id = read_log_id(conn)
+        if log_id is None:
+            raise EventLogError(f"{cfg.storage.eventlog_path}: the log has no identity yet; "
+                                "start accessd once (it gives the log one), then upload")
+        last_in_log = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        if lost_tail(cfg.storage.data_dir, log_id, last_in_log) is not None:
+            raise EventLogError(
+                f"the event log ends at #{last_in_log} but the office acknowledged "
+                f"#{acked(cfg.storage.data_dir)} of it: records were lost. Restart accessd "
+                "(it gives the log a new identity), then upload again")
+        start = last_seq = acked(cfg.storage.data_dir, log_id)
         while True:
             rows = list(iter_events(conn, after_seq=last_seq, limit=batch))
             if not rows:
                 break
-            body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+            body = "".join(json.dumps({**r, "log": log_id}, separators=(",", ":")) + "\n"
+                           for r in rows)
             first, last = rows[0]["seq"], rows[-1]["seq"]
-            store.put(batch_name(cfg.door.id, first, last),
+            store.put(batch_name(cfg.door.id, log_id, first, last),
                       gzip.compress(body.encode(), compresslevel=6, mtime=0))
-            _set_acked(cfg.storage.data_dir, last)
+            _set_acked(cfg.storage.data_dir, log_id, last)
             last_seq = last
             sent += len(rows)
             batches += 1
@@ -73,4 +113,5 @@ def upload(cfg, store, *, batch: int = BATCH, progress=None) -> dict:
                 progress(len(rows))
     finally:
         conn.close()
-    return {"door": cfg.door.id, "events": sent, "batches": batches, "acked_seq": last_seq}
+    return {"door": cfg.door.id, "log_id": log_id, "events": sent, "batches": batches,
+            "acked_seq": last_seq, "from_seq": start}
