@@ -131,6 +131,7 @@ def test_commands_against_the_running_daemon(daemon):
     assert "sim-door" not in r.output and "test-door" in human
     synced = "synchronised" if st["clock"]["synced"] else "NOT synchronised"
     assert f"{synced} (from kernel; policy trust)" in " ".join(human.split())
+    assert "1 of 64 connections" in human        # this status request's own connection
     r = ctl("unlock")
     assert r.exit_code == 0 and "door unlocked" in r.output
     r = ctl("events")

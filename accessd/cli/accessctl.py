@@ -427,6 +427,9 @@ def status(obj: Ctx, as_json: bool) -> None:
                       + f" (from {ck['source']}; policy {ck['policy']})"
                       + (f", cannot read the kernel's state: {ck['error']}" if ck.get("error")
                          else ""))
+        if st.get("control"):
+            t.add_row("control socket", f"{st['control']['connections']} of "
+                                        f"{st['control']['max_connections']} connections")
         t.add_row("counters", ", ".join(f"{k} {v}" for k, v in st["counters"].items()))
         t.add_row("uptime", f"{st['uptime_s']:.0f} s")
         console.print(t)
