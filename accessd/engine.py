@@ -19,15 +19,13 @@ from typing import Callable, Protocol
 
 from .config import Config
 from .core import door as fsm
-from .core import guards, pinentry
-from .core.decide import (CARD_PIN_REQUIRED, NO_PIN, PIN_LOCKOUT, PIN_MISMATCH, UNREADABLE,
-                          Decision, decide)
-from .core.schedule import in_schedule
+from .core import access, pinentry, watch
 from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputChanged,
                           KeyPressed, Notice, ReaderNotice, RemoteUnlock, SetMode,
                           StatusRequest, Stop, SwapWhitelist)
 from .errors import StoreError
 from .storage.crypto import fingerprint
+from .storage.eventlog import reply_when_committed
 
 CAPTURE_KINDS = ("nfc", "fob")  # what enrolment may capture at a door
 
@@ -56,25 +54,14 @@ class Engine:
         self.pin_cfg = pinentry.PinSettings(cfg.pin.min_length, cfg.pin.max_length,
                                             cfg.pin.timeout_seconds)
         self.mode = cfg.door.mode
-        pol = cfg.policy
-        self.lockout_cfg = guards.LockoutSettings(pol.pin_lockout_attempts,
-                                                  pol.pin_lockout_window_seconds,
-                                                  pol.pin_lockout_seconds,
-                                                  pol.pin_lockout_max_seconds)
-        self.stranger_cfg = guards.StrangerSettings(pol.stranger_attempts,
-                                                    pol.stranger_window_seconds)
-        self.lockouts: dict[str, guards.Lockout] = {}  # per keypad reader
-        self.clock_synced: bool | None = None
-        self.clock_error: str | None = None
-        # card+PIN: (card record, reader, deadline) of a card waiting for its PIN
-        self.pending_card: tuple | None = None
-        self.uses: dict[str, int] = {}  # use-counted passes: grants at this door
+        self.access_cfg = access.settings_from(cfg.policy)
+        self.access = access.AccessState()  # pending card, lockouts, denials, uses
+        self.clock_seen = watch.ClockSeen()
         self.scheduled_hold = False  # policy.held_open_schedule is open now
         # once a minute: the held-open schedule, and (doors that sync) the whitelist's age
         self._next_minute = (clock.monotonic() if cfg.policy.held_open_schedule or cfg.sync.url
                              else None)
         self.stale_alarm = False
-        self.denials: tuple[float, ...] = ()
         self.fire = fire
         self.state = fsm.DoorState(door_open=door_open, tamper=tamper,
                                    hold_open=fire or self.mode == "held-open")
@@ -113,36 +100,22 @@ class Engine:
                 lambda f, t=t_relay: self.log_lag_us.append((time.perf_counter_ns() - t) / 1e3))
         return fut
 
+    def _log(self, records) -> list[Future]:
+        return [self._record(r.kind, r.reason, credential=r.credential, detail=r.detail or None)
+                for r in records]
+
     def _step(self, event, now: float) -> tuple[list[Future], int | None]:
         self.state, emits = fsm.step(self.state, event, now, self.door_cfg)
         t_relay = self._apply()
         futs = [self._record(e.kind, e.reason) for e in emits]
         return futs, t_relay
 
-    @staticmethod
-    def _reply_when_logged(reply: Future | None, futs: list[Future], payload: dict) -> None:
-        if reply is None:
-            return
-        if not futs:
-            reply.set_result(payload)
-            return
-        last = futs[-1]  # the writer commits in order: the last one done means all done
-
-        def done(f: Future) -> None:
-            if reply.done():
-                return
-            failed = next((x.exception() for x in futs if x.exception() is not None), None)
-            if failed is not None:
-                reply.set_result({**payload, "ok": False,
-                                  "error": f"action taken but not logged: {failed}"})
-            else:  # the request's own record comes first; alarms it raised follow it
-                reply.set_result({**payload, "seq": futs[0].result()})
-        last.add_done_callback(done)
+    _reply_when_logged = staticmethod(reply_when_committed)
 
     def deadline(self) -> float | None:
         ds = [fsm.next_deadline(self.state, self.door_cfg), self.pin.deadline(self.pin_cfg),
               self.capture[1] if self.capture else None, self._next_watchdog,
-              self.pending_card[2] if self.pending_card else None, self._next_minute]
+              self.access.pending.deadline if self.access.pending else None, self._next_minute]
         live = [d for d in ds if d is not None]
         return min(live) if live else None
 
@@ -181,19 +154,12 @@ class Engine:
         self.pin, timed_out = pinentry.expire(self.pin, now, self.pin_cfg)
         if timed_out:
             self._record("pin.timeout", "PIN entry cleared: no key pressed in time")
-        if self.pending_card and now >= self.pending_card[2]:
-            card, reader, _ = self.pending_card
-            self.pending_card = None
-            self._step(fsm.Deny(), now)
-            self.counters["denied"] += 1
-            self._record("access.denied", NO_PIN, credential=card.credential_id,
-                         detail={"reader": reader, "kind": card.kind})
+        expired = access.expire(self.access, now)
+        if expired is not None:
+            self._carry_out(expired, now)
         if self._next_minute is not None and now >= self._next_minute:
             self._next_minute = now + 60.0
-            if self.cfg.policy.held_open_schedule:
-                self._check_hold_schedule(now)
-            if self.cfg.sync.url:
-                self._check_stale()
+            self._minute(now)
         if self.capture and now >= self.capture[1]:
             self.capture[0].set_result({"ok": False, "error": "no credential presented in time"})
             self.capture = None
@@ -244,122 +210,59 @@ class Engine:
 
     # ---- handlers -------------------------------------------------------
     def _credential(self, item: CredentialPresented, now: float) -> None:
+        """Look the credential up, ask the access pipeline, carry out its outcome."""
         digest = self.whitelist.digest(item.kind, item.value)
         fp = fingerprint(digest)
-        # Enrolment capture takes a card or fob (never a PIN: it is typed at the office),
-        # and the credential is still decided: a resident's tap still opens the door.
-        extra = {}
-        if self.capture is not None and item.kind in CAPTURE_KINDS:
-            reply, _ = self.capture
-            self.capture = None
-            fut = self._record("enrol.captured", f"{item.kind} captured for enrolment",
-                               credential=fp, detail={"reader": item.reader})
-            self._reply_when_logged(reply, [fut], {"ok": True, "kind": item.kind,
-                                                   "value": item.value, "fingerprint": fp})
-            extra = {"captured": fp}
-        lockout = self.lockouts.get(item.reader, guards.Lockout())
-        record = None
-        if item.kind == "pin" and lockout.active(now):
-            decision = Decision(False, f"{PIN_LOCKOUT} ({lockout.locked_until - now:.0f} s left)")
-        else:
-            wall = self.clock.wall()
-            synced = self._clock_synced()
-            try:
-                record = self.whitelist.lookup(digest)
-                used = self._uses(record) if record is not None and record.uses else 0
-                decision = decide(record, self.mode, wall, item.kind, self.whitelist.policy,
-                                  whitelist_age_h=self.whitelist.age_hours(wall),
-                                  temporary_max_age_h=self.cfg.policy.temporary_max_age_hours,
-                                  clock_synced=synced, unsynced=self.cfg.policy.unsynced_clock,
-                                  used=used)
-            except StoreError as exc:
-                log.error("%s", exc)
-                decision = Decision(False, UNREADABLE)
-        decision = self._card_pin(item, decision, record, now)
-        if decision is None:  # a card accepted, waiting for its PIN
-            self.pending_card = (record, item.reader, now + self.cfg.policy.card_pin_timeout_seconds)
-            fut = self._record("access.pending", "card accepted; PIN required",
-                               credential=record.credential_id,
-                               detail={"reader": item.reader, "kind": item.kind})
-            self._reply_when_logged(item.reply, [fut], {
-                "ok": True, "decision": "pending", "reason": "card accepted; PIN required",
-                "credential": record.credential_id, "reader": item.reader,
-                "relay": self._relay_word(), **extra})
-            return
-        futs, t_relay = self._step(fsm.Unlock() if decision.granted else fsm.Deny(), now)
-        if decision.granted and decision.credential_id in self.uses:
-            self.uses[decision.credential_id] += 1
-        self.decision_latency_us.append(((t_relay or time.perf_counter_ns()) - item.t_queued) / 1e3)
-        self.counters["granted" if decision.granted else "denied"] += 1
-        cred = decision.credential_id or fp
-        fut = self._record("access.granted" if decision.granted else "access.denied",
-                           decision.reason, credential=cred, t_relay=t_relay,
-                           detail={"reader": item.reader, "kind": item.kind,
-                                   "assurance": decision.assurance})
-        futs.insert(0, fut)
-        futs += self._guards(item, decision, record, lockout, now, cred)
-        self._reply_when_logged(item.reply, futs, {
-            "ok": True, "decision": "granted" if decision.granted else "denied",
-            "reason": decision.reason, "credential": cred, "reader": item.reader,
-            "relay": self._relay_word(), **extra})
+        captured = self._capture(item, fp)
+        record, unreadable = None, False
+        try:
+            record = self.whitelist.lookup(digest)
+        except StoreError as exc:
+            log.error("%s", exc)
+            unreadable = True
+        if record is not None and record.uses and self.access.used(record.credential_id) is None:
+            # a use-counted pass: its grants here, counted once from the log
+            self.access = self.access.with_used(record.credential_id,
+                                                self.logw.count_grants(record.credential_id))
+        wall = self.clock.wall()
+        at = access.Situation(self.mode, wall, self.whitelist.policy,
+                              self.whitelist.age_hours(wall), self._clock_synced(), unreadable)
+        outcome = access.present(self.access, access.Presented(item.reader, item.kind, fp),
+                                 record, at, self.access_cfg, now)
+        self._carry_out(outcome, now, item, captured)
 
-    def _uses(self, record) -> int:
-        """Entries a use-counted pass made here: counted once from the log, then kept."""
-        cid = record.credential_id
-        if cid not in self.uses:
-            self.uses[cid] = self.logw.count_grants(cid)
-        return self.uses[cid]
+    def _carry_out(self, outcome: access.Outcome, now: float, item=None, captured=None) -> None:
+        """The door machine, the outputs, then the log records and the reply."""
+        self.access = outcome.state
+        futs, t_relay = [], None
+        if outcome.unlock is not None:
+            futs, t_relay = self._step(fsm.Unlock() if outcome.unlock else fsm.Deny(), now)
+            self.counters["granted" if outcome.unlock else "denied"] += 1
+            if item is not None:
+                self.decision_latency_us.append(
+                    ((t_relay or time.perf_counter_ns()) - item.t_queued) / 1e3)
+        first, *alarms = outcome.records
+        futs.insert(0, self._record(first.kind, first.reason, credential=first.credential,
+                                    detail=first.detail, t_relay=t_relay))
+        futs += self._log(alarms)
+        if item is not None:
+            self._reply_when_logged(item.reply, futs, {
+                "ok": True, "decision": outcome.decision, "reason": outcome.reason,
+                "credential": outcome.credential, "reader": item.reader,
+                "relay": self._relay_word(), **({"captured": captured} if captured else {})})
 
-    def card_pin_required(self) -> bool:
-        mode = self.cfg.policy.card_pin
-        if mode in ("never", "always"):
-            return mode == "always"
-        policy = self.whitelist.policy
-        if policy is None or mode not in policy.schedules:
-            return True  # the schedule is not known here: ask for the PIN (fail closed)
-        return in_schedule(policy, mode, self.clock.wall())
-
-    def _card_pin(self, item, decision: Decision, record, now: float) -> Decision | None:
-        """Apply card+PIN: None means 'card accepted, wait for the PIN'."""
-        if item.kind == "pin" and self.pending_card is not None:
-            card, _, _ = self.pending_card
-            self.pending_card = None
-            if not decision.granted:
-                return decision
-            if record is None or record.holder != card.holder:
-                return Decision(False, PIN_MISMATCH, card.credential_id, card.assurance)
-            return Decision(True, "granted: card+PIN", card.credential_id, card.assurance)
-        if not decision.granted or not self.card_pin_required():
-            return decision
-        if item.kind == "pin":
-            return Decision(False, CARD_PIN_REQUIRED, decision.credential_id, decision.assurance)
-        return None
-
-    def _guards(self, item, decision: Decision, record, lockout: guards.Lockout, now: float,
-                cred: str) -> list[Future]:
-        """Duress, PIN lockout and stranger alarms after a decision (logged after it)."""
-        futs = []
-        if decision.granted and record is not None and record.duress:
-            # silent: the door opens as usual, nothing at the door shows it
-            futs.append(self._record("alarm.duress", "duress PIN used", credential=cred,
-                                     detail={"reader": item.reader}))
-        if item.kind == "pin" and not decision.reason.startswith(PIN_LOCKOUT):
-            if decision.granted:
-                self.lockouts.pop(item.reader, None)
-            else:
-                lockout, seconds = guards.pin_failed(lockout, now, self.lockout_cfg)
-                self.lockouts[item.reader] = lockout
-                if seconds is not None:
-                    futs.append(self._record(
-                        "pin.lockout", f"{self.lockout_cfg.attempts} wrong PINs: keypad locked "
-                                       f"for {seconds:g} s", detail={"reader": item.reader}))
-        if not decision.granted:
-            self.denials, count = guards.denial(self.denials, now, self.stranger_cfg)
-            if count is not None:
-                futs.append(self._record(
-                    "alarm.stranger", f"{count} denied attempts within "
-                                      f"{self.stranger_cfg.window:g} s", detail={"count": count}))
-        return futs
+    def _capture(self, item: CredentialPresented, fp: str) -> str | None:
+        """Enrolment capture takes a card or fob (never a PIN: it is typed at the office);
+        the credential is still decided, so a resident's tap still opens the door."""
+        if self.capture is None or item.kind not in CAPTURE_KINDS:
+            return None
+        reply, _ = self.capture
+        self.capture = None
+        fut = self._record("enrol.captured", f"{item.kind} captured for enrolment",
+                           credential=fp, detail={"reader": item.reader})
+        self._reply_when_logged(reply, [fut], {"ok": True, "kind": item.kind,
+                                               "value": item.value, "fingerprint": fp})
+        return fp
 
     def _swap(self, item: SwapWhitelist) -> None:
         try:
@@ -409,83 +312,36 @@ class Engine:
     def _clock_synced(self) -> bool:
         if self.cfg.policy.unsynced_clock == "trust":
             return True  # the clock is believed as it is: nothing to check or report
-        state = self.clock.sync_state()
-        synced = state.synced
-        if state.error != self.clock_error:
-            self.clock_error = state.error
-            if state.error:
-                self._record("clock.check_failed",
-                             f"cannot read the kernel's clock state: {state.error}; "
-                             + ("systemd-timesyncd says synchronised" if state.synced
-                                else "taken as not synchronised"))
-        if synced != self.clock_synced:
-            if not synced:
-                self._record("clock.unsynced", "system clock is not synchronised: credentials "
-                             f"limited in time follow policy '{self.cfg.policy.unsynced_clock}'")
-            elif self.clock_synced is not None:
-                self._record("clock.synced", "system clock synchronised")
-            self.clock_synced = synced
-        return synced
+        st = self.clock.sync_state()
+        self.clock_seen, records = watch.clock(self.clock_seen, st.synced, st.error,
+                                               self.cfg.policy.unsynced_clock)
+        self._log(records)
+        return st.synced
 
-    def _check_stale(self) -> None:
-        """sync.stale once per episode, on the core's own clock: it holds even when
-        the sync worker is stuck or gone."""
-        age_h = self.whitelist.age_hours(self.clock.wall())
-        limit = self.cfg.sync.max_age_hours
-        stale = age_h is not None and age_h > limit
-        if stale and not self.stale_alarm:
-            self._record("sync.stale", f"whitelist is {age_h:.0f} h old (maximum {limit:g} h)",
-                         detail={"version": int(self.whitelist.meta().get("version", 0) or 0)})
-        self.stale_alarm = stale
+    def _minute(self, now: float) -> None:
+        """The held-open schedule and (a door that syncs) the whitelist's age."""
+        wall = self.clock.wall()
+        if self.cfg.policy.held_open_schedule:
+            hold, rec = watch.hold_schedule(self.scheduled_hold, self.whitelist.policy,
+                                            self.cfg.policy.held_open_schedule, wall)
+            if rec is not None:
+                self.scheduled_hold = hold
+                self._log([rec])
+                self._step(fsm.HoldOpen(self._hold_open()), now)
+        if self.cfg.sync.url:  # on the core's clock: it holds if the sync worker does not
+            version = int(self.whitelist.meta().get("version", 0) or 0)
+            self.stale_alarm, rec = watch.stale(self.stale_alarm,
+                                                self.whitelist.age_hours(wall),
+                                                self.cfg.sync.max_age_hours, version)
+            self._log([rec] if rec else [])
 
     def _hold_open(self) -> bool:
         return self.fire or self.mode == "held-open" or self.scheduled_hold
-
-    def _check_hold_schedule(self, now: float) -> None:
-        name = self.cfg.policy.held_open_schedule
-        policy = self.whitelist.policy
-        hold = bool(policy and name in policy.schedules
-                    and in_schedule(policy, name, self.clock.wall()))
-        if hold != self.scheduled_hold:
-            self.scheduled_hold = hold
-            self._record("door.mode", f"held open by schedule '{name}'" if hold
-                         else f"schedule '{name}' ended: door no longer held open")
-            self._step(fsm.HoldOpen(self._hold_open()), now)
 
     # ---- status ---------------------------------------------------------
     def _relay_word(self) -> str:
         return "locked" if self.state.locked else "unlocked"
 
     def status(self) -> dict:
-        s = self.state
-        wl_meta = {}
-        try:
-            wl_meta = self.whitelist.meta()
-        except Exception as exc:  # status must answer even when storage does not
-            wl_meta = {"error": str(exc)}
-        alarms = [name for name, on in (("door.forced", s.forced), ("door.held_open", s.held_alarm),
-                                        ("tamper", s.tamper), ("fire.release", self.fire)) if on]
-        return {
-            "ok": True,
-            "door": self.cfg.door.id,
-            "mode": self.mode,
-            "fail_mode": self.cfg.door.fail_mode,
-            "relay": self._relay_word(),
-            "door_open": s.door_open,
-            "alarms": alarms,
-            "pin_typing": bool(self.pin.digits),
-            "uptime_s": round(self.clock.monotonic() - self.started_mono, 1),
-            "counters": dict(self.counters),
-            "whitelist": {"credentials": int(wl_meta.get("count", 0) or 0),
-                          "version": int(wl_meta.get("version", 0) or 0),
-                          **({"error": wl_meta["error"]} if "error" in wl_meta else {})},
-            "log": {"id": self.logw.log.log_id, "last_seq": self.logw.log.last_seq,
-                    "pending": self.logw.pending,
-                    "degraded": self.logw.degraded_since is not None,
-                    "error": self.logw.last_error},
-            "readers": self.readers_health(),
-            "clock": {**self.clock.sync_state().as_dict(),
-                      "policy": self.cfg.policy.unsynced_clock},
-            "assurance_note": "NFC UIDs, 125 kHz fobs and PINs are low-assurance "
-                              "credentials: they can be cloned or observed.",
-        }
+        from .status import door_status
+        return door_status(self)

@@ -170,3 +170,17 @@ def test_events_verify_fails_on_a_tampered_log(daemon):
         c.execute("UPDATE events SET reason = 'nothing happened' WHERE kind = 'unlock.remote'")
     r = CliRunner().invoke(accessctl.main, ["--config", str(daemon.config), "events", "--verify"])
     assert r.exit_code == 1 and "record hash does not match" in r.output
+
+
+def test_door_and_office_commands_do_not_import_each_other():
+    import subprocess
+    import sys
+    code = ("import sys, accessd.cli.site_cmds; "
+            "assert 'accessd.cli.accessctl' not in sys.modules, 'site_cmds imports accessctl'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    import ast
+    from pathlib import Path
+    tree = ast.parse((Path(accessctl.__file__).parent / "site_cmds.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "accessctl" not in imported and "common" in imported

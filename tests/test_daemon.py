@@ -8,7 +8,6 @@ import sqlite3
 import stat
 import threading
 
-import pytest
 
 from accessd.config import load_config
 from accessd.control import Client

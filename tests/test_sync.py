@@ -1,10 +1,7 @@
 """Bundles from the office to the doors: verification, rejection, atomic apply."""
 
 import errno
-import json
-import shutil
 import time
-from concurrent.futures import Future
 from pathlib import Path
 
 import pytest

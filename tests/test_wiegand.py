@@ -12,7 +12,7 @@ from accessd.core.events import CredentialPresented, KeyPressed, ReaderNotice
 from accessd.hw.wiegand import WiegandReader
 from accessd.protocols.wiegand import encode_h10301, encode_key
 
-from .helpers import wait_until
+
 
 D0, D1 = 20, 21
 

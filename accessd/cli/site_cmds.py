@@ -19,10 +19,7 @@ from ..site.db import ROLES, SiteDB
 from ..site.publish import door_keys, publish
 from ..storage.keys import write_key_file
 from ..sync.store import open_store
-
-
-def site_of(obj) -> SiteDB:
-    return SiteDB.open(obj.site_path())
+from .common import parse_when, site_of
 
 
 def register(main, json_opt, console, out, reply) -> None:
@@ -214,19 +211,20 @@ def register(main, json_opt, console, out, reply) -> None:
                 clock_unsynced, card_pin, pin_lockout, as_json):
         """Why a credential would or would not open a door at a given time.
 
-        Runs the door's own decide() on the row the door would get, with the
-        site's schedules and holidays, and the door situation you give
-        (--card-pin and --pin-lockout ask as if that keypad state held).
+        Runs the door's own access pipeline (accessd/core/access.py) on the row
+        the door would get, with the site's schedules and holidays, and the door
+        situation you give (--card-pin and --pin-lockout ask as if that keypad
+        state held).
 
         \b
         Examples:
           accessctl --site /srv/accessd-site explain c1a2b3c4d5 --door bldg-a-main --at 2026-12-24T18:30
           accessctl --site /srv/accessd-site explain c1a2b3c4d5 --door bldg-a-main --mode lockdown
         """
+        import math
         import time as _time
+        from ..core import access, guards
         from ..core.credentials import CredentialRecord
-        from ..core.decide import decide
-        from .accessctl import parse_when
         site = site_of(obj)
         door = site.door(door_id)
         row = site.door_row(credential_id)
@@ -236,20 +234,23 @@ def register(main, json_opt, console, out, reply) -> None:
                       "so it is not in this door's bundle)")
             granted = False
         else:
-            d = decide(CredentialRecord.from_row(row), mode, when, row["kind"], site.policy(),
-                       whitelist_age_h=whitelist_age_hours, temporary_max_age_h=24.0,
-                       clock_synced=clock_unsynced is None, unsynced=clock_unsynced or "trust",
-                       used=used)
-            reason, granted = d.reason, d.granted
-            if row["kind"] == "pin" and pin_lockout:
-                reason, granted = "denied: pin lockout", False
-            elif card_pin and granted:
-                if row["kind"] == "pin":
-                    reason, granted = "denied: card+PIN required", False
-                else:
-                    reason = ("card accepted; PIN required (the holder's PIN then gives "
-                              "'granted: card+PIN'; another's 'denied: PIN does not match the "
-                              "card'; none in time 'denied: no PIN after the card')")
+            # the door's own pipeline, on the row the door would get and the situation given
+            rec = CredentialRecord.from_row(row)
+            cfg = access.Settings(guards.LockoutSettings(5, 300, 60, 900),
+                                  guards.StrangerSettings(5, 120), 24.0,
+                                  clock_unsynced or "trust", "always" if card_pin else "never")
+            state = access.AccessState().with_used(rec.credential_id, used)
+            if pin_lockout:  # locked for as long as the door says; here: still locked
+                state = state.with_lockout("keypad", guards.Lockout(locked_until=math.inf))
+            at_door = access.Situation(mode, when, site.policy(), whitelist_age_hours,
+                                       clock_unsynced is None)
+            o = access.present(state, access.Presented("keypad", row["kind"], ""), rec,
+                               at_door, cfg, 0.0)
+            reason, granted = o.reason, o.granted
+            if o.decision == "pending":
+                reason = ("card accepted; PIN required (the holder's PIN then gives "
+                          "'granted: card+PIN'; another's 'denied: PIN does not match the "
+                          "card'; none in time 'denied: no PIN after the card')")
         doc = {"credential": credential_id, "door": door_id, "at": when, "granted": granted,
                "reason": reason, "schedule": row.get("schedule"), "person": row["holder"]}
         out(as_json, doc, lambda: click.echo(f"{'OPENS' if granted else 'DOES NOT OPEN'}: "
@@ -636,7 +637,6 @@ def register(main, json_opt, console, out, reply) -> None:
         """
         from ..site import intake
         from ..storage.eventlog import utc_iso
-        from .accessctl import parse_when
         since_ts = utc_iso(parse_when(since, past=True)) if since else None
         rows = intake.show(site_of(obj), door=door, person=person, since=since_ts,
                            kinds=kinds, limit=limit)
@@ -662,7 +662,6 @@ def register(main, json_opt, console, out, reply) -> None:
         """
         from ..site import intake
         from ..storage.eventlog import utc_iso
-        from .accessctl import parse_when
         since_ts = utc_iso(parse_when(since, past=True)) if since else None
         if strangers:
             rows = intake.strangers(site_of(obj), since=since_ts)

@@ -217,6 +217,28 @@ def verify_chain(conn: sqlite3.Connection, *, start_prev: str | None = None) -> 
     return ChainReport(count, first, prev_seq, gaps, bad)
 
 
+def reply_when_committed(reply: Future | None, futs: list[Future], payload: dict) -> None:
+    """Answer `reply` with `payload` once the records behind `futs` are committed
+    (with the first one's sequence number), or say they could not be logged."""
+    if reply is None:
+        return
+    if not futs:
+        reply.set_result(payload)
+        return
+    last = futs[-1]  # the writer commits in order: the last one done means all done
+
+    def done(f: Future) -> None:
+        if reply.done():
+            return
+        failed = next((x.exception() for x in futs if x.exception() is not None), None)
+        if failed is not None:
+            reply.set_result({**payload, "ok": False,
+                              "error": f"action taken but not logged: {failed}"})
+        else:  # the request's own record comes first; alarms it raised follow it
+            reply.set_result({**payload, "seq": futs[0].result()})
+    last.add_done_callback(done)
+
+
 class LogWriter:
     """The one thread that writes the event log; the core hands it records."""
 

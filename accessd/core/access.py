@@ -1,0 +1,221 @@
+"""The access pipeline: from a presented credential to what the door does. Pure.
+
+`present()` takes the presented credential, its whitelist record (None if
+unknown), the door's access state, the situation (mode, time, clock, policy)
+and the settings, and returns an `Outcome`: the decision with its reason, the
+input for the door state machine (unlock, deny, or none while a card waits for
+its PIN), the new access state, and the records to log, the access record
+first. No I/O, no threads, no clock of its own; the state is an immutable value.
+`expire()` is the same for time passing: a card whose PIN never came.
+
+The rules, in order (the first that refuses gives the reason):
+
+1. PIN lockout: a PIN typed on a locked keypad is refused without being looked at.
+2. decide(): the record, the door mode, validity, clock, schedule, whitelist age, uses.
+3. card+PIN: an accepted card waits for its holder's PIN; a PIN alone is refused;
+   the PIN that follows must be the same holder's.
+4. Guards, after the decision: a duress PIN's silent alarm, wrong PINs counted
+   towards a lockout (a right one clears it), denials counted towards a stranger alert.
+
+The engine (accessd/engine.py) looks the record up, calls this, steps the door
+machine, sets the outputs and logs the records; `accessctl explain` calls the
+same function, so it cannot disagree with the door.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from . import guards
+from .credentials import CredentialRecord
+from .decide import (CARD_PIN_REQUIRED, NO_PIN, PIN_LOCKOUT, PIN_MISMATCH, UNREADABLE,
+                     Decision, decide)
+from .schedule import Policy, in_schedule
+
+PENDING = "card accepted; PIN required"
+
+
+@dataclass(frozen=True)
+class Presented:
+    reader: str
+    kind: str          # nfc | fob | pin
+    fingerprint: str   # the log's name for a credential the whitelist does not hold
+
+
+@dataclass(frozen=True)
+class PendingCard:
+    record: CredentialRecord
+    reader: str
+    deadline: float
+
+
+@dataclass(frozen=True)
+class AccessState:
+    pending: PendingCard | None = None
+    lockouts: tuple[tuple[str, guards.Lockout], ...] = ()   # per keypad reader
+    denials: tuple[float, ...] = ()                          # recent denials at this door
+    uses: tuple[tuple[str, int], ...] = ()                   # grants of use-counted passes
+
+    def lockout(self, reader: str) -> guards.Lockout:
+        return dict(self.lockouts).get(reader, guards.Lockout())
+
+    def with_lockout(self, reader: str, lockout: guards.Lockout | None) -> "AccessState":
+        rest = tuple((r, lo) for r, lo in self.lockouts if r != reader)
+        return replace(self, lockouts=rest if lockout is None else rest + ((reader, lockout),))
+
+    def used(self, credential_id: str) -> int | None:
+        """Grants counted for a use-counted pass; None if not known yet (the engine
+        then counts them once from its log)."""
+        return dict(self.uses).get(credential_id)
+
+    def with_used(self, credential_id: str, n: int) -> "AccessState":
+        rest = tuple((c, k) for c, k in self.uses if c != credential_id)
+        return replace(self, uses=rest + ((credential_id, n),))
+
+
+@dataclass(frozen=True)
+class Settings:
+    lockout: guards.LockoutSettings
+    stranger: guards.StrangerSettings
+    temporary_max_age_h: float | None = 24.0
+    unsynced: str = "trust"          # deny | residents | trust
+    card_pin: str = "never"          # never | always | a schedule's name
+    card_pin_timeout: float = 10.0
+
+
+def settings_from(pol) -> Settings:
+    """Settings from the config's [policy] section."""
+    return Settings(
+        guards.LockoutSettings(pol.pin_lockout_attempts, pol.pin_lockout_window_seconds,
+                               pol.pin_lockout_seconds, pol.pin_lockout_max_seconds),
+        guards.StrangerSettings(pol.stranger_attempts, pol.stranger_window_seconds),
+        pol.temporary_max_age_hours, pol.unsynced_clock, pol.card_pin,
+        pol.card_pin_timeout_seconds)
+
+
+@dataclass(frozen=True)
+class Situation:
+    mode: str                        # normal | lockdown | held-open
+    wall: float                      # UTC epoch seconds
+    policy: Policy | None = None
+    whitelist_age_h: float | None = None
+    clock_synced: bool = True
+    unreadable: bool = False         # the whitelist could not be read
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    kind: str
+    reason: str
+    credential: str | None = None
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: str                    # granted | denied | pending
+    reason: str
+    credential: str
+    unlock: bool | None              # door machine input: Unlock, Deny, or none (pending)
+    state: AccessState
+    records: tuple[LogRecord, ...]   # the access record first, then alarms it raised
+    assurance: str | None = None
+
+    @property
+    def granted(self) -> bool:
+        return self.decision == "granted"
+
+
+def card_pin_required(settings: Settings, policy: Policy | None, wall: float) -> bool:
+    mode = settings.card_pin
+    if mode in ("never", "always"):
+        return mode == "always"
+    if policy is None or mode not in policy.schedules:
+        return True  # the schedule is not known here: ask for the PIN (fail closed)
+    return in_schedule(policy, mode, wall)
+
+
+def present(state: AccessState, p: Presented, record: CredentialRecord | None,
+            at: Situation, cfg: Settings, now: float) -> Outcome:
+    """Decide one presented credential (rules 1-4 above)."""
+    lockout = state.lockout(p.reader)
+    if p.kind == "pin" and lockout.active(now):
+        left = lockout.locked_until - now
+        d = Decision(False, PIN_LOCKOUT if math.isinf(left) else f"{PIN_LOCKOUT} ({left:.0f} s left)")
+    elif at.unreadable:
+        d = Decision(False, UNREADABLE)
+    else:
+        used = state.used(record.credential_id) if record is not None and record.uses else 0
+        d = decide(record, at.mode, at.wall, p.kind, at.policy,
+                   whitelist_age_h=at.whitelist_age_h, temporary_max_age_h=cfg.temporary_max_age_h,
+                   clock_synced=at.clock_synced, unsynced=cfg.unsynced, used=used or 0)
+    d, state = _card_pin(state, p, d, record, at, cfg)
+    if d is None:  # a card accepted: wait for its PIN
+        state = replace(state, pending=PendingCard(record, p.reader, now + cfg.card_pin_timeout))
+        return Outcome("pending", PENDING, record.credential_id, None, state,
+                       (LogRecord("access.pending", PENDING, record.credential_id,
+                                  {"reader": p.reader, "kind": p.kind}),), record.assurance)
+    cred = d.credential_id or p.fingerprint
+    if d.granted and d.credential_id and state.used(d.credential_id) is not None:
+        state = state.with_used(d.credential_id, state.used(d.credential_id) + 1)
+    records = [LogRecord("access.granted" if d.granted else "access.denied", d.reason, cred,
+                         {"reader": p.reader, "kind": p.kind, "assurance": d.assurance})]
+    state = _guards(state, p, d, record, cfg, now, cred, records)
+    return Outcome("granted" if d.granted else "denied", d.reason, cred, d.granted, state,
+                   tuple(records), d.assurance)
+
+
+def expire(state: AccessState, now: float) -> Outcome | None:
+    """A card waiting for its PIN past its deadline: denied, 'no PIN after the card'."""
+    pend = state.pending
+    if pend is None or now < pend.deadline:
+        return None
+    card = pend.record
+    return Outcome("denied", NO_PIN, card.credential_id, False, replace(state, pending=None),
+                   (LogRecord("access.denied", NO_PIN, card.credential_id,
+                              {"reader": pend.reader, "kind": card.kind}),), card.assurance)
+
+
+def _card_pin(state: AccessState, p: Presented, d: Decision, record, at: Situation,
+              cfg: Settings) -> tuple[Decision | None, AccessState]:
+    """Rule 3. None means 'card accepted, wait for the PIN'."""
+    if p.kind == "pin" and state.pending is not None:
+        card = state.pending.record
+        state = replace(state, pending=None)
+        if not d.granted:
+            return d, state
+        if record is None or record.holder != card.holder:
+            return Decision(False, PIN_MISMATCH, card.credential_id, card.assurance), state
+        return Decision(True, "granted: card+PIN", card.credential_id, card.assurance), state
+    if not d.granted or not card_pin_required(cfg, at.policy, at.wall):
+        return d, state
+    if p.kind == "pin":
+        return Decision(False, CARD_PIN_REQUIRED, d.credential_id, d.assurance), state
+    return None, state
+
+
+def _guards(state: AccessState, p: Presented, d: Decision, record, cfg: Settings, now: float,
+            cred: str, records: list[LogRecord]) -> AccessState:
+    """Rule 4: appends the alarms to `records`, returns the new state."""
+    if d.granted and record is not None and record.duress:
+        # silent: the door opens as usual, nothing at the door shows it
+        records.append(LogRecord("alarm.duress", "duress PIN used", cred, {"reader": p.reader}))
+    if p.kind == "pin" and not d.reason.startswith(PIN_LOCKOUT):
+        if d.granted:
+            state = state.with_lockout(p.reader, None)
+        else:
+            lockout, seconds = guards.pin_failed(state.lockout(p.reader), now, cfg.lockout)
+            state = state.with_lockout(p.reader, lockout)
+            if seconds is not None:
+                records.append(LogRecord(
+                    "pin.lockout", f"{cfg.lockout.attempts} wrong PINs: keypad locked for "
+                                   f"{seconds:g} s", None, {"reader": p.reader}))
+    if not d.granted:
+        denials, count = guards.denial(state.denials, now, cfg.stranger)
+        state = replace(state, denials=denials)
+        if count is not None:
+            records.append(LogRecord("alarm.stranger", f"{count} denied attempts within "
+                                                       f"{cfg.stranger.window:g} s", None,
+                                     {"count": count}))
+    return state
