@@ -1,19 +1,18 @@
-"""The core thread: takes events off one queue, asks decide() and the door state
-machine, sets the outputs, then hands records to the event log.
+"""The core thread's door: each queue item in, the door's outputs and log records out.
 
-Everything it touches is injected (whitelist, outputs, log writer, clock), so a
-test can drive `handle()` and `tick()` by hand with a fake clock. The relay is
-set before the log record is even queued; a reply to a control-socket request
-is sent only once the request's records are committed.
+A credential goes through one path, top to bottom: look it up in the whitelist,
+ask the pure access pipeline (core/access.py), step the door state machine with
+its answer, set the outputs, then hand the records to the log writer and reply
+once they are committed. The relay is set before the log record is even queued.
+Everything is injected (whitelist, outputs, log writer, clock), so a test drives
+`handle()` and `tick()` by hand with a fake clock. The loop itself is loop.py.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import queue
 import time
-from collections import deque
 from concurrent.futures import Future
 from typing import Callable, Protocol
 
@@ -22,10 +21,10 @@ from .core import door as fsm
 from .core import access, pinentry, watch
 from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputChanged,
                           KeyPressed, Notice, ReaderNotice, RemoteUnlock, SetMode,
-                          StatusRequest, Stop, SwapWhitelist)
+                          StatusRequest, SwapWhitelist)
 from .errors import StoreError
+from .loop import CoreLoop
 from .storage.crypto import fingerprint
-from .storage.eventlog import reply_when_committed
 
 CAPTURE_KINDS = ("nfc", "fob")  # what enrolment may capture at a door
 
@@ -37,18 +36,16 @@ class OutputPort(Protocol):
     def safe(self) -> None: ...
 
 
-class Engine:
+class Engine(CoreLoop):
     def __init__(self, cfg: Config, whitelist, outputs: OutputPort, logw, clock, *,
                  door_open: bool = False, tamper: bool = False, fire: bool = False,
                  readers_health: Callable[[], list] = lambda: [], notifier=None,
                  q: queue.SimpleQueue | None = None):
+        super().__init__(logw, clock, notifier=notifier, q=q)
         self.cfg = cfg
         self.whitelist = whitelist
         self.hw = outputs
-        self.logw = logw
-        self.clock = clock
         self.readers_health = readers_health
-        self.notifier = notifier
         self.door_cfg = fsm.DoorSettings(cfg.door.unlock_seconds, cfg.door.held_open_seconds,
                                          cfg.door.prealarm_seconds)
         self.pin_cfg = pinentry.PinSettings(cfg.pin.min_length, cfg.pin.max_length,
@@ -67,23 +64,10 @@ class Engine:
                                    hold_open=fire or self.mode == "held-open")
         self.pin = pinentry.PinEntry()
         self.capture: tuple[Future, float] | None = None
-        self.q: queue.SimpleQueue = q if q is not None else queue.SimpleQueue()
-        self.started_mono = clock.monotonic()
-        self.counters = {"granted": 0, "denied": 0, "errors": 0}
-        # queued -> outputs in their decided state (µs), and relay set -> log committed (µs),
-        # for the benchmark.
-        self.decision_latency_us: deque[float] = deque(maxlen=200_000)
-        self.log_lag_us: deque[float] = deque(maxlen=200_000)
         self._applied: fsm.Outputs | None = None
-        self._next_watchdog = None
-        if notifier is not None and notifier.watchdog_interval:
-            self._next_watchdog = clock.monotonic()
         self._apply()
 
     # ---- plumbing -------------------------------------------------------
-    def post(self, item) -> None:
-        self.q.put(item)
-
     def _apply(self) -> int | None:
         out = fsm.outputs(self.state)
         if out != self._applied:
@@ -92,62 +76,19 @@ class Engine:
             return time.perf_counter_ns()
         return None
 
-    def _record(self, kind: str, reason: str, *, credential: str | None = None,
-                detail: dict | None = None, t_relay: int | None = None) -> Future:
-        fut = self.logw.submit(kind, reason, credential=credential, detail=detail)
-        if t_relay is not None:
-            fut.add_done_callback(
-                lambda f, t=t_relay: self.log_lag_us.append((time.perf_counter_ns() - t) / 1e3))
-        return fut
-
-    def _log(self, records) -> list[Future]:
-        return [self._record(r.kind, r.reason, credential=r.credential, detail=r.detail or None)
-                for r in records]
-
     def _step(self, event, now: float) -> tuple[list[Future], int | None]:
         self.state, emits = fsm.step(self.state, event, now, self.door_cfg)
         t_relay = self._apply()
         futs = [self._record(e.kind, e.reason) for e in emits]
         return futs, t_relay
 
-    _reply_when_logged = staticmethod(reply_when_committed)
+    def deadlines(self) -> list[float | None]:
+        return [fsm.next_deadline(self.state, self.door_cfg), self.pin.deadline(self.pin_cfg),
+                self.capture[1] if self.capture else None,
+                self.access.pending.deadline if self.access.pending else None, self._next_minute]
 
-    def deadline(self) -> float | None:
-        ds = [fsm.next_deadline(self.state, self.door_cfg), self.pin.deadline(self.pin_cfg),
-              self.capture[1] if self.capture else None, self._next_watchdog,
-              self.access.pending.deadline if self.access.pending else None, self._next_minute]
-        live = [d for d in ds if d is not None]
-        return min(live) if live else None
-
-    # ---- main loop ------------------------------------------------------
-    def run(self) -> None:
-        """Run until a Stop item arrives; the relay is made safe on the way out."""
-        # Everything built at startup lives as long as the daemon: keep it out of
-        # every garbage collection, so collections on the tap path stay short.
-        gc.collect()
-        gc.freeze()
-        while True:
-            d = self.deadline()
-            timeout = None if d is None else max(0.0, d - self.clock.monotonic())
-            try:
-                item = self.q.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            if isinstance(item, Stop):
-                self.hw.safe()
-                return
-            try:
-                if item is None:
-                    self.tick(self.clock.monotonic())
-                else:
-                    self.handle(item, self.clock.monotonic())
-            except Exception as exc:  # the door must keep deciding
-                self.counters["errors"] += 1
-                log.exception("core error while handling %s", type(item).__name__)
-                self._record("core.error", f"{type(exc).__name__}: {exc}")
-                reply = getattr(item, "reply", None)
-                if reply is not None and not reply.done():
-                    reply.set_result({"ok": False, "error": f"internal error: {exc}"})
+    def on_stop(self) -> None:
+        self.hw.safe()
 
     def tick(self, now: float) -> None:
         futs, _ = self._step(fsm.Tick(), now)
@@ -163,9 +104,7 @@ class Engine:
         if self.capture and now >= self.capture[1]:
             self.capture[0].set_result({"ok": False, "error": "no credential presented in time"})
             self.capture = None
-        if self._next_watchdog is not None and now >= self._next_watchdog:
-            self.notifier.watchdog()
-            self._next_watchdog = now + self.notifier.watchdog_interval
+        super().tick(now)  # the systemd watchdog
 
     def handle(self, item, now: float) -> None:
         # Deadlines that passed while the item waited come first.
