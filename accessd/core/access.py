@@ -5,7 +5,8 @@ unknown), the door's access state, the situation (mode, time, clock, policy)
 and the settings, and returns an `Outcome`: the decision with its reason, the
 input for the door state machine (unlock, deny, or none while a card waits for
 its PIN), the new access state, and the records to log, the access record
-first. No I/O, no threads, no clock of its own; the state is an immutable value.
+first. No I/O, no threads, no clock of its own; the state is an immutable value
+(its parts, like the inputs and the outcome, are frozen: named tuples, cheap to make).
 `expire()` is the same for time passing: a card whose PIN never came.
 
 The rules, in order (the first that refuses gives the reason):
@@ -25,7 +26,8 @@ same function, so it cannot disagree with the door.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from . import guards
 from .credentials import CredentialRecord
@@ -34,17 +36,16 @@ from .decide import (CARD_PIN_REQUIRED, NO_PIN, PIN_LOCKOUT, PIN_MISMATCH, UNREA
 from .schedule import Policy, in_schedule
 
 PENDING = "card accepted; PIN required"
+_NO_LOCKOUT = guards.Lockout()
 
 
-@dataclass(frozen=True)
-class Presented:
+class Presented(NamedTuple):
     reader: str
     kind: str          # nfc | fob | pin
     fingerprint: str   # the log's name for a credential the whitelist does not hold
 
 
-@dataclass(frozen=True)
-class PendingCard:
+class PendingCard(NamedTuple):
     record: CredentialRecord
     reader: str
     deadline: float
@@ -58,7 +59,9 @@ class AccessState:
     uses: tuple[tuple[str, int], ...] = ()                   # grants of use-counted passes
 
     def lockout(self, reader: str) -> guards.Lockout:
-        return dict(self.lockouts).get(reader, guards.Lockout())
+        if not self.lockouts:
+            return _NO_LOCKOUT
+        return dict(self.lockouts).get(reader, _NO_LOCKOUT)
 
     def with_lockout(self, reader: str, lockout: guards.Lockout | None) -> "AccessState":
         rest = tuple((r, lo) for r, lo in self.lockouts if r != reader)
@@ -67,7 +70,7 @@ class AccessState:
     def used(self, credential_id: str) -> int | None:
         """Grants counted for a use-counted pass; None if not known yet (the engine
         then counts them once from its log)."""
-        return dict(self.uses).get(credential_id)
+        return dict(self.uses).get(credential_id) if self.uses else None
 
     def with_used(self, credential_id: str, n: int) -> "AccessState":
         rest = tuple((c, k) for c, k in self.uses if c != credential_id)
@@ -94,8 +97,7 @@ def settings_from(pol) -> Settings:
         pol.card_pin_timeout_seconds)
 
 
-@dataclass(frozen=True)
-class Situation:
+class Situation(NamedTuple):
     mode: str                        # normal | lockdown | held-open
     wall: float                      # UTC epoch seconds
     policy: Policy | None = None
@@ -104,16 +106,14 @@ class Situation:
     unreadable: bool = False         # the whitelist could not be read
 
 
-@dataclass(frozen=True)
-class LogRecord:
+class LogRecord(NamedTuple):
     kind: str
     reason: str
     credential: str | None = None
-    detail: dict = field(default_factory=dict)
+    detail: dict | None = None
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     decision: str                    # granted | denied | pending
     reason: str
     credential: str
