@@ -1,11 +1,13 @@
 # Sourced by scripts/test: the Debian packages some tests need, installed when missing.
 # - python3-seccomp (for Debian's /usr/bin/python3), systemd-analyze, unshare and mount:
-#   tests/test_unit_sandbox.py runs the daemon under systemd/accessd.service's own sandbox.
+#   tests/test_unit_sandbox.py runs the daemon under systemd/accessd.service's own sandbox;
+# - systemd-container (systemd-nspawn): tests/test_systemd_container.py boots real systemd.
 # Installing needs root (CI runs as root); otherwise it says what is missing.
 need=()
 /usr/bin/python3 -I -c 'import seccomp' 2>/dev/null || need+=(python3-seccomp)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v unshare >/dev/null || need+=(util-linux)
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 command -v mount >/dev/null || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

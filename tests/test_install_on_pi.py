@@ -28,11 +28,9 @@ CMDLINE_TXT = ("console=serial0,115200 console=tty1 root=PARTUUID=0a1b2c3d-02 ro
                "fsck.repair=yes rootwait\n")
 
 
-@pytest.fixture
-def overlay(tmp_path):
-    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
-    for d in (upper, work, merged):
-        d.mkdir()
+def seed_upper(upper: Path) -> None:
+    """The repository's tracked files at /opt/accessd, a Raspberry Pi OS style
+    /boot/firmware, in an overlay's upper directory."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
                            check=True).stdout.decode().split("\0")
     for f in filter(None, files):
@@ -42,6 +40,14 @@ def overlay(tmp_path):
     (upper / "boot/firmware").mkdir(parents=True)
     (upper / "boot/firmware/config.txt").write_text(CONFIG_TXT)
     (upper / "boot/firmware/cmdline.txt").write_text(CMDLINE_TXT)
+
+
+@pytest.fixture
+def overlay(tmp_path):
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    seed_upper(upper)
 
     def run() -> subprocess.CompletedProcess:
         script = f"""set -e
