@@ -90,17 +90,7 @@ def test_site_to_two_doors_and_back(tmp_path):
 
 
 def test_upload_resumes_and_is_idempotent_and_intake_finds_gaps_and_edits(tmp_path):
-    site = SiteDB.init(tmp_path / "site", "riverside")
-    site.group_add("g")
-    site.door_add("door-a", "g")
-    store = FileStore(tmp_path / "store")
-    config = write_sim_config(tmp_path / "door-a", keys=False, door_id="door-a")
-    write_key_file(tmp_path / "door-a/keys/door-keys.json", door_keys(site, "door-a"))
-    config.write_text(config.read_text() + f'\n[sync]\nurl = "{store.url}"\n')
-    d = DaemonProcess(config).wait_ready()
-    for _ in range(30):
-        d.request({"op": "sim", "input": "tap", "uid": "04000000"})
-    d.terminate()
+    site, store, config = _door_with_taps(tmp_path, 30)
     cfg = load_config(config)
     from accessd.sync.upload import acked, upload as do_upload
     first = do_upload(cfg, store, batch=10)
