@@ -120,9 +120,6 @@ class FakeClock:
     def sync_state(self) -> SyncState:
         return SyncState(self.is_synced, "fake")
 
-    def synced(self) -> bool:
-        return self.is_synced
-
     def monotonic(self) -> float:
         return self._mono
 

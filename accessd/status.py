@@ -20,7 +20,7 @@ def door_status(engine) -> dict:
         "door": cfg.door.id,
         "mode": engine.mode,
         "fail_mode": cfg.door.fail_mode,
-        "relay": "locked" if s.locked else "unlocked",
+        "relay": engine._relay_word(),
         "door_open": s.door_open,
         "alarms": alarms,
         "pin_typing": bool(engine.pin.digits),

@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 

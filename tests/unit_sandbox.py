@@ -137,10 +137,7 @@ def build_mounts(unit: dict, binds: dict[str, str], keeps: list[str]) -> None:
     if yes(unit, "PrivateTmp"):
         for d in ("/tmp", "/var/tmp"):
             mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", d)
-    writable = set()
-    for key in ("ReadWritePaths",):
-        for v in unit.get(key, []):
-            writable |= {p.lstrip("-") for p in v.split()}
+    writable = {p.lstrip("-") for v in unit.get("ReadWritePaths", []) for p in v.split()}
     for key, base in (("StateDirectory", "/var/lib"), ("RuntimeDirectory", "/run")):
         for v in unit.get(key, []):
             writable |= {f"{base}/{p}" for p in v.split()}

@@ -563,7 +563,7 @@ def tamper(obj, state, as_json):
 
 from . import site_cmds  # noqa: E402  (the office commands)
 
-site_cmds.register(main, json_opt, console, _out, _reply)
+site_cmds.register(main)
 
 if __name__ == "__main__":
     main()

@@ -19,10 +19,10 @@ from ..site.db import ROLES, SiteDB
 from ..site.publish import door_keys, publish
 from ..storage.keys import write_key_file
 from ..sync.store import open_store
-from .common import parse_when, site_of
+from .common import console, json_opt, out, parse_when, reply, site_of
 
 
-def register(main, json_opt, console, out, reply) -> None:
+def register(main) -> None:
     """Add the office commands to the accessctl group."""
 
     @main.group("site")
