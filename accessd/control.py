@@ -119,7 +119,13 @@ class Controller:
         if op == "sync":
             if self.sync is None:
                 raise ProtocolError("this door does not sync (no sync.url in its config)")
-            return self._wait(self.sync.request(), 60)
+            from .sync.door import reply_seconds
+            fut = self.sync.request()
+            try:
+                return fut.result(reply_seconds(self.sync.cfg.sync.timeout_seconds))
+            except FutureTimeout:
+                return {"ok": False, "result": "the sync worker did not answer in time "
+                                               f"(last result: {self.sync.last_result})"}
         raise ProtocolError(f"unknown op {op!r} (known: status, unlock, mode, capture, sim, "
                             "sync)")
 

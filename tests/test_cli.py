@@ -43,7 +43,7 @@ def test_enrol_list_revoke(ctl):
             "--valid-until", "2030-01-01", "--json")
     assert r.exit_code == 0, r.output
     cid = json.loads(r.output)["credential"]
-    r = ctl("enroll", "--kind", "pin", "--holder", "12A-1", input="739146\n739146\n")
+    r = ctl("enroll", "--kind", "pin", "--holder", "12A-1", "--pin-stdin", input="739146\n")
     assert r.exit_code == 0, r.output
     assert "enrolled pin" in r.output
     r = ctl("list", "--json")
@@ -57,24 +57,84 @@ def test_enrol_list_revoke(ctl):
     assert [x["status"] for x in json.loads(ctl("list", "--json").output) if x["credential"] == cid] == ["lost"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["enroll", "--kind", "nfc", "--holder", "x", "--uid", "04ZZ"], "nfc UID must be hexadecimal"),
-    (["enroll", "--kind", "nfc", "--holder", "x"], "give --uid VALUE or --capture"),
-    (["enroll", "--kind", "pin", "--holder", "x", "--uid", "1234"], "a PIN is typed"),
-    (["enroll", "--kind", "fob", "--holder", "x", "--uid", "12", "--valid-until", "soon"],
-     "'soon' is not a time"),
-    (["enroll", "--kind", "iris", "--holder", "x"], "'iris' is not one of"),
-    (["events", "--since", "yesterday-ish"], "is not a time"),
+@pytest.mark.parametrize("args,code,message", [
+    # bad input: exit 1, naming the option
+    (["enroll", "--kind", "nfc", "--holder", "x", "--uid", "04ZZ"], 1,
+     "--uid: nfc UID must be hexadecimal"),
+    (["enroll", "--kind", "fob", "--holder", "x", "--uid", "12", "--valid-until", "soon"], 1,
+     "--valid-until: 'soon' is not a time"),
+    (["enroll", "--kind", "iris", "--holder", "x"], 1, "--kind: 'iris' is not one of"),
+    (["events", "--since", "yesterday-ish"], 1, "is not a time"),
+    # usage: exit 2, pointing at the command's help
+    (["enroll", "--kind", "nfc", "--holder", "x"], 2, "give --uid VALUE or --capture"),
+    (["enroll", "--kind", "pin", "--holder", "x", "--uid", "1234"], 2, "a PIN is typed"),
+    (["enroll", "--holder", "x"], 2, "missing option '--kind'"),
+    (["enroll", "--kind", "nfc", "--bogus"], 2, "no such option '--bogus'"),
+    (["frobnicate"], 2, "no such command 'frobnicate'"),
 ])
-def test_bad_input_is_rejected_with_a_clear_message(ctl, args, message):
+def test_bad_input_is_rejected_with_a_clear_message(ctl, args, code, message):
     r = ctl(*args)
-    assert r.exit_code == 2, r.output
-    assert message in r.output
+    assert r.exit_code == code, r.output
+    assert r.output.startswith("accessctl: ") and message in r.output
+    assert "Usage:" not in r.output and "Traceback" not in r.output
+    if code == 2:
+        assert "--help')" in r.output
+
+
+def _pty_run(argv, answers, timeout=30.0):
+    """Run argv on a pseudo-terminal; write each answer once its prompt appears."""
+    import select
+    import subprocess
+    import sys
+    import time
+    master, slave = os.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "accessd.cli.accessctl", *argv],
+                         stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    out, deadline = b"", time.monotonic() + timeout
+    answers = list(answers)
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([master], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:      # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        if answers and out.rstrip().endswith(answers[0][0].encode()):
+            os.write(master, answers.pop(0)[1].encode())
+        if p.poll() is not None and not r:
+            break
+    os.close(master)
+    return p.wait(10), out.decode(errors="replace")
+
+
+def test_a_pin_typed_at_a_terminal_is_hidden_and_asked_twice(sim_config, ctl):
+    rc, out = _pty_run(["--config", str(sim_config), "enroll", "--kind", "pin", "--holder",
+                        "12A-1"], [("PIN:", "739146\n"),
+                                   ("Repeat for confirmation:", "739146\n")])
+    assert rc == 0, out
+    assert "enrolled pin" in out and "739146" not in out    # never echoed
+    assert [x["kind"] for x in json.loads(ctl("list", "--json").output)] == ["pin"]
+
+
+def test_a_pin_without_a_terminal_says_to_use_pin_stdin(sim_config):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "accessd.cli.accessctl", "--config",
+                        str(sim_config), "enroll", "--kind", "pin", "--holder", "12A-1"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.startswith("accessctl: no terminal to type the PIN at: pipe it in with "
+                               "--pin-stdin")
+    assert "GetPassWarning" not in r.stderr and "Aborted" not in r.stderr
 
 
 def test_bad_pin_is_rejected_and_nothing_is_stored(ctl):
     r = ctl("enroll", "--kind", "pin", "--holder", "x", "--pin-stdin", input="12\n")
-    assert r.exit_code == 2 and "PIN must be 4-8 digits" in r.output
+    assert r.exit_code == 1 and "PIN must be 4-8 digits" in r.output
     assert json.loads(ctl("list", "--json").output) == []
 
 

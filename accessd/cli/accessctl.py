@@ -21,7 +21,7 @@ from ..storage import eventlog as evlog
 from ..storage.crypto import fingerprint
 from ..storage.keys import generate, write_key_file
 from .common import (Ctx, Group, console, fail, fmt_time as _fmt_time, json_opt,
-                     out as _out, parse_when, reply as _reply, site_of)
+                     out as _out, parse_when, plural, reply as _reply, site_of)
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
@@ -77,25 +77,29 @@ def keys_init(obj: Ctx) -> None:
 # ---- enrolment ------------------------------------------------------------
 @main.command()
 @click.option("--kind", type=click.Choice(KINDS), required=True, help="Credential kind.")
-@click.option("--holder", help="Door mode: who holds it, an id from the office, e.g. 12A-1.")
-@click.option("--person", help="Site mode (--site): the person it belongs to.")
-@click.option("--nfc-reader", help="Site mode: capture from an NFC reader on this machine "
-                                   "(an nfcpy path, e.g. usb).")
-@click.option("--duress", is_flag=True, help="Site mode, PINs: a duress PIN (opens the door "
-                                              "and raises a silent alarm).")
+@click.option("--holder", help="At a door (without --site): who holds it, an id from the "
+                                "office, e.g. 12A-1.")
+@click.option("--person", help="At the office (--site): the person it belongs to.")
+@click.option("--nfc-reader", help="At the office: read the card on an NFC reader on this "
+                                   "machine (an nfcpy path, e.g. usb).")
+@click.option("--duress", is_flag=True, help="At the office, PINs: a duress PIN (opens the "
+                                              "door and raises a silent alarm).")
 @click.option("--uses", type=click.IntRange(1, 100_000),
-              help="Site mode: a pass good for this many entries at each door.")
+              help="At the office: a pass good for this many entries at each door.")
 @click.option("--uid", "value", help="The UID / fob number (not for PINs).")
 @click.option("--capture", is_flag=True, help="Take the next credential presented at the door.")
 @click.option("--capture-timeout", default=30, show_default=True, type=click.IntRange(1, 600),
               help="Seconds to wait for --capture.")
 @click.option("--pin-stdin", is_flag=True, help="Read the PIN from standard input (scripts).")
-@click.option("--valid-from", help="Start of validity: 2026-12-01, 2026-12-01T08:00 or 2h.")
-@click.option("--valid-until", help="End of validity: 2026-12-31, 2026-12-31T18:00 or 7d.")
+@click.option("--valid-from", help="Start of validity: 2026-12-01 (from the start of that "
+                                    "day), 2026-12-01T08:00 or 2h; in the site's time zone.")
+@click.option("--valid-until", help="End of validity: 2026-12-31 (through the end of that "
+                                     "day), 2026-12-31T18:00 or 7d; in the site's time zone.")
+@click.option("--force", is_flag=True, help="Enrol even with a --valid-until in the past.")
 @json_opt
 @click.pass_obj
 def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capture,
-           capture_timeout, pin_stdin, valid_from, valid_until, as_json) -> None:
+           capture_timeout, pin_stdin, valid_from, valid_until, force, as_json) -> None:
     """Enrol a credential: into this door's whitelist, or with --site into the
     site database for a person (then publish).
 
@@ -113,26 +117,26 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capt
     if obj.site_dir:
         if not person or holder:
             raise click.UsageError("with --site, name the --person (not --holder)")
+        site = site_of(obj)
+        tz = site.timezone
+        who = site.person(person)
+        vf, vu = _validity(valid_from, valid_until, tz, force)
         value = _credential_value(obj, kind, value, capture, capture_timeout, pin_stdin,
                                   nfc_reader, limits=(4, 8))
-        site = site_of(obj)
-        rec = site.credential_add(person, kind, value,
-                                  valid_from=parse_when(valid_from) if valid_from else None,
-                                  valid_until=parse_when(valid_until) if valid_until else None,
+        rec = site.credential_add(who.id, kind, value, valid_from=vf, valid_until=vu,
                                   duress=duress, max_uses=uses)
         _out(as_json, rec, lambda: click.echo(
-            f"enrolled {kind} {rec['id']} ({rec['fingerprint']}) for {person}; "
-            "run 'accessctl publish' to update the doors"))
+            f"enrolled {kind} {rec['id']} ({rec['fingerprint']}) for {site.label(who)}"
+            + _validity_words(vf, vu, tz) + "; run 'accessctl publish' to update the doors"))
         return
     if duress or uses:
         raise click.UsageError("--duress and --uses need --site: they are set at the office")
     if not holder or not holder.strip() or len(holder) > 64:
         raise click.BadParameter("must be 1-64 characters", param_hint="--holder")
     cfg = obj.cfg()
+    vf, vu = _validity(valid_from, valid_until, None, force)
     value = _credential_value(obj, kind, value, capture, capture_timeout, pin_stdin, None,
                               limits=(cfg.pin.min_length, cfg.pin.max_length))
-    vf = parse_when(valid_from) if valid_from else None
-    vu = parse_when(valid_until) if valid_until else None
     admin = obj.admin()
     try:
         rec = admin.enroll(kind, value, holder.strip(), valid_from=vf, valid_until=vu)
@@ -141,8 +145,35 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capt
         admin.close()
     result = {"credential": rec.credential_id, "fingerprint": fp, **rec.to_row()}
     _out(as_json, result, lambda: click.echo(
-        f"enrolled {kind} {rec.credential_id} ({fp}) for {rec.holder}, valid "
-        f"{_fmt_time(vf)} .. {_fmt_time(vu)}"))
+        f"enrolled {kind} {rec.credential_id} ({fp}) for {rec.holder}"
+        + _validity_words(vf, vu, None)))
+
+
+def _validity(valid_from, valid_until, tz, force) -> tuple[float | None, float | None]:
+    """--valid-from/--valid-until in the site's time zone (this machine's at a door): a
+    date alone starts at the beginning of that day and ends at its end. An end in the
+    past is refused unless --force: such a credential would open no door."""
+    now = time.time()
+    vf = parse_when(valid_from, tz=tz, now=now, param="--valid-from") if valid_from else None
+    vu = (parse_when(valid_until, tz=tz, end=True, now=now, param="--valid-until")
+          if valid_until else None)
+    if vf is not None and vu is not None and vu <= vf:
+        raise click.BadParameter(f"{valid_until!r} is not after --valid-from {valid_from!r}",
+                                 param_hint="--valid-until")
+    if vu is not None and vu <= now and not force:
+        raise click.BadParameter(
+            f"{valid_until!r} is in the past (ended {_fmt_time(vu, tz, end=True)}"
+            f"{' ' + tz if tz else ''}): the credential would open no door; add --force "
+            "to enrol it anyway", param_hint="--valid-until")
+    return vf, vu
+
+
+def _validity_words(vf, vu, tz) -> str:
+    if vf is None and vu is None:
+        return ", valid without an end"
+    zone_name = f" {tz}" if tz else ""
+    return (f", valid {_fmt_time(vf, tz) if vf is not None else 'now'} .. "
+            f"{_fmt_time(vu, tz, end=True) if vu is not None else 'no end'}{zone_name}")
 
 
 def _credential_value(obj: Ctx, kind, value, capture, capture_timeout, pin_stdin, nfc_reader,
@@ -153,6 +184,12 @@ def _credential_value(obj: Ctx, kind, value, capture, capture_timeout, pin_stdin
             raise click.UsageError("a PIN is typed, not given with --uid or captured")
         if pin_stdin:
             value = sys.stdin.readline().strip()
+            if not value:
+                raise click.BadParameter("no PIN on standard input", param_hint="--pin-stdin")
+        elif not sys.stdin.isatty():
+            raise click.UsageError("no terminal to type the PIN at: pipe it in with "
+                                   "--pin-stdin (printf '1234\\n' | accessctl enroll ... "
+                                   "--pin-stdin)")
         else:
             value = click.prompt("PIN", hide_input=True, confirmation_prompt=True)
     elif capture or nfc_reader:
@@ -175,7 +212,7 @@ def _credential_value(obj: Ctx, kind, value, capture, capture_timeout, pin_stdin
     try:
         return normalize(kind, value, pin_min=limits[0], pin_max=limits[1])
     except CredentialFormatError as exc:
-        raise click.BadParameter(str(exc), param_hint="PIN" if kind == "pin" else "--uid")
+        raise click.BadParameter(str(exc), param_hint=None if kind == "pin" else "--uid")
 
 
 def _read_office_nfc(path: str, timeout: float) -> str:
@@ -201,9 +238,10 @@ def _read_office_nfc(path: str, timeout: float) -> str:
 
 
 @main.command("list")
+@click.option("--revoked", is_flag=True, help="With --site: list revoked credentials too.")
 @json_opt
 @click.pass_obj
-def list_(obj: Ctx, as_json: bool) -> None:
+def list_(obj: Ctx, revoked: bool, as_json: bool) -> None:
     """List the enrolled credentials (never their values): this door's, or with
     --site the site's.
 
@@ -213,19 +251,26 @@ def list_(obj: Ctx, as_json: bool) -> None:
       accessctl --site /srv/accessd-site list
     """
     if obj.site_dir:
-        rows = site_of(obj).credentials()
+        site = site_of(obj)
+        tz = site.timezone
+        names = {p.id: site.label(p) for p in site.people()}
+        rows = [{**r, "name": names.get(r["person"], r["person"])}
+                for r in site.credentials(revoked=revoked)]
 
         def human_site():
-            t = Table(title=f"{len(rows)} credentials")
+            t = Table(title=f"{plural(len(rows), 'credential')} (times in {tz})")
             for col in ("id", "person", "kind", "status", "valid from", "valid until",
                         "fingerprint"):
                 t.add_column(col)
             for r in rows:
-                t.add_row(r["id"], r["person"], r["kind"], r["status"], _fmt_time(r["valid_from"]),
-                          _fmt_time(r["valid_until"]), r["fingerprint"])
+                t.add_row(r["id"], r["name"], r["kind"], r["status"],
+                          _fmt_time(r["valid_from"], tz),
+                          _fmt_time(r["valid_until"], tz, end=True), r["fingerprint"])
             console.print(t)
         _out(as_json, rows, human_site)
         return
+    if revoked:
+        raise click.UsageError("--revoked needs --site: a door forgets revoked credentials")
     admin = obj.admin()
     try:
         rows = [{"credential": r.credential_id, "fingerprint": fingerprint(d), **r.to_row()}
@@ -235,7 +280,7 @@ def list_(obj: Ctx, as_json: bool) -> None:
     rows.sort(key=lambda r: (r["holder"], r["credential"]))
 
     def human():
-        t = Table(title=f"{len(rows)} credentials")
+        t = Table(title=plural(len(rows), "credential"))
         for col in ("id", "holder", "kind", "assurance", "status", "valid from", "valid until",
                     "fingerprint"):
             t.add_column(col)
@@ -254,7 +299,8 @@ def list_(obj: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def revoke(obj: Ctx, credential_id: str, mark: str | None, as_json: bool) -> None:
     """Revoke a credential by its id (see `accessctl list`); with --site, in the
-    site database (then publish).
+    site database (then publish). At the office a revoked credential is still
+    remembered as its holder's, so the log names an ex-tenant trying an old card.
 
     \b
     Examples:
@@ -262,10 +308,15 @@ def revoke(obj: Ctx, credential_id: str, mark: str | None, as_json: bool) -> Non
       accessctl revoke c1a2b3c4d5 --mark lost
     """
     if obj.site_dir:
-        site_of(obj).credential_status(credential_id, mark)
-        what = f"marked {mark}" if mark else "removed"
-        _out(as_json, {"credential": credential_id, "result": what}, lambda: click.echo(
-            f"{credential_id} {what}; run 'accessctl publish' to update the doors"))
+        site = site_of(obj)
+        site.credential_status(credential_id, mark)
+        holder = site.holders()[credential_id]
+        what = f"marked {mark}" if mark else "revoked"
+        label = site.label(site.person(holder[0]))
+        _out(as_json, {"credential": credential_id, "result": what, "person": holder[0]},
+             lambda: click.echo(f"{credential_id} ({holder[1]} of {label}) {what}; run "
+                                "'accessctl publish' to update the doors (the log keeps "
+                                "naming its holder)"))
         return
     admin = obj.admin()
     try:
@@ -291,6 +342,36 @@ def lost(ctx, credential_id: str, as_json: bool) -> None:
     ctx.invoke(revoke, credential_id=credential_id, mark="lost", as_json=as_json)
 
 
+@main.command()
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True,
+              help="The newest this many entries.")
+@json_opt
+@click.pass_obj
+def audit(obj: Ctx, limit: int, as_json: bool) -> None:
+    """For administrators: the site's audit trail, e.g. a PIN refused at enrolment
+    because another resident already has it (whose is named only here).
+
+    \b
+    Example:
+      accessctl --site /srv/accessd-site audit --limit 20
+    """
+    if not obj.site_dir:
+        raise click.UsageError("this is an office command: give --site DIR (or set "
+                               "ACCESSD_SITE)")
+    site = site_of(obj)
+    rows = site.audit_log(limit)
+    tz = site.timezone
+
+    def human():
+        t = Table(title=f"audit (times in {tz})")
+        for col in ("time", "who", "event", "detail"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(_fmt_time(r["ts"], tz), r["actor"], r["event"], r["detail"])
+        console.print(t)
+    _out(as_json, rows, human)
+
+
 # ---- the running daemon -----------------------------------------------------
 @main.command()
 @json_opt
@@ -313,14 +394,15 @@ def status(obj: Ctx, as_json: bool) -> None:
         t.add_row("door", "open" if st["door_open"] else "closed")
         t.add_row("mode", f"{st['mode']} (fail-{st['fail_mode']})")
         t.add_row("alarms", ", ".join(st["alarms"]) or "none")
-        t.add_row("whitelist", f"{st['whitelist']['credentials']} credentials, "
+        t.add_row("whitelist", f"{plural(st['whitelist']['credentials'], 'credential')}, "
                                f"version {st['whitelist']['version']}")
         lg = st["log"]
         t.add_row("event log", f"last #{lg['last_seq']}, {lg['pending']} pending"
                   + (f", DEGRADED: {lg['error']}" if lg["degraded"] else ""))
         for r in st["readers"]:
             seen = _fmt_time(r["last_seen"]) if r["last_seen"] else "never"
-            t.add_row(f"reader {r['name']}", f"{r['kind']}: {r['state']} ({r['detail']}), "
+            detail = f" ({r['detail']})" if r["detail"] and r["detail"] != r["state"] else ""
+            t.add_row(f"reader {r['name']}", f"{r['kind']}: {r['state']}{detail}, "
                                              f"last credential {seen}")
         if "sync" in st:
             t.add_row("sync", f"{st['sync']['last']} (from {st['sync']['store']}, every "
@@ -410,7 +492,7 @@ def events(obj: Ctx, since, after, limit, follow, verify, as_json) -> None:
         res = {"ok": rep.ok, "records": rep.records, "first": rep.first_seq,
                "last": rep.last_seq, "gaps": rep.gaps, "bad": rep.bad}
         _out(as_json, res, lambda: click.echo(
-            f"{rep.records} records #{rep.first_seq}..#{rep.last_seq}: "
+            f"{plural(rep.records, 'record')} #{rep.first_seq}..#{rep.last_seq}: "
             + ("chain intact" if rep.ok else f"gaps {rep.gaps}, bad {rep.bad}")))
         sys.exit(0 if rep.ok else 1)
     last = after
@@ -443,17 +525,30 @@ def _sim(obj: Ctx, req: dict, as_json: bool) -> None:
         r = _reply(c.request({"op": "sim", **req}))
 
     def human():
-        if "decision" in r:
-            extra = f" ({r['reason']})" if r.get("reason") else ""
-            cred = f" {r['credential']}" if r.get("credential") else ""
-            relay = f" relay: {r['relay']}" if r.get("relay") else ""
-            where = f" at {r['reader']}" if r.get("reader") else ""
-            click.echo(f"{r['decision'].upper()}{cred}{extra}{where}.{relay}")
-        else:
-            alarms = ", ".join(r.get("alarms", [])) or "none"
-            click.echo(f"relay: {r['relay']}, door: {'open' if r['door_open'] else 'closed'}, "
-                       f"alarms: {alarms}")
+        click.echo(sim_words(r))
     _out(as_json, r, human)
+
+
+def sim_words(r: dict) -> str:
+    """One line for a simulated input's outcome, e.g. 'DENIED fp:3ed3c561db at front-nfc:
+    unknown credential. relay: still unlocked from the previous grant'"""
+    if "decision" in r:
+        decision = r["decision"]
+        reason = r.get("reason") or ""
+        for prefix in (f"{decision}: ", decision):   # 'denied: expired' -> 'expired'
+            if reason.startswith(prefix):
+                reason = reason[len(prefix):]
+                break
+        cred = f" {r['credential']}" if r.get("credential") else ""
+        where = f" at {r['reader']}" if r.get("reader") else ""
+        relay = r.get("relay") or ""
+        if relay == "unlocked" and decision != "granted":
+            relay = "still unlocked from the previous grant"
+        return (f"{decision.upper()}{cred}{where}" + (f": {reason}" if reason else "") + "."
+                + (f" relay: {relay}" if relay else ""))
+    alarms = ", ".join(r.get("alarms", [])) or "none"
+    return (f"relay: {r['relay']}, door: {'open' if r['door_open'] else 'closed'}, "
+            f"alarms: {alarms}")
 
 
 reader_opt = click.option("--reader", help="Which simulated reader (default: the first).")

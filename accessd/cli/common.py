@@ -8,48 +8,37 @@ import from here and never from each other.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
-from datetime import datetime
 
 import click
 from rich.console import Console
 
 from ..config import load_config
 from ..control import Client
+from ..core import when
 from ..errors import AccessdError, ConfigError
 from ..storage.keys import load_key_file
 from ..storage.whitelist_admin import WhitelistAdmin
 
 # Not a terminal (a pipe, a log): wide enough that ids and fingerprints are never cut.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-_REL = re.compile(r"^\+?(\d+)\s*([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_when(text: str, *, past: bool = False, now: float | None = None) -> float:
-    """'2026-12-31', '2026-12-31T18:00' (local time unless it has an offset), or a
-    relative '7d' / '12h' / '30m' (from now; ago with past=True). Returns UTC epoch."""
-    now = time.time() if now is None else now
-    m = _REL.match(text.strip())
-    if m:
-        delta = int(m.group(1)) * _UNITS[m.group(2)]
-        return now - delta if past else now + delta
+def parse_when(text: str, *, tz: str | None = None, end: bool = False, past: bool = False,
+               now: float | None = None, param: str | None = None) -> float:
+    """'2026-12-31' (the day's start, or with end=True its end), '2026-12-31T18:00'
+    (in tz: the site's time zone at the office, this machine's at a door, unless the
+    text has an offset), or a relative '7d' / '12h' / '30m' (from now; ago with
+    past=True). Returns UTC epoch; bad text is a clear error naming the option."""
     try:
-        dt = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a time: use 2026-12-31, 2026-12-31T18:00 or 7d / 12h / 30m") from None
-    if dt.tzinfo is None:
-        dt = dt.astimezone()  # local time
-    return dt.timestamp()
+        return when.parse(text, tz, end=end, past=past, now=time.time() if now is None else now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=param) from None
 
 
-def fmt_time(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
-    return datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M")
+def fmt_time(epoch: float | None, tz: str | None = None, *, end: bool = False) -> str:
+    return when.fmt(epoch, tz, end=end)
 
 
 class Ctx:
@@ -85,7 +74,10 @@ def fail(msg: str, code: int = 1):
 
 
 class Group(click.Group):
-    """Turns our own errors into one clear line and an exit code, never a traceback."""
+    """One error style for every command: `accessctl: what was wrong`, never a
+    traceback or click's usage block. Exit 1 for bad input (a value that is wrong,
+    an operation refused), 2 for usage (an unknown or missing option, options that
+    do not go together, no --site) and for a broken door config."""
 
     def invoke(self, ctx):
         try:
@@ -94,6 +86,31 @@ class Group(click.Group):
             fail(f"config error: {exc}", 2)
         except AccessdError as exc:
             fail(str(exc))
+
+    def main(self, args=None, prog_name=None, **extra):
+        extra.pop("standalone_mode", None)
+        try:
+            rv = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.MissingParameter as exc:
+            _usage_error(exc)
+        except click.BadParameter as exc:
+            hint = exc.param_hint if isinstance(exc.param_hint, str) else (
+                exc.param.get_error_hint(exc.ctx) if exc.param is not None and exc.ctx else "")
+            msg = " ".join(exc.message.split())
+            fail(f"{hint.strip(chr(39))}: {msg}" if hint else msg, 1)
+        except click.UsageError as exc:
+            _usage_error(exc)
+        except click.ClickException as exc:  # e.g. a file that cannot be opened
+            fail(exc.format_message(), 1)
+        except (click.Abort, EOFError, KeyboardInterrupt):
+            fail("aborted", 1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _usage_error(exc: click.UsageError):
+    where = exc.ctx.command_path if exc.ctx is not None else "accessctl"
+    msg = " ".join(exc.format_message().split()).rstrip(".")
+    fail(f"{msg[:1].lower() + msg[1:]} (see '{where} --help')", 2)
 
 
 def out(as_json: bool, obj, human) -> None:
@@ -112,9 +129,19 @@ def reply(resp: dict) -> dict:
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-
-
 def site_of(obj):
     """The office's site database, from --site."""
     from ..site.db import SiteDB
     return SiteDB.open(obj.site_path())
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 door', '2 doors', '1 batch', '3 batches'."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def iso_local(ts: str, tz: str | None) -> str:
+    """An event's UTC timestamp (2026-11-21T18:00:00.000Z) in tz, to the second."""
+    from datetime import datetime
+    return when.fmt(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp(), tz,
+                    seconds=True)

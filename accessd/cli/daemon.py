@@ -143,7 +143,9 @@ def upload(config_path: str, store_url: str | None) -> None:
         click.echo(f"accessd: upload stopped: {exc} (what was sent is acknowledged; "
                    "run again to resume)", err=True)
         sys.exit(1)
-    click.echo(f"uploaded {res['events']} events in {res['batches']} batches "
+    from .common import plural
+    click.echo(f"uploaded {plural(res['events'], 'event')} in "
+               f"{plural(res['batches'], 'batch', 'batches')} "
                f"(acknowledged up to #{res['acked_seq']})")
 
 

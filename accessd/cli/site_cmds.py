@@ -19,7 +19,8 @@ from ..site.db import ROLES, SiteDB
 from ..site.publish import door_keys, publish
 from ..storage.keys import write_key_file
 from ..sync.store import open_store
-from .common import console, json_opt, out, parse_when, reply, site_of
+from .common import (console, fail, fmt_time, iso_local, json_opt, out, parse_when, plural,
+                     reply, site_of)
 
 
 def register(main) -> None:
@@ -47,6 +48,44 @@ def register(main) -> None:
         site = SiteDB.init(obj.site_path(), site_id)
         click.echo(f"site {site_id} created in {site.dir} (keys in {site.dir / 'keys'}, mode 0600)")
         site.close()
+
+    @site_group.command("show")
+    @json_opt
+    @click.pass_obj
+    def site_show(obj, as_json):
+        """Show the site: its id, time zone, store, and how many doors, people and
+        credentials it has.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site site show
+        """
+        site = site_of(obj)
+        doc = {"site": site.site_id, "timezone": site.timezone, "store": site.store_url,
+               "doors": len(site.doors()), "people": len(site.people()),
+               "credentials": len(site.credentials())}
+        out(as_json, doc, lambda: click.echo(
+            f"site {doc['site']} in {site.dir}\ntime zone {doc['timezone']}\n"
+            f"store {doc['store']}\n{plural(doc['doors'], 'door')}, "
+            f"{plural(doc['people'], 'person', 'people')}, "
+            f"{plural(doc['credentials'], 'credential')}"))
+
+    @site_group.command("store")
+    @click.argument("url")
+    @click.pass_obj
+    def site_store(obj, url):
+        """Set the store bundles are published to and logs are pulled from (file://,
+        https://); 'publish --store URL' sets it too. Doors need the same URL as
+        sync.url.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site site store https://dav.example.org/accessd/
+        """
+        site = site_of(obj)
+        store = open_store(url)  # a bad URL is refused here, not at the next publish
+        site.store_url_set(store.url)
+        click.echo(f"store {store.url}; set sync.url = \"{store.url}\" on the doors")
 
     @site_group.command("timezone")
     @click.argument("tz")
@@ -194,7 +233,8 @@ def register(main) -> None:
     @main.command("explain")
     @click.argument("credential_id")
     @click.option("--door", "door_id", required=True, help="The door to ask about.")
-    @click.option("--at", "at", help="When: 2026-12-24T18:30 (local), or now.")
+    @click.option("--at", "at", help="When: 2026-12-24T18:30 in the site's time zone "
+                                     "(default: now).")
     @click.option("--mode", "mode", type=click.Choice(["normal", "lockdown", "held-open"]),
                   default="normal", show_default=True, help="The door's mode.")
     @click.option("--used", type=click.IntRange(0), default=0, show_default=True,
@@ -228,7 +268,7 @@ def register(main) -> None:
         site = site_of(obj)
         door = site.door(door_id)
         row = site.door_row(credential_id)
-        when = parse_when(at) if at else _time.time()
+        when = parse_when(at, tz=site.timezone, param="--at") if at else _time.time()
         if door["group"] not in site.groups_of_credential(credential_id):
             reason = (f"denied: unknown credential (not granted door group {door['group']!r}, "
                       "so it is not in this door's bundle)")
@@ -251,10 +291,16 @@ def register(main) -> None:
                 reason = ("card accepted; PIN required (the holder's PIN then gives "
                           "'granted: card+PIN'; another's 'denied: PIN does not match the "
                           "card'; none in time 'denied: no PIN after the card')")
-        doc = {"credential": credential_id, "door": door_id, "at": when, "granted": granted,
-               "reason": reason, "schedule": row.get("schedule"), "person": row["holder"]}
-        out(as_json, doc, lambda: click.echo(f"{'OPENS' if granted else 'DOES NOT OPEN'}: "
-                                            f"{reason}"))
+        holder = site.person(row["holder"])
+        tz = site.timezone
+        doc = {"credential": credential_id, "door": door_id, "at": when,
+               "at_local": f"{fmt_time(when, tz)} {tz}", "granted": granted,
+               "reason": reason, "schedule": row.get("schedule"), "person": row["holder"],
+               "name": site.label(holder)}
+        out(as_json, doc, lambda: click.echo(
+            f"{'OPENS' if granted else 'DOES NOT OPEN'}: {reason}\n"
+            f"  {site.label(holder)}'s {row['kind']} {credential_id} at door {door_id}, "
+            f"{doc['at_local']}"))
 
     # ---- door groups and doors ----------------------------------------------------
     @main.group("group")
@@ -402,7 +448,8 @@ def register(main) -> None:
                  "credentials": len(site.credentials(p.id)), "groups": site.grants(p.id)}
                 for p in site.people()]
         out(as_json, rows, lambda: _table(
-            console, f"{len(rows)} people", ["id", "name", "unit", "role", "credentials", "groups"],
+            console, plural(len(rows), "person", "people"),
+            ["id", "name", "unit", "role", "credentials", "groups"],
             [[r["id"], r["name"], r["unit"], r["role"], str(r["credentials"]),
               ", ".join(r["groups"])] for r in rows]))
 
@@ -419,13 +466,18 @@ def register(main) -> None:
         """
         site = site_of(obj)
         p = site.person(person_id)
-        doc = {**p.__dict__, "groups": site.grants(p.id), "credentials": site.credentials(p.id)}
+        doc = {**p.__dict__, "groups": site.grants(p.id),
+               "credentials": site.credentials(p.id, revoked=True)}
+        tz = site.timezone
 
         def human():
             click.echo(f"{p.id}: {p.name}, unit {p.unit or '-'}, {p.role}, phone {p.phone or '-'}")
             click.echo(f"door groups: {', '.join(doc['groups']) or 'none'}")
             for c in doc["credentials"]:
-                click.echo(f"  {c['id']} {c['kind']} {c['fingerprint']} {c['status']}")
+                valid = ("" if c["valid_from"] is None and c["valid_until"] is None else
+                         f", valid {fmt_time(c['valid_from'], tz)} .. "
+                         f"{fmt_time(c['valid_until'], tz, end=True)} {tz}")
+                click.echo(f"  {c['id']} {c['kind']} {c['fingerprint']} {c['status']}{valid}")
         out(as_json, doc, human)
 
     @person_group.command("edit")
@@ -506,6 +558,8 @@ def register(main) -> None:
         Columns: name, unit, role, phone, kind, uid, groups, valid_from,
         valid_until. With any bad row nothing is imported (unless --skip-bad);
         every error names its line. Re-running the same file changes nothing.
+        Dates are in the site's time zone; valid_until 2026-12-31 works through
+        the 31st.
 
         \b
         Example:
@@ -523,13 +577,17 @@ def register(main) -> None:
         def human():
             for line, msg in rep.errors:
                 click.echo(f"{csv_file.name}:{line}: {msg}", err=True)
+            for line, msg in rep.warnings:
+                click.echo(f"{csv_file.name}:{line}: warning: {msg}", err=True)
             if rep.imported:
-                click.echo(f"imported: {rep.people_added} people, {rep.credentials_added} "
-                           f"credentials, {rep.grants_added} grants added; {rep.unchanged} rows "
-                           f"already present" + (f"; {len(rep.errors)} bad rows skipped"
-                                                 if rep.errors else ""))
+                click.echo(f"imported: {plural(rep.people_added, 'person', 'people')}, "
+                           f"{plural(rep.credentials_added, 'credential')}, "
+                           f"{plural(rep.grants_added, 'grant')} added; "
+                           f"{plural(rep.unchanged, 'row')} already present"
+                           + (f"; {plural(len(rep.errors), 'bad row')} skipped"
+                              if rep.errors else ""))
             else:
-                click.echo(f"nothing imported: {len(rep.errors)} bad rows "
+                click.echo(f"nothing imported: {plural(len(rep.errors), 'bad row')} "
                            "(fix them, or use --skip-bad)", err=True)
         out(as_json, doc, human)
         if not rep.imported:
@@ -549,7 +607,9 @@ def register(main) -> None:
         out_file.write(csvimport.export_csv(site_of(obj)))
 
     @main.command("publish")
-    @click.option("--store", "store_url", help="Bundle store URL (default: file://SITE/store).")
+    @click.option("--store", "store_url", help="Bundle store URL; remembered as the site's "
+                                               "store (default: the site's store, see "
+                                               "'site show').")
     @click.option("--valid-days", default=30.0, show_default=True, type=click.FloatRange(0.01),
                   help="Doors refuse a bundle older than this.")
     @json_opt
@@ -562,16 +622,19 @@ def register(main) -> None:
           accessctl --site /srv/accessd-site publish --store file:///srv/accessd-store
         """
         site = site_of(obj)
-        store = open_store(store_url or (site.dir / "store").as_uri())
+        store = open_store(store_url or site.store_url)
         groups = [g for g in site.groups() if g["doors"]]
         with Progress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("publishing", total=len(groups) or None)
             res = publish(site, store, valid_days=valid_days, progress=lambda g: bar.advance(task))
+        if store_url and store.url != site.meta("store_url"):
+            site.store_url_set(store.url)
 
         def human():
             for r in res:
-                click.echo(f"group {r['group']}: version {r['version']}, {r['credentials']} "
-                           f"credentials, {len(r['doors'])} doors, {r['bytes']} bytes")
+                click.echo(f"group {r['group']}: version {r['version']}, "
+                           f"{plural(r['credentials'], 'credential')}, "
+                           f"{plural(len(r['doors']), 'door')}, {r['bytes']} bytes")
             click.echo(f"published to {store.url}" if res else "no door group has doors yet")
         out(as_json, res, human)
 
@@ -585,7 +648,8 @@ def register(main) -> None:
         """
 
     @logs_group.command("pull")
-    @click.option("--store", "store_url", help="Store URL (default: file://SITE/store).")
+    @click.option("--store", "store_url", help="Store URL (default: the site's store, see "
+                                               "'site show').")
     @json_opt
     @click.pass_obj
     def logs_pull(obj, store_url, as_json):
@@ -597,16 +661,18 @@ def register(main) -> None:
         """
         from ..site import intake
         site = site_of(obj)
-        store = open_store(store_url or (site.dir / "store").as_uri())
+        store = open_store(store_url or site.store_url)
         res = intake.pull(site, store)
         doc = {d: {**r.__dict__, "ok": r.ok} for d, r in res.items()}
+        click.echo(f"reading {store.url}", err=True)
 
         def human():
             if not res:
-                click.echo("no new batches")
+                click.echo(f"no new batches in {store.url}")
             for d, r in res.items():
                 state = "chain intact" if r.ok else "PROBLEMS"
-                click.echo(f"{d}: {r.batches} batches, {r.added} events added"
+                click.echo(f"{d}: {plural(r.batches, 'batch', 'batches')}, "
+                           f"{plural(r.added, 'event')} added"
                            + (f", {r.duplicates} already had" if r.duplicates else "")
                            + f"; {state}")
                 for a, b in r.gaps:
@@ -622,7 +688,7 @@ def register(main) -> None:
     @logs_group.command("show")
     @click.option("--door", help="Only this door.")
     @click.option("--person", help="Only this person's credentials.")
-    @click.option("--since", help="2026-11-21, 2026-11-21T18:00 or 12h (ago).")
+    @click.option("--since", help="2026-11-21, 2026-11-21T18:00 (site time zone) or 12h (ago).")
     @click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable).")
     @click.option("--limit", type=click.IntRange(1))
     @json_opt
@@ -637,13 +703,19 @@ def register(main) -> None:
         """
         from ..site import intake
         from ..storage.eventlog import utc_iso
-        since_ts = utc_iso(parse_when(since, past=True)) if since else None
-        rows = intake.show(site_of(obj), door=door, person=person, since=since_ts,
+        site = site_of(obj)
+        tz = site.timezone
+        since_ts = (utc_iso(parse_when(since, tz=tz, past=True, param="--since"))
+                    if since else None)
+        rows = intake.show(site, door=door, person=person, since=since_ts,
                            kinds=kinds, limit=limit)
+        for r in rows:
+            r["time"] = iso_local(r["ts"], tz)
         out(as_json, rows, lambda: _table(
-            console, f"{len(rows)} events", ["time (UTC)", "door", "kind", "person", "reason"],
-            [[r["ts"][:19].replace("T", " "), r["door"], r["kind"],
-              r["person"] or (r["credential"] or ""), r["reason"]] for r in rows]))
+            console, plural(len(rows), "event"), [f"time ({tz})", "door", "kind", "person",
+                                                  "reason"],
+            [[r["time"], r["door"], r["kind"], r["person"] or (r["credential"] or ""),
+              r["reason"]] for r in rows]))
 
     @main.command("report")
     @click.option("--since", help="2026-11-01 or 7d (ago); default: everything.")
@@ -652,8 +724,8 @@ def register(main) -> None:
     @json_opt
     @click.pass_obj
     def report_cmd(obj, since, strangers, as_json):
-        """Per door and day: grants, denials and alarms; or the unknown credentials
-        tried at several doors (--strangers).
+        """Per door and day (in the site's time zone): grants, denials and alarms; or
+        the unknown credentials tried at several doors (--strangers).
 
         \b
         Examples:
@@ -662,16 +734,19 @@ def register(main) -> None:
         """
         from ..site import intake
         from ..storage.eventlog import utc_iso
-        since_ts = utc_iso(parse_when(since, past=True)) if since else None
+        site = site_of(obj)
+        tz = site.timezone
+        since_ts = (utc_iso(parse_when(since, tz=tz, past=True, param="--since"))
+                    if since else None)
         if strangers:
-            rows = intake.strangers(site_of(obj), since=since_ts)
+            rows = intake.strangers(site, since=since_ts)
             out(as_json, rows, lambda: _table(
                 console, "unknown credentials at several doors",
-                ["fingerprint", "doors", "tries", "first (UTC)", "last (UTC)", "which"],
-                [[r["fingerprint"], str(r["doors"]), str(r["tries"]), r["first"][:19],
-                  r["last"][:19], ", ".join(r["door_list"])] for r in rows]))
+                ["fingerprint", "doors", "tries", f"first ({tz})", f"last ({tz})", "which"],
+                [[r["fingerprint"], str(r["doors"]), str(r["tries"]), iso_local(r["first"], tz),
+                  iso_local(r["last"], tz), ", ".join(r["door_list"])] for r in rows]))
             return
-        rows = intake.report(site_of(obj), since=since_ts)
+        rows = intake.report(site, since=since_ts)
         out(as_json, rows, lambda: _table(
             console, "door report", ["day", "door", "granted", "denied", "alarms"],
             [[r["day"], r["door"], str(r["granted"]), str(r["denied"]), str(r["alarms"])]
@@ -696,10 +771,15 @@ def register(main) -> None:
         Example:
           accessctl --config /etc/accessd/accessd.toml sync now
         """
+        from ..sync.door import reply_seconds
+        cfg = obj.cfg(require_keys=False)
+        wait = reply_seconds(cfg.sync.timeout_seconds) + 10
         with obj.client() as c:
-            r = c.request({"op": "sync"}, timeout=90)
+            r = c.request({"op": "sync"}, timeout=wait)
         if "result" not in r:
             reply(r)
+        if not r.get("ok") and not as_json:
+            fail(f"sync failed: {r['result']}")
         out(as_json, r, lambda: click.echo(r["result"]))
         if not r.get("ok"):
             sys.exit(1)

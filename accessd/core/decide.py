@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
+from . import when
 from .credentials import TEMPORARY_ROLES, CredentialRecord
 from .schedule import Policy, in_schedule
 
@@ -34,8 +34,10 @@ class Decision:
     assurance: str | None = None
 
 
-def _at(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def _at(epoch: float, policy: Policy | None, end: bool = False) -> str:
+    """In the site's time zone (the office's words), an end of day as 24:00."""
+    tz = policy.tz if policy is not None else "UTC"
+    return f"{when.fmt(epoch, tz, end=end)} {tz}"
 
 
 def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "",
@@ -62,9 +64,9 @@ def decide(record: CredentialRecord | None, mode: str, now: float, kind: str = "
     if record.status != "active":
         return Decision(False, f"denied: status {record.status!r}", cid, assurance)
     if record.valid_from is not None and now < record.valid_from:
-        return Decision(False, f"{NOT_YET} (from {_at(record.valid_from)})", cid, assurance)
+        return Decision(False, f"{NOT_YET} (from {_at(record.valid_from, policy)})", cid, assurance)
     if record.valid_until is not None and now >= record.valid_until:
-        return Decision(False, f"{EXPIRED} (at {_at(record.valid_until)})", cid, assurance)
+        return Decision(False, f"{EXPIRED} (ended {_at(record.valid_until, policy, end=True)})", cid, assurance)
     timed = record.valid_from is not None or record.valid_until is not None or record.schedule
     if timed and not clock_synced and unsynced != "trust":
         if unsynced == "deny":

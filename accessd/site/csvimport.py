@@ -8,7 +8,10 @@ Columns (header row required; order free; extra columns refused):
 - kind/uid: nfc (hex UID) or fob (number); both empty for a person without a card.
   PINs are never imported from a file: residents type them at enrolment.
 - groups: door groups separated by ';'
-- valid_from/valid_until: 2026-12-31 or 2026-12-31T18:00 (local time), optional
+- valid_from/valid_until: 2026-12-31 or 2026-12-31T18:00 in the site's time zone,
+  optional; a date alone starts at the beginning of that day and ends at its end
+  (valid_until 2026-12-31 works through the 31st). An end already past is imported
+  with a warning: that credential opens no door.
 
 Re-running the same file changes nothing: people are matched by unit and name,
 credentials by value. With errors, nothing is imported unless skip_bad is set,
@@ -19,9 +22,10 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from dataclasses import dataclass, field
-from datetime import datetime
 
+from ..core import when
 from ..core.credentials import normalize
 from ..errors import AccessdError, CredentialFormatError
 from .db import ROLES, SiteDB
@@ -53,17 +57,16 @@ class ImportReport:
     unchanged: int = 0
     imported: bool = False
     errors: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _when(text: str) -> float:
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.astimezone()
-    return dt.timestamp()
-
-
-def parse(text: str, site: SiteDB) -> tuple[list[Row], list[tuple[int, str]]]:
-    """Check every row; return the good rows and (line, message) for each bad one."""
+def parse(text: str, site: SiteDB, *, now: float | None = None,
+          warnings: list | None = None) -> tuple[list[Row], list[tuple[int, str]]]:
+    """Check every row; return the good rows and (line, message) for each bad one.
+    (line, message) for rows that are good but probably not meant (an end in the
+    past) go to `warnings`."""
+    now = time.time() if now is None else now
+    tz = site.timezone
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
     missing = [c for c in REQUIRED if c not in header]
@@ -109,16 +112,25 @@ def parse(text: str, site: SiteDB) -> tuple[list[Row], list[tuple[int, str]]]:
                 problems.append(f"unknown door group {g!r}")
         vf = vu = None
         for col in ("valid_from", "valid_until"):
-            if get(col):
+            text_ = get(col)
+            if text_:
+                if when.is_relative(text_):
+                    problems.append(f"{col} {text_!r} is not a date (2026-12-31 or "
+                                    "2026-12-31T18:00)")
+                    continue
                 try:
-                    t = _when(get(col))
+                    t = when.parse(text_, tz, end=col == "valid_until", now=now)
                 except ValueError:
-                    problems.append(f"{col} {get(col)!r} is not a date (2026-12-31 or "
+                    problems.append(f"{col} {text_!r} is not a date (2026-12-31 or "
                                     "2026-12-31T18:00)")
                     continue
                 vf, vu = (t, vu) if col == "valid_from" else (vf, t)
         if vf is not None and vu is not None and vu <= vf:
             problems.append("valid_until is not after valid_from")
+        elif vu is not None and vu <= now and warnings is not None:
+            warnings.append((i, f"valid_until {get('valid_until')} is in the past (ended "
+                                f"{when.fmt(vu, tz, end=True)} {tz}): this credential "
+                                "opens no door"))
         if kind and value and not problems:
             key = (kind, value)
             if key in seen:
@@ -127,7 +139,8 @@ def parse(text: str, site: SiteDB) -> tuple[list[Row], list[tuple[int, str]]]:
                 seen[key] = i
                 holder = site.credential_holder(kind, value)
                 if holder is not None and holder != site.find_person(unit, name):
-                    problems.append(f"that {kind} is already enrolled to person {holder}")
+                    problems.append(f"that {kind} is already enrolled to "
+                                    f"{site.label(site.person(holder))}")
         if problems:
             errors.append((i, "; ".join(problems)))
         else:
@@ -149,9 +162,12 @@ class AccessdCSVError(AccessdError, ValueError):
     """A CSV file cannot be read at all."""
 
 
-def import_csv(site: SiteDB, text: str, *, skip_bad: bool = False, progress=None) -> ImportReport:
-    rows, errors = parse(text, site)
-    rep = ImportReport(rows=len(rows) + len(errors), errors=errors)
+def import_csv(site: SiteDB, text: str, *, skip_bad: bool = False, progress=None,
+               now: float | None = None) -> ImportReport:
+    warnings: list[tuple[int, str]] = []
+    rows, errors = parse(text, site, now=now, warnings=warnings)
+    rep = ImportReport(rows=len(rows) + len(errors), errors=errors,
+                       warnings=[w for w in warnings if w[0] not in {e[0] for e in errors}])
     if errors and not skip_bad:
         return rep
     try:

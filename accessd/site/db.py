@@ -105,6 +105,20 @@ SITE_MIGRATIONS = [
     ALTER TABLE batches ADD COLUMN sha256 TEXT NOT NULL DEFAULT '';
     ALTER TABLE batches ADD COLUMN tag TEXT NOT NULL DEFAULT '';
     """,
+    # 8: a revoked credential keeps its link to its holder (for the log's names, not
+    #    for the doors: its lookup digest goes, so the card can be enrolled again);
+    #    an audit trail for administrators (e.g. a PIN that clashed with another's)
+    """
+    CREATE TABLE retired_credentials (
+        id TEXT PRIMARY KEY,
+        person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL, fingerprint TEXT NOT NULL, status TEXT NOT NULL,
+        retired REAL NOT NULL);
+    CREATE INDEX retired_fingerprint ON retired_credentials(fingerprint);
+    CREATE TABLE audit (id INTEGER PRIMARY KEY, ts REAL NOT NULL, actor TEXT NOT NULL,
+                        event TEXT NOT NULL, detail TEXT NOT NULL);
+    ALTER TABLE credentials ADD COLUMN status_since REAL;
+    """,
 ]
 
 
@@ -172,6 +186,38 @@ class SiteDB:
     @property
     def site_id(self) -> str:
         return self.meta("site_id")
+
+    @property
+    def timezone(self) -> str:
+        """The site's time zone: dates staff type and read are in it."""
+        return self.meta("timezone") or "UTC"
+
+    @property
+    def store_url(self) -> str:
+        """The store bundles are published to and logs pulled from (remembered from
+        'publish --store' or 'site store'); file://SITE/store until one is set."""
+        return self.meta("store_url") or (self.dir / "store").resolve().as_uri()
+
+    def store_url_set(self, url: str) -> None:
+        with self.db.atomic():
+            self.db["meta"].upsert({"key": "store_url", "value": url}, pk="key")
+
+    def audit(self, event: str, detail: str) -> None:
+        """A line for administrators (accessctl audit), with the OS user who caused it."""
+        import getpass
+        try:
+            actor = getpass.getuser()
+        except (KeyError, OSError):
+            actor = "unknown"
+        with self.db.atomic():
+            self.db["audit"].insert({"ts": time.time(), "actor": actor, "event": event,
+                                     "detail": detail})
+
+    def audit_log(self, limit: int | None = None) -> list[dict]:
+        sql = "SELECT id, ts, actor, event, detail FROM audit ORDER BY id DESC"
+        rows = self.db.execute(sql + (" LIMIT ?" if limit else ""),
+                               [limit] if limit else []).fetchall()
+        return [dict(zip(("id", "ts", "actor", "event", "detail"), r)) for r in reversed(rows)]
 
     def next_bundle_version(self) -> int:
         with self.db.atomic():
@@ -254,6 +300,11 @@ class SiteDB:
                              f"(or the id {person_id!r} is taken)") from None
         return person_id
 
+    @staticmethod
+    def label(p: Person) -> str:
+        """How staff see a person: 'Anna Berg (12A)', or the name alone."""
+        return f"{p.name} ({p.unit})" if p.unit else p.name
+
     def find_person(self, unit: str, name: str) -> str | None:
         row = self.db.execute("SELECT id FROM people WHERE ident = ?",
                               [self.person_ident(unit, name)]).fetchone()
@@ -321,9 +372,22 @@ class SiteDB:
             with self.db.atomic():
                 self.db["credentials"].insert(row)
         except sqlite3.IntegrityError:
-            other = self.db.execute("SELECT person_id FROM credentials WHERE lookup = ?",
+            other = self.db.execute("SELECT id, person_id FROM credentials WHERE lookup = ?",
                                     [digest]).fetchone()
-            raise StoreError(f"that {kind} is already enrolled (to person {other[0]})") from None
+            if kind == "pin":
+                # Never say whose: the clerk would learn another resident's PIN. An
+                # administrator can see the clash (accessctl audit) and ask that
+                # resident to change theirs.
+                self.audit("pin.collision",
+                           f"a PIN typed for {self.label(self.person(person_id))} "
+                           f"[{person_id}] is already the PIN of "
+                           f"{self.label(self.person(other[1]))} [{other[1]}, {other[0]}]; "
+                           "refused (ask the holder to change it if it may be known)")
+                raise StoreError("this PIN cannot be used: choose another one (PINs are "
+                                 "unique on a site; an administrator can see the clash "
+                                 "with 'accessctl audit')") from None
+            raise StoreError(f"that {kind} is already enrolled to "
+                             f"{self.label(self.person(other[1]))} ({other[0]})") from None
         return {k: v for k, v in row.items() if k != "lookup"}
 
     def credential_holder(self, kind: str, value: str) -> str | None:
@@ -331,9 +395,15 @@ class SiteDB:
                               [self.digest(kind, value)]).fetchone()
         return row[0] if row else None
 
-    def credentials(self, person_id: str | None = None) -> list[dict]:
-        sql = ("SELECT id, person_id, kind, fingerprint, assurance, valid_from, valid_until, status "
-               "FROM credentials")
+    def credentials(self, person_id: str | None = None, *, revoked: bool = False) -> list[dict]:
+        """The site's credentials (fingerprints, never values); with revoked=True also
+        the revoked ones the office remembers (status 'revoked')."""
+        sql = ("SELECT id, person_id, kind, fingerprint, assurance, valid_from, valid_until, "
+               "status FROM credentials")
+        if revoked:
+            sql += (" UNION ALL SELECT id, person_id, kind, fingerprint, '', NULL, NULL, "
+                    "status FROM retired_credentials")
+        sql = f"SELECT * FROM ({sql})"
         args: list = []
         if person_id:
             sql += " WHERE person_id = ?"
@@ -342,18 +412,41 @@ class SiteDB:
                 "status")
         return [dict(zip(cols, r)) for r in self.db.execute(sql + " ORDER BY person_id, id", args)]
 
+    def holders(self) -> dict[str, tuple[str, str, str, float | None]]:
+        """Credential id and fingerprint -> (person id, kind, status, since when) for
+        every credential the office knows, revoked ones included: how the log gets
+        names. A live credential wins over a revoked one with the same fingerprint."""
+        out: dict[str, tuple[str, str, str, float | None]] = {}
+        for cid, fp, pid, kind, status, since in self.db.execute(
+                "SELECT id, fingerprint, person_id, kind, status, retired "
+                "FROM retired_credentials ORDER BY retired"):
+            out[cid] = out[fp] = (pid, kind, status, since)
+        for cid, fp, pid, kind, status, since in self.db.execute(
+                "SELECT id, fingerprint, person_id, kind, status, status_since FROM credentials"):
+            out[cid] = out[fp] = (pid, kind, status, since)
+        return out
+
     def credential_status(self, credential_id: str, status: str | None) -> None:
-        """status None deletes the credential; otherwise marks it (lost, suspended, active)."""
+        """status None revokes the credential: it leaves the doors' bundles and its value
+        can be enrolled again, but the office keeps who held it (retired_credentials),
+        so the log still names them. Otherwise marks it (lost, suspended, active)."""
         if not self.db.execute("SELECT 1 FROM credentials WHERE id = ?", [credential_id]).fetchone():
+            if self.db.execute("SELECT 1 FROM retired_credentials WHERE id = ?",
+                               [credential_id]).fetchone():
+                raise StoreError(f"credential {credential_id!r} is already revoked")
             raise NotFoundError(f"no credential {credential_id!r}")
         with self.db.atomic():
             if status is None:
+                self.db.execute(
+                    "INSERT INTO retired_credentials (id, person_id, kind, fingerprint, status, "
+                    "retired) SELECT id, person_id, kind, fingerprint, 'revoked', ? "
+                    "FROM credentials WHERE id = ?", [time.time(), credential_id])
                 self.db.execute("DELETE FROM credentials WHERE id = ?", [credential_id])
             else:
                 if status not in STATUSES:
                     raise StoreError(f"unknown status {status!r}")
-                self.db.execute("UPDATE credentials SET status = ? WHERE id = ?",
-                                [status, credential_id])
+                self.db.execute("UPDATE credentials SET status = ?, status_since = ? "
+                                "WHERE id = ?", [status, time.time(), credential_id])
 
     def _subject(self, subject: str) -> str:
         """'person' or 'credential': what a grant names."""

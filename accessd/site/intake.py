@@ -12,7 +12,7 @@ import time
 from hashlib import sha256
 from dataclasses import dataclass, field
 
-from ..storage.eventlog import GENESIS, record_hash
+from ..storage.eventlog import GENESIS, record_hash, utc_iso
 from .db import SiteDB
 
 ALARMS = ("door.forced", "door.held_open", "tamper", "reader.fault", "sync.rejected",
@@ -166,20 +166,28 @@ def verify_door(site: SiteDB, door: str, log_id: str = "") -> tuple[list[tuple[i
     return gaps, bad
 
 
+_WHAT = {"nfc": "card", "fob": "fob", "pin": "PIN"}
+
+
 def show(site: SiteDB, *, door=None, person=None, since=None, kinds=(), limit=None) -> list[dict]:
-    """Events with the person behind each credential (names from the sealed records)."""
-    # A door logs its credential id, or for a credential it does not hold (another
-    # group's, a revoked one) a fingerprint of the same keyed HMAC the office keeps.
-    sql = ("SELECT e.door, e.seq, e.ts, e.kind, e.credential, e.reason, c.person_id "
-           "FROM events e LEFT JOIN credentials c ON c.id = e.credential "
-           "OR (e.credential LIKE 'fp:%' AND c.fingerprint = e.credential) WHERE 1=1")
+    """Events with the person behind each credential (names from the sealed records).
+
+    A door logs its credential id, or for a credential it does not hold (another
+    group's, a revoked one, a wrong PIN) a fingerprint of the same keyed HMAC the
+    office keeps. Revoked credentials keep their holder at the office, so an
+    ex-tenant's old card reads "revoked card of Anna Berg (12A)", not a stranger's.
+    """
+    holders = site.holders()
+    sql = "SELECT e.door, e.seq, e.ts, e.kind, e.credential, e.reason FROM events e WHERE 1=1"
     args: list = []
     if door:
         sql += " AND e.door = ?"
         args.append(door)
     if person:
-        sql += " AND c.person_id = ?"
-        args.append(person)
+        site.person(person)  # exists?
+        mine = [k for k, v in holders.items() if v[0] == person]
+        sql += f" AND e.credential IN ({', '.join('?' * len(mine))})"
+        args.extend(mine)
     if since:
         sql += " AND e.ts >= ?"
         args.append(since)
@@ -192,24 +200,33 @@ def show(site: SiteDB, *, door=None, person=None, since=None, kinds=(), limit=No
         args.append(limit)
     people: dict[str, str] = {}
     out = []
-    for d, seq, ts, kind, cred, reason, pid in site.db.execute(sql, args):
-        name = ""
-        if pid:
+    for d, seq, ts, kind, cred, reason in site.db.execute(sql, args):
+        name, status = "", ""
+        held = holders.get(cred) if cred else None
+        if held:
+            pid, ckind, status, since = held
             if pid not in people:
-                p = site.person(pid)
-                people[pid] = f"{p.name} ({p.unit})" if p.unit else p.name
+                people[pid] = site.label(site.person(pid))
             name = people[pid]
+            if status not in ("revoked", "lost", "suspended") or (
+                    since is not None and ts < utc_iso(since)):
+                status = ""  # it was still good when this happened
+            if status:
+                name = f"{status} {_WHAT.get(ckind, ckind)} of {name}"
         out.append({"door": d, "seq": seq, "ts": ts, "kind": kind, "credential": cred,
-                    "person": name, "reason": reason})
+                    "person": name, "credential_status": status, "reason": reason})
     return out
 
 
 def strangers(site: SiteDB, *, since=None, min_doors: int = 2) -> list[dict]:
-    """Unknown credentials (fingerprints no enrolled credential has) tried at several doors."""
+    """Unknown credentials (fingerprints no enrolled or revoked credential has) tried at
+    several doors; a revoked card's tries are in `show` under its holder's name."""
     sql = ("SELECT e.credential, count(DISTINCT e.door), count(*), min(e.ts), max(e.ts), "
            "group_concat(DISTINCT e.door) FROM events e "
            "WHERE e.kind = 'access.denied' AND e.credential LIKE 'fp:%' "
-           "AND NOT EXISTS (SELECT 1 FROM credentials c WHERE c.fingerprint = e.credential)")
+           "AND NOT EXISTS (SELECT 1 FROM credentials c WHERE c.fingerprint = e.credential) "
+           "AND NOT EXISTS (SELECT 1 FROM retired_credentials r "
+           "WHERE r.fingerprint = e.credential)")
     args: list = []
     if since:
         sql += " AND e.ts >= ?"
@@ -222,14 +239,29 @@ def strangers(site: SiteDB, *, since=None, min_doors: int = 2) -> list[dict]:
 
 
 def report(site: SiteDB, *, since=None) -> list[dict]:
-    """Per door and day: grants, denials and alarms."""
-    sql = ("SELECT door, substr(ts, 1, 10) AS day, "
+    """Per door and day in the site's time zone: grants, denials and alarms."""
+    from datetime import datetime
+
+    from ..core import when
+    # count per UTC minute in SQL (every zone's day starts on a whole minute), then
+    # fold the minutes into the site's local days
+    sql = ("SELECT door, substr(ts, 1, 16) AS minute, "
            "sum(kind = 'access.granted'), sum(kind = 'access.denied'), "
            f"sum(kind IN ({', '.join('?' * len(ALARMS))})) FROM events")
     args: list = list(ALARMS)
     if since:
         sql += " WHERE ts >= ?"
         args.append(since)
-    sql += " GROUP BY door, day ORDER BY day, door"
+    sql += " GROUP BY door, minute"
+    tz = site.timezone
+    days: dict[str, str] = {}
+    out: dict[tuple[str, str], list[int]] = {}
+    for d, minute, g, n, a in site.db.execute(sql, args):
+        if minute not in days:
+            days[minute] = when.day(datetime.fromisoformat(minute + "+00:00").timestamp(), tz)
+        c = out.setdefault((days[minute], d), [0, 0, 0])
+        c[0] += g
+        c[1] += n
+        c[2] += a
     return [{"door": d, "day": day, "granted": g, "denied": n, "alarms": a}
-            for d, day, g, n, a in site.db.execute(sql, args)]
+            for (day, d), (g, n, a) in sorted(out.items())]

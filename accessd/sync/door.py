@@ -76,6 +76,18 @@ def stage(data_dir: Path, plaintext: bytes, header: bundle.Header, keys: DoorKey
     return new
 
 
+INSTALL_WAIT = 30.0  # seconds the worker waits for the core to install a whitelist
+
+
+def reply_seconds(store_timeout: float) -> float:
+    """How long a 'sync now' may take before the door itself answers: a request made
+    while a run is under way waits for it and then for its own run, and each run is
+    one store request (at most store_timeout) and the install. The control server
+    waits this long; accessctl waits a little longer, so the reply it prints is the
+    store's own error, never a socket timeout."""
+    return 2 * (store_timeout + INSTALL_WAIT) + 5
+
+
 class SyncWorker:
     RETRY_FIRST = 5.0  # seconds before the first retry after a failure; doubles
 
@@ -165,7 +177,7 @@ class SyncWorker:
         fut: Future = Future()
         self.post(SwapWhitelist(str(new), header.version, fut))
         try:
-            res = fut.result(30)
+            res = fut.result(INSTALL_WAIT)
         except FutureTimeout:
             return self._result(False, "the core did not install the whitelist in time")
         if res.get("ok"):

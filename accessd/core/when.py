@@ -1,0 +1,92 @@
+"""Times as staff write and read them: in a named time zone (the site's), with a
+date-only end meaning the end of that day. Pure: `now` is an argument.
+
+  parse("2026-12-31", tz)            -> 2026-12-31 00:00 in tz (the day's start)
+  parse("2026-12-31", tz, end=True)  -> 2027-01-01 00:00 in tz (the day's end)
+  parse("2026-12-31T18:00", tz)      -> 18:00 in tz (an offset in the text wins)
+  parse("7d", tz, now=t)             -> t + 7 days (ago with past=True)
+
+  fmt(t, tz)                         -> "2026-12-31 18:00"
+  fmt(t, tz, end=True)               -> "2026-12-31 24:00" for the day's end
+
+An end is stored as the first instant it no longer holds (the door denies at
+`now >= valid_until`), so "valid until 2026-12-31" works through the 31st.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_REL = re.compile(r"^\+?(\d{1,6})\s*([smhdw])$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+FORMS = "2026-12-31, 2026-12-31T18:00 or 7d / 12h / 30m"
+
+
+def zone(tz: str | None) -> tzinfo | None:
+    """The zone named (IANA), or None for this machine's local time."""
+    if not tz:
+        return None
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {tz!r}") from None
+
+
+def _midnight(day: date, z: tzinfo | None) -> float:
+    dt = datetime.combine(day, time(0))
+    return (dt.replace(tzinfo=z) if z is not None else dt.astimezone()).timestamp()
+
+
+def is_relative(text: str) -> bool:
+    """'7d', '12h': a time relative to now (not a date, e.g. for a file's column)."""
+    return bool(_REL.match(text.strip()))
+
+
+def parse(text: str, tz: str | None, *, end: bool = False, past: bool = False,
+          now: float) -> float:
+    """UTC epoch for what staff typed; ValueError naming the accepted forms."""
+    text = text.strip()
+    m = _REL.match(text)
+    if m:
+        delta = int(m.group(1)) * _UNITS[m.group(2)]
+        return now - delta if past else now + delta
+    z = zone(tz)
+    if _DATE.match(text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a date (no such day)") from None
+        return _midnight(day + timedelta(days=1) if end else day, z)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: use {FORMS}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=z) if z is not None else dt.astimezone()
+    return dt.timestamp()
+
+
+def fmt(epoch: float | None, tz: str | None, *, end: bool = False,
+        seconds: bool = False) -> str:
+    """'2026-12-31 18:00' in tz ('-' for None); an end at midnight reads as 24:00 of
+    the day before, so a pass valid through the 31st shows 2026-12-31 24:00."""
+    if epoch is None:
+        return "-"
+    z = zone(tz)
+    dt = datetime.fromtimestamp(epoch, z) if z is not None else \
+        datetime.fromtimestamp(epoch).astimezone()
+    if end and (dt.hour, dt.minute, dt.second, dt.microsecond) == (0, 0, 0, 0):
+        return (dt - timedelta(days=1)).strftime("%Y-%m-%d") + " 24:00" + (":00" if seconds
+                                                                           else "")
+    return dt.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def day(epoch: float, tz: str | None) -> str:
+    """The calendar day (YYYY-MM-DD) of an instant in tz."""
+    z = zone(tz)
+    dt = datetime.fromtimestamp(epoch, z) if z is not None else \
+        datetime.fromtimestamp(epoch).astimezone()
+    return dt.strftime("%Y-%m-%d")
