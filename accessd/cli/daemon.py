@@ -1,4 +1,5 @@
-"""`accessd`: the door daemon's entry point (run, check-config, relay-safe)."""
+"""`accessd`: the door daemon's entry point (run, check-config, relay-safe, upload,
+init)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,42 @@ def main() -> None:
     Example:
       accessd run --config /etc/accessd/accessd.toml
     """
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--accessd-bin", help="The accessd the systemd units start (default: the one "
+                                    "installed beside this Python).")
+@click.option("--force", is_flag=True, help="Overwrite files that already exist there.")
+def init(directory: str, accessd_bin: str | None, force: bool) -> None:
+    """Write a commented door config, the systemd units, the udev rules, the Pi's
+    config.txt lines and the wiring docs into DIRECTORY (for a pip-installed door).
+
+    Nothing is installed system-wide: copy accessd.toml to /etc/accessd/, the
+    units to /etc/systemd/system/ and the rules to /etc/udev/rules.d/ (on a Pi,
+    scripts/install-on-pi from a checkout does all of it).
+
+    \b
+    Example:
+      accessd init ./accessd-files
+    """
+    import shutil
+    from pathlib import Path
+
+    from ..examples import write_examples
+    if accessd_bin is None:
+        beside = Path(sys.executable).parent / "accessd"
+        accessd_bin = str(beside) if beside.exists() else (shutil.which("accessd") or None)
+    try:
+        written = write_examples(Path(directory), accessd_bin=accessd_bin, force=force)
+    except (AccessdError, OSError) as exc:
+        click.echo(f"accessd: init: {exc}", err=True)
+        sys.exit(1)
+    for path, what in written:
+        click.echo(f"wrote {path}  ({what})")
+    click.echo(f"units start {accessd_bin or '/opt/accessd/.venv/bin/accessd'}. Next: edit "
+               "accessd.toml (door.id, pins, readers), copy it to /etc/accessd/accessd.toml, "
+               "then 'accessctl keys init' and 'accessd check-config'.")
 
 
 @main.command()

@@ -83,7 +83,7 @@ def register(main) -> None:
           accessctl --site /srv/accessd-site site store https://dav.example.org/accessd/
         """
         site = site_of(obj)
-        store = open_store(url)  # a bad URL is refused here, not at the next publish
+        store = _open_store(url, "URL")  # a bad URL is refused here, not at the next publish
         site.store_url_set(store.url)
         click.echo(f"store {store.url}; set sync.url = \"{store.url}\" on the doors")
 
@@ -622,7 +622,7 @@ def register(main) -> None:
           accessctl --site /srv/accessd-site publish --store file:///srv/accessd-store
         """
         site = site_of(obj)
-        store = open_store(store_url or site.store_url)
+        store = _open_store(store_url or site.store_url, "--store")
         groups = [g for g in site.groups() if g["doors"]]
         with Progress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("publishing", total=len(groups) or None)
@@ -661,7 +661,7 @@ def register(main) -> None:
         """
         from ..site import intake
         site = site_of(obj)
-        store = open_store(store_url or site.store_url)
+        store = _open_store(store_url or site.store_url, "--store")
         res = intake.pull(site, store)
         doc = {d: {**r.__dict__, "ok": r.ok} for d, r in res.items()}
         click.echo(f"reading {store.url}", err=True)
@@ -783,6 +783,15 @@ def register(main) -> None:
         out(as_json, r, lambda: click.echo(r["result"]))
         if not r.get("ok"):
             sys.exit(1)
+
+
+def _open_store(url: str, param: str):
+    """A store from a URL staff typed: a bad URL is bad input (exit 1), naming it."""
+    from ..errors import ConfigError
+    try:
+        return open_store(url)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint=param) from None
 
 
 def _table(console, title, cols, rows) -> None:
