@@ -36,7 +36,7 @@ def seed_upper(upper: Path) -> None:
     for f in filter(None, files):
         if (REPO / f).exists():
             (upper / "opt/accessd" / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, upper / "opt/accessd" / f)
+            shutil.copy2(REPO / f, upper / "opt/accessd" / f, follow_symlinks=False)  # as a clone
     (upper / "boot/firmware").mkdir(parents=True)
     (upper / "boot/firmware/config.txt").write_text(CONFIG_TXT)
     (upper / "boot/firmware/cmdline.txt").write_text(CMDLINE_TXT)

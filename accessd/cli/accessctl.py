@@ -286,7 +286,7 @@ def list_(obj: Ctx, revoked: bool, as_json: bool) -> None:
             t.add_column(col)
         for r in rows:
             t.add_row(r["credential"], r["holder"], r["kind"], r["assurance"], r["status"],
-                      _fmt_time(r["from"]), _fmt_time(r["until"]), r["fingerprint"])
+                      _fmt_time(r["from"]), _fmt_time(r["until"], end=True), r["fingerprint"])
         console.print(t)
     _out(as_json, rows, human)
 
