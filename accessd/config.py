@@ -70,6 +70,16 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "max_age_hours": ((int, float), 72.0),
         "timeout_seconds": ((int, float), 15.0),   # per HTTP request
     },
+    "mqtt": {
+        "url": ((str,), ""),                 # "" = no live channel; mqtt://host:1883, mqtts://host:8883
+        "site": ((str,), ""),                # topic segment; default: the site of the door's key file
+        "username": ((str,), ""),
+        "password_file": ((str,), ""),       # mode 0600, the password on its first line
+        "ca_file": ((str,), ""),             # mqtts: the broker's CA (default: the system's)
+        "keepalive_seconds": ((int,), 30),
+        "status_interval_seconds": ((int, float), 60.0),
+        "reconnect_max_seconds": ((int, float), 30.0),
+    },
     "policy": {
         "pin_lockout_attempts": ((int,), 5),
         "pin_lockout_window_seconds": ((int, float), 300.0),
@@ -197,6 +207,28 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    url: str
+    site: str
+    username: str
+    password_file: Path | None
+    ca_file: Path | None
+    keepalive_seconds: int
+    status_interval_seconds: float
+    reconnect_max_seconds: float
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def password(self) -> str:
+        if self.password_file is None:
+            return ""
+        return self.password_file.read_text(encoding="utf-8").splitlines()[0].strip() \
+            if self.password_file.stat().st_size else ""
+
+
+@dataclass(frozen=True)
 class PinConfig:
     min_length: int
     max_length: int
@@ -221,11 +253,12 @@ class Config:
     readers: tuple[ReaderConfig, ...]
     sync: SyncConfig
     policy: PolicyConfig
+    mqtt: MqttConfig = None  # type: ignore[assignment]
 
     def as_dict(self) -> dict:
         """The effective config, ready to print; holds no secret (keys live in the key file)."""
         out: dict[str, Any] = {"config_file": str(self.path)}
-        for name in ("door", "gpio", "storage", "api", "pin", "sync", "policy"):
+        for name in ("door", "gpio", "storage", "api", "pin", "sync", "policy", "mqtt"):
             section = getattr(self, name)
             out[name] = {k: (str(v) if isinstance(v, Path) else v)
                          for k, v in section.__dict__.items()}
@@ -511,4 +544,45 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         readers=tuple(readers),
         sync=SyncConfig(**sy),
         policy=PolicyConfig(**po),
+        mqtt=_mqtt(path, base, s["mqtt"]),
     )
+
+
+def _mqtt(path: Path, base: Path, m: dict) -> MqttConfig:
+    from urllib.parse import urlparse
+    if m["url"]:
+        u = urlparse(m["url"])
+        if u.scheme not in ("mqtt", "mqtts") or not u.hostname or u.path not in ("", "/"):
+            raise _err(path, "mqtt.url", "must be mqtt://host[:port] or mqtts://host[:port], "
+                                         f"got {m['url']!r}")
+        if u.username or u.password:
+            raise _err(path, "mqtt.url", "put the user in mqtt.username and the password in "
+                                         "mqtt.password_file, not in the URL")
+        try:
+            u.port
+        except ValueError:
+            raise _err(path, "mqtt.url", f"bad port in {m['url']!r}") from None
+    if m["site"] and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", m["site"]):
+        raise _err(path, "mqtt.site", "must be 1-64 letters, digits, '.', '_' or '-'")
+    if not 5 <= m["keepalive_seconds"] <= 3600:
+        raise _err(path, "mqtt.keepalive_seconds", f"must be 5-3600, got {m['keepalive_seconds']}")
+    _positive(path, "mqtt.status_interval_seconds", m["status_interval_seconds"])
+    _positive(path, "mqtt.reconnect_max_seconds", m["reconnect_max_seconds"])
+    pw = base / m["password_file"] if m["password_file"] else None
+    if pw is not None and m["url"]:
+        try:
+            st = pw.stat()
+        except FileNotFoundError:
+            raise _err(path, "mqtt.password_file", f"{pw} does not exist") from None
+        except PermissionError:
+            raise _err(path, "mqtt.password_file", f"{pw} cannot be read by this user") from None
+        if st.st_mode & 0o077:
+            raise _err(path, "mqtt.password_file", f"{pw} is readable by group or others "
+                                                   f"(mode {st.st_mode & 0o777:o}); chmod 600 it")
+    ca = base / m["ca_file"] if m["ca_file"] else None
+    if ca is not None and m["url"] and not ca.is_file():
+        raise _err(path, "mqtt.ca_file", f"{ca} is not a file")
+    return MqttConfig(url=m["url"], site=m["site"], username=m["username"], password_file=pw,
+                      ca_file=ca, keepalive_seconds=m["keepalive_seconds"],
+                      status_interval_seconds=float(m["status_interval_seconds"]),
+                      reconnect_max_seconds=float(m["reconnect_max_seconds"]))

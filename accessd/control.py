@@ -71,6 +71,7 @@ class Controller:
         self.inputs = inputs
         self.simulation = simulation
         self.connection_info = lambda: {}  # the server fills this in
+        self.publisher = None  # the live channel's publisher, when mqtt.url is set
 
     def _wait(self, fut: Future, timeout: float = REPLY_TIMEOUT) -> dict:
         try:
@@ -88,6 +89,8 @@ class Controller:
             st = self._wait(fut)
             if st.get("ok"):
                 st["control"] = self.connection_info()
+            if self.publisher is not None and st.get("ok"):
+                st["live"] = self.publisher.info()
             if self.sync is not None and st.get("ok"):
                 st["sync"] = {"store": self.sync.store.url, "last": self.sync.last_result,
                               "interval_s": self.sync.cfg.sync.interval_seconds}

@@ -160,9 +160,36 @@ class DoorService:
         if self.sync is not None:
             self.sync.start()
             self._closers.append(self.sync.stop)
+        self.publisher = None
+        if cfg.mqtt.enabled:
+            self._start_publisher(cfg, keys)
         status = f"door {cfg.door.id} ready, {count} credentials"
         log.info("%s; control socket %s", status, cfg.api.socket)
         self.notifier.ready(status)
+
+    def _start_publisher(self, cfg: Config, keys) -> None:
+        from concurrent.futures import Future
+
+        from .core.events import StatusRequest
+        from .errors import ConfigError
+        from .live.publisher import Publisher
+        site = cfg.mqtt.site or (keys.site.site if keys.site is not None else "")
+        if not site:
+            raise ConfigError(f"{cfg.path}: mqtt.site: set it (the door's key file names "
+                              "no site)")
+
+        def status() -> dict:
+            fut: Future = Future()
+            self.engine.post(StatusRequest(fut))
+            return fut.result(2.0)
+        self.publisher = Publisher(cfg, site=site, status=status, wall=self.clock.wall)
+        self.logw.on_commit = self.publisher.nudge
+        self.publisher.nudge(self.eventlog.last_seq)
+        self.publisher.start()
+        # stopped after the log is flushed (closers run last-in first-out), so the
+        # final records, daemon.stopped among them, still reach the broker
+        self._closers.insert(self._closers.index(self._stop_log), self.publisher.stop)
+        self.server.controller.publisher = self.publisher
 
     # ---- shutdown -------------------------------------------------------
     def stop(self, reason: str = "stop requested") -> None:

@@ -1,7 +1,8 @@
 # Sourced by scripts/test: the Debian packages some tests need, installed when missing.
 # - python3-seccomp (for Debian's /usr/bin/python3), systemd-analyze, unshare and mount:
 #   tests/test_unit_sandbox.py runs the daemon under systemd/accessd.service's own sandbox;
-# - systemd-container (systemd-nspawn): tests/test_systemd_container.py boots real systemd.
+# - systemd-container (systemd-nspawn): tests/test_systemd_container.py boots real systemd;
+# - mosquitto: tests/test_live.py runs the live channel against a real broker.
 # Installing needs root (CI runs as root); otherwise it says what is missing.
 need=()
 /usr/bin/python3 -I -c 'import seccomp' 2>/dev/null || need+=(python3-seccomp)
@@ -9,14 +10,15 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 command -v mount >/dev/null || need+=(mount)
+{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || need+=(mosquitto)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian packages for the tests: ${need[*]} ..." >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2 || true
     apt-get install -y -q --no-install-recommends "${need[@]}" >&2 \
-      || echo "warning: could not install ${need[*]}; the unit-sandbox tests will fail" >&2
+      || echo "warning: could not install ${need[*]}; the tests that need them will fail" >&2
   else
-    echo "note: the unit-sandbox tests need root and: ${need[*]} (apt-get install them)" >&2
+    echo "note: some tests need root and: ${need[*]} (apt-get install them)" >&2
   fi
 fi

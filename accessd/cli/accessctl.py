@@ -407,6 +407,10 @@ def status(obj: Ctx, as_json: bool) -> None:
         if "sync" in st:
             t.add_row("sync", f"{st['sync']['last']} (from {st['sync']['store']}, every "
                               f"{st['sync']['interval_s']:g} s)")
+        if "live" in st:
+            lv = st["live"]
+            t.add_row("live (MQTT)", f"{lv['link']} ({lv['broker']}); published to "
+                                     f"#{lv['acked_seq']}, backlog {lv['backlog']}")
         if "clock" in st:
             ck = st["clock"]
             t.add_row("clock", ("synchronised" if ck["synced"] else "NOT synchronised")

@@ -118,7 +118,7 @@ def check_config(config_path: str, as_json: bool) -> None:
     for section, values in eff.items():
         click.echo(f"\n[{section}]")
         for k, v in values.items():
-            click.echo(f"{k} = {json.dumps(v)}")
+            click.echo(f"# {k}: not set" if v is None else f"{k} = {json.dumps(v)}")
     for r in readers:
         click.echo("\n[[readers]]")
         for k, v in r.items():

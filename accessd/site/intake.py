@@ -99,6 +99,26 @@ def pull(site: SiteDB, store, *, progress=None) -> dict[str, DoorIntake]:
     return out
 
 
+def load_live(site: SiteDB, door: str, payload: bytes,
+              rep: DoorIntake | None = None) -> DoorIntake:
+    """One record received on the live channel (accessd/<site>/<door>/events): checked
+    and stored exactly as an uploaded one, so a record that came live and again in the
+    nightly upload (or twice live) is kept once; `door` is the topic's, and a record
+    claiming another door is refused."""
+    rep = rep or DoorIntake(door)
+    try:
+        r = json.loads(payload)
+        if not isinstance(r, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        rep.bad.append((0, f"live: unreadable record ({str(exc)[:80]})"))
+        return rep
+    log_id = r.get("log", "")
+    with site.db.atomic():
+        _load_record(site, "live", door, log_id if isinstance(log_id, str) else "", r, rep)
+    return rep
+
+
 def _load_record(site: SiteDB, name: str, door: str, log_id: str, r: dict,
                  rep: DoorIntake) -> None:
     try:

@@ -263,6 +263,7 @@ class LogWriter:
         self._inflight: list[PendingRecord] = []  # taken from _pending, not yet committed
         self._reader = None  # count_grants' own connection (the core thread's)
         self._give_up = False
+        self.on_commit: Callable[[int], None] | None = None  # told each committed batch's last seq
         self._thread = threading.Thread(target=self._run, name="eventlog", daemon=True)
 
     def start(self) -> None:
@@ -340,6 +341,11 @@ class LogWriter:
             self._inflight = []
             for rec, seq in zip(batch, seqs):
                 rec.future.set_result(seq)
+            if self.on_commit is not None and seqs:
+                try:
+                    self.on_commit(seqs[-1])
+                except Exception:  # a listener must never stop the log
+                    log.exception("event log: commit listener failed")
             self._since_prune += len(to_write)
             if self.max_events and self._since_prune >= self.PRUNE_EVERY:
                 self._since_prune = 0

@@ -1,0 +1,253 @@
+"""The door's publisher: the durable event log is the outbox (paho-mqtt, MQTT 3.1.1).
+
+A thread of its own tails the event log (a read-only SQLite connection, woken by
+each commit) from the last sequence number the broker acknowledged, and
+publishes every record with QoS 1 to accessd/<site>/<door>/events (alarms to
+.../alarms too). The acknowledged position is kept in the data directory
+(mqtt-state.json), so after a crash or a SIGKILL publishing resumes where the
+broker stopped confirming: nothing is lost, and what may be sent twice carries
+its seq and hash, so the office drops the copy.
+
+The decision path never waits for any of this: the core hands records to the
+log writer as before, and the publisher reads what was committed. With the
+broker down, slow or refusing, records simply wait in the log (the backlog is
+the log itself) and are caught up in order on reconnect; paho reconnects with
+back-off (1 s doubling to mqtt.reconnect_max_seconds) and re-sends what was in
+flight. A retained .../status is published on change and every
+status_interval_seconds; .../availability is "online", with a retained Last
+Will of "offline".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+
+from .. import __version__
+from ..storage.eventlog import iter_events, open_reader, read_log_id
+from . import topics
+
+log = logging.getLogger("accessd.live")
+
+BATCH = 500          # records read from the log at a time
+INFLIGHT = 100       # QoS 1 messages on the wire before paho queues the rest
+STATE_FILE = "mqtt-state.json"
+
+
+def read_state(data_dir: Path) -> tuple[str | None, int]:
+    """(log id, last seq the broker acknowledged); (None, 0) when absent or unreadable
+    (then the log is published again from its start: duplicates, never a gap)."""
+    try:
+        doc = json.loads((data_dir / STATE_FILE).read_text())
+        seq, log_id = doc["acked_seq"], doc.get("log_id")
+        if type(seq) is int and seq >= 0 and (log_id is None or isinstance(log_id, str)):
+            return log_id, seq
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None, 0
+
+
+def write_state(data_dir: Path, log_id: str | None, seq: int) -> None:
+    tmp = data_dir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps({"log_id": log_id, "acked_seq": seq}))
+    os.replace(tmp, data_dir / STATE_FILE)
+
+
+class Publisher:
+    """Publishes a door's log, status and availability to the broker."""
+
+    def __init__(self, cfg, *, site: str, status: Callable[[], dict],
+                 wall: Callable[[], float] = time.time):
+        self.cfg = cfg
+        self.mq = cfg.mqtt
+        self.site = site
+        self.base = topics.base(site, cfg.door.id)
+        self._status = status
+        self._wall = wall
+        self.data_dir = cfg.storage.data_dir
+        self._nudge = threading.Event()
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._connected = False
+        self.link = "connecting"
+        self.log_id, self.acked_seq = read_state(self.data_dir)
+        self.last_seq = 0            # the newest record committed, as far as we know
+        self.published = 0
+        self.connects = 0
+        u = urlparse(self.mq.url)
+        self.host, self.port = u.hostname, u.port or (8883 if u.scheme == "mqtts" else 1883)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                        client_id=f"accessd-{site}-{cfg.door.id}"[:64],
+                        clean_session=True, protocol=mqtt.MQTTv311)
+        c.will_set(f"{self.base}/availability", "offline", qos=1, retain=True)
+        if self.mq.username:
+            c.username_pw_set(self.mq.username, self.mq.password() or None)
+        if u.scheme == "mqtts":
+            c.tls_set(ca_certs=str(self.mq.ca_file) if self.mq.ca_file else None,
+                      cert_reqs=ssl.CERT_REQUIRED)
+        c.reconnect_delay_set(1, max(1, int(self.mq.reconnect_max_seconds)))
+        c.max_inflight_messages_set(INFLIGHT)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        self.client = c
+        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+
+    # ---- paho's callbacks (its network thread) -------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.link = f"refused by the broker: {reason_code}"
+            log.warning("mqtt: %s", self.link)
+            return
+        client.publish(f"{self.base}/availability", "online", qos=1, retain=True)
+        with self._cond:
+            self._connected = True
+            self.connects += 1
+            self.link = "connected"
+            self._cond.notify_all()
+        self._nudge.set()
+        log.info("mqtt: connected to %s:%s", self.host, self.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._cond:
+            was = self._connected
+            self._connected = False
+            if not self._stop.is_set():
+                self.link = f"disconnected: {reason_code}"
+            self._cond.notify_all()
+        if was:
+            log.warning("mqtt: disconnected from %s:%s (%s); records wait in the log",
+                        self.host, self.port, reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # ---- life ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=self.mq.keepalive_seconds)
+        self.client.loop_start()
+        self._thread.start()
+
+    def nudge(self, seq: int | None = None) -> None:
+        """Called by the log writer after each commit."""
+        if seq is not None:
+            self.last_seq = max(self.last_seq, seq)
+        self._nudge.set()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Publish what the log still holds (for up to `timeout` while connected), say
+        "offline", disconnect."""
+        try:
+            conn = open_reader(self.cfg.storage.eventlog_path)
+            try:
+                self.nudge(conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0)
+            finally:
+                conn.close()
+        except Exception as exc:  # best effort at exit: the next start publishes the rest
+            log.debug("mqtt: cannot read the log at stop: %s", exc)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._connected and self.acked_seq < self.last_seq
+                   and time.monotonic() < deadline):
+                self._cond.wait(0.05)
+        self._stop.set()
+        self._nudge.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._connected:
+            info = self.client.publish(f"{self.base}/availability", "offline", qos=1,
+                                       retain=True)
+            deadline = time.monotonic() + 1.0
+            while not info.is_published() and time.monotonic() < deadline:
+                with self._cond:
+                    self._cond.wait(0.05)
+        self.link = "stopped"
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def info(self) -> dict:
+        """For `accessctl status`: the link and how far behind the broker is."""
+        return {"broker": f"{self.host}:{self.port}", "link": self.link,
+                "acked_seq": self.acked_seq,
+                "backlog": max(0, self.last_seq - self.acked_seq), "published": self.published}
+
+    # ---- the publishing thread ---------------------------------------------------------
+    def _run(self) -> None:
+        conn = None
+        last_status = 0.0
+        status_due = True
+        while not self._stop.is_set():
+            with self._cond:
+                if not self._connected:
+                    self._cond.wait(1.0)
+                    continue
+            self._nudge.clear()
+            try:
+                if conn is None:
+                    conn = open_reader(self.cfg.storage.eventlog_path)
+                log_id = read_log_id(conn) or ""
+                if log_id != (self.log_id or ""):   # a new log: publish it from its start
+                    self.log_id, self.acked_seq = log_id, 0
+                rows = list(iter_events(conn, after_seq=self.acked_seq, limit=BATCH))
+            except Exception as exc:  # the log is the daemon's; never die over reading it
+                log.warning("mqtt: cannot read the event log: %s", exc)
+                conn = None
+                self._stop.wait(1.0)
+                continue
+            if rows:
+                self.last_seq = max(self.last_seq, rows[-1]["seq"])
+                if self._publish(rows):
+                    self.acked_seq = rows[-1]["seq"]
+                    write_state(self.data_dir, self.log_id, self.acked_seq)
+                    with self._cond:
+                        self._cond.notify_all()
+                    status_due = True
+                continue
+            now = self._wall()
+            if status_due or now - last_status >= self.mq.status_interval_seconds:
+                self._publish_status()
+                last_status, status_due = now, False
+            self._nudge.wait(min(1.0, self.mq.status_interval_seconds))
+        if conn is not None:
+            conn.close()
+
+    def _publish(self, rows: list[dict]) -> bool:
+        """Publish records; True once the broker acknowledged all of them. Across a
+        reconnect paho sends the unacknowledged ones again, in order."""
+        infos = []
+        for r in rows:
+            payload = topics.event_payload(self.log_id or "", r)
+            infos.append(self.client.publish(f"{self.base}/events", payload, qos=1))
+            if r["kind"] in topics.ALARM_KINDS:
+                infos.append(self.client.publish(f"{self.base}/alarms", payload, qos=1))
+        with self._cond:
+            while not all(i.is_published() for i in infos):
+                if self._stop.is_set():
+                    return False
+                self._cond.wait(0.5)
+        self.published += len(rows)
+        return True
+
+    def _publish_status(self) -> None:
+        try:
+            st = self._status()
+        except Exception as exc:  # the core is busy or stopping: next time
+            log.debug("mqtt: no status: %s", exc)
+            return
+        doc = {"ts": self._wall(), "version": __version__, "door": self.cfg.door.id,
+               **{k: st.get(k) for k in ("mode", "relay", "door_open", "alarms", "whitelist",
+                                         "readers", "clock", "sync", "log")},
+               "live": self.info()}
+        self.client.publish(f"{self.base}/status", json.dumps(doc, default=str), qos=1,
+                            retain=True)
