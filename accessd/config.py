@@ -71,8 +71,8 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "timeout_seconds": ((int, float), 15.0),   # per HTTP request
     },
     "mqtt": {
-        "url": ((str,), ""),                 # "" = no live channel; mqtt://host:1883, mqtts://host:8883
-        "site": ((str,), ""),                # topic segment; default: the site of the door's key file
+        "url": ((str,), ""),                 # "" = none; mqtt://host:1883, mqtts://host:8883
+        "site": ((str,), ""),                # topic segment; default: the key file's site
         "username": ((str,), ""),
         "password_file": ((str,), ""),       # mode 0600, the password on its first line
         "ca_file": ((str,), ""),             # mqtts: the broker's CA (default: the system's)
@@ -222,10 +222,10 @@ class MqttConfig:
         return bool(self.url)
 
     def password(self) -> str:
+        """The first line of password_file ("" without one)."""
         if self.password_file is None:
             return ""
-        return self.password_file.read_text(encoding="utf-8").splitlines()[0].strip() \
-            if self.password_file.stat().st_size else ""
+        return next(iter(self.password_file.read_text(encoding="utf-8").splitlines()), "").strip()
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,7 @@ class Config:
     readers: tuple[ReaderConfig, ...]
     sync: SyncConfig
     policy: PolicyConfig
-    mqtt: MqttConfig = None  # type: ignore[assignment]
+    mqtt: MqttConfig
 
     def as_dict(self) -> dict:
         """The effective config, ready to print; holds no secret (keys live in the key file)."""

@@ -309,12 +309,11 @@ def revoke(obj: Ctx, credential_id: str, mark: str | None, as_json: bool) -> Non
     """
     if obj.site_dir:
         site = site_of(obj)
-        site.credential_status(credential_id, mark)
-        holder = site.holders()[credential_id]
+        person_id, kind = site.credential_status(credential_id, mark)
         what = f"marked {mark}" if mark else "revoked"
-        label = site.label(site.person(holder[0]))
-        _out(as_json, {"credential": credential_id, "result": what, "person": holder[0]},
-             lambda: click.echo(f"{credential_id} ({holder[1]} of {label}) {what}; run "
+        label = site.label(site.person(person_id))
+        _out(as_json, {"credential": credential_id, "result": what, "person": person_id},
+             lambda: click.echo(f"{credential_id} ({kind} of {label}) {what}; run "
                                 "'accessctl publish' to update the doors (the log keeps "
                                 "naming its holder)"))
         return
@@ -355,9 +354,6 @@ def audit(obj: Ctx, limit: int, as_json: bool) -> None:
     Example:
       accessctl --site /srv/accessd-site audit --limit 20
     """
-    if not obj.site_dir:
-        raise click.UsageError("this is an office command: give --site DIR (or set "
-                               "ACCESSD_SITE)")
     site = site_of(obj)
     rows = site.audit_log(limit)
     tz = site.timezone

@@ -62,8 +62,7 @@ def register(main) -> None:
         """
         site = site_of(obj)
         doc = {"site": site.site_id, "timezone": site.timezone, "store": site.store_url,
-               "doors": len(site.doors()), "people": len(site.people()),
-               "credentials": len(site.credentials())}
+               **{t: site.db[t].count for t in ("doors", "people", "credentials")}}
         out(as_json, doc, lambda: click.echo(
             f"site {doc['site']} in {site.dir}\ntime zone {doc['timezone']}\n"
             f"store {doc['store']}\n{plural(doc['doors'], 'door')}, "
@@ -702,11 +701,9 @@ def register(main) -> None:
           accessctl --site /srv/accessd-site logs show --kind access.denied
         """
         from ..site import intake
-        from ..storage.eventlog import utc_iso
         site = site_of(obj)
         tz = site.timezone
-        since_ts = (utc_iso(parse_when(since, tz=tz, past=True, param="--since"))
-                    if since else None)
+        since_ts = _since(since, tz)
         rows = intake.show(site, door=door, person=person, since=since_ts,
                            kinds=kinds, limit=limit)
         for r in rows:
@@ -733,11 +730,9 @@ def register(main) -> None:
           accessctl --site /srv/accessd-site report --strangers --since 30d
         """
         from ..site import intake
-        from ..storage.eventlog import utc_iso
         site = site_of(obj)
         tz = site.timezone
-        since_ts = (utc_iso(parse_when(since, tz=tz, past=True, param="--since"))
-                    if since else None)
+        since_ts = _since(since, tz)
         if strangers:
             rows = intake.strangers(site, since=since_ts)
             out(as_json, rows, lambda: _table(
@@ -783,6 +778,12 @@ def register(main) -> None:
         out(as_json, r, lambda: click.echo(r["result"]))
         if not r.get("ok"):
             sys.exit(1)
+
+
+def _since(since: str | None, tz: str) -> str | None:
+    """--since (in the site's time zone, or 12h ago) as the log's UTC timestamp text."""
+    from ..storage.eventlog import utc_iso
+    return utc_iso(parse_when(since, tz=tz, past=True, param="--since")) if since else None
 
 
 def _open_store(url: str, param: str):

@@ -16,7 +16,7 @@ An end is stored as the first instant it no longer holds (the door denies at
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _REL = re.compile(r"^\+?(\d{1,6})\s*([smhdw])$")
@@ -69,24 +69,25 @@ def parse(text: str, tz: str | None, *, end: bool = False, past: bool = False,
     return dt.timestamp()
 
 
+def _local(epoch: float, tz: str | None) -> datetime:
+    """The instant in tz (this machine's local time for None)."""
+    return datetime.fromtimestamp(epoch, timezone.utc).astimezone(zone(tz))
+
+
 def fmt(epoch: float | None, tz: str | None, *, end: bool = False,
         seconds: bool = False) -> str:
     """'2026-12-31 18:00' in tz ('-' for None); an end at midnight reads as 24:00 of
     the day before, so a pass valid through the 31st shows 2026-12-31 24:00."""
     if epoch is None:
         return "-"
-    z = zone(tz)
-    dt = datetime.fromtimestamp(epoch, z) if z is not None else \
-        datetime.fromtimestamp(epoch).astimezone()
+    dt = _local(epoch, tz)
+    clock = "%H:%M:%S" if seconds else "%H:%M"
     if end and (dt.hour, dt.minute, dt.second, dt.microsecond) == (0, 0, 0, 0):
-        return (dt - timedelta(days=1)).strftime("%Y-%m-%d") + " 24:00" + (":00" if seconds
-                                                                           else "")
-    return dt.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+        return (dt - timedelta(days=1)).strftime("%Y-%m-%d ") + ("24:00:00" if seconds
+                                                                 else "24:00")
+    return dt.strftime(f"%Y-%m-%d {clock}")
 
 
 def day(epoch: float, tz: str | None) -> str:
     """The calendar day (YYYY-MM-DD) of an instant in tz."""
-    z = zone(tz)
-    dt = datetime.fromtimestamp(epoch, z) if z is not None else \
-        datetime.fromtimestamp(epoch).astimezone()
-    return dt.strftime("%Y-%m-%d")
+    return _local(epoch, tz).strftime("%Y-%m-%d")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import ssl
 import threading
 import time
@@ -33,6 +32,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 
 from .. import __version__
+from ..storage.cursor import read_cursor, write_cursor
 from ..storage.eventlog import iter_events, open_reader, read_log_id
 from . import topics
 
@@ -47,19 +47,9 @@ def read_state(data_dir: Path) -> tuple[str | None, int]:
     """(log id, last seq the broker acknowledged); (None, 0) when absent or unreadable
     (then the log is published again from its start: duplicates, never a gap)."""
     try:
-        doc = json.loads((data_dir / STATE_FILE).read_text())
-        seq, log_id = doc["acked_seq"], doc.get("log_id")
-        if type(seq) is int and seq >= 0 and (log_id is None or isinstance(log_id, str)):
-            return log_id, seq
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None, 0
-
-
-def write_state(data_dir: Path, log_id: str | None, seq: int) -> None:
-    tmp = data_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps({"log_id": log_id, "acked_seq": seq}))
-    os.replace(tmp, data_dir / STATE_FILE)
+        return read_cursor(data_dir / STATE_FILE)
+    except (OSError, ValueError):
+        return None, 0
 
 
 class Publisher:
@@ -69,7 +59,6 @@ class Publisher:
                  wall: Callable[[], float] = time.time):
         self.cfg = cfg
         self.mq = cfg.mqtt
-        self.site = site
         self.base = topics.base(site, cfg.door.id)
         self._status = status
         self._wall = wall
@@ -82,7 +71,6 @@ class Publisher:
         self.log_id, self.acked_seq = read_state(self.data_dir)
         self.last_seq = 0            # the newest record committed, as far as we know
         self.published = 0
-        self.connects = 0
         u = urlparse(self.mq.url)
         self.host, self.port = u.hostname, u.port or (8883 if u.scheme == "mqtts" else 1883)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
@@ -111,7 +99,6 @@ class Publisher:
         client.publish(f"{self.base}/availability", "online", qos=1, retain=True)
         with self._cond:
             self._connected = True
-            self.connects += 1
             self.link = "connected"
             self._cond.notify_all()
         self._nudge.set()
@@ -146,15 +133,8 @@ class Publisher:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Publish what the log still holds (for up to `timeout` while connected), say
-        "offline", disconnect."""
-        try:
-            conn = open_reader(self.cfg.storage.eventlog_path)
-            try:
-                self.nudge(conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0)
-            finally:
-                conn.close()
-        except Exception as exc:  # best effort at exit: the next start publishes the rest
-            log.debug("mqtt: cannot read the log at stop: %s", exc)
+        "offline", disconnect. The log writer has told us of its last commit (nudge):
+        the service stops us after the log is flushed."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while (self._connected and self.acked_seq < self.last_seq
@@ -209,7 +189,7 @@ class Publisher:
                 self.last_seq = max(self.last_seq, rows[-1]["seq"])
                 if self._publish(rows):
                     self.acked_seq = rows[-1]["seq"]
-                    write_state(self.data_dir, self.log_id, self.acked_seq)
+                    write_cursor(self.data_dir / STATE_FILE, self.log_id, self.acked_seq)
                     with self._cond:
                         self._cond.notify_all()
                     status_due = True

@@ -127,10 +127,6 @@ def parse(text: str, site: SiteDB, *, now: float | None = None,
                 vf, vu = (t, vu) if col == "valid_from" else (vf, t)
         if vf is not None and vu is not None and vu <= vf:
             problems.append("valid_until is not after valid_from")
-        elif vu is not None and vu <= now and warnings is not None:
-            warnings.append((i, f"valid_until {get('valid_until')} is in the past (ended "
-                                f"{when.fmt(vu, tz, end=True)} {tz}): this credential "
-                                "opens no door"))
         if kind and value and not problems:
             key = (kind, value)
             if key in seen:
@@ -145,6 +141,10 @@ def parse(text: str, site: SiteDB, *, now: float | None = None,
             errors.append((i, "; ".join(problems)))
         else:
             rows.append(Row(i, name, unit, role, get("phone") or None, kind, value, gl, vf, vu))
+            if vu is not None and vu <= now and warnings is not None:
+                warnings.append((i, f"valid_until {get('valid_until')} is in the past (ended "
+                                    f"{when.fmt(vu, tz, end=True)} {tz}): this credential "
+                                    "opens no door"))
     return rows, errors
 
 
@@ -166,8 +166,7 @@ def import_csv(site: SiteDB, text: str, *, skip_bad: bool = False, progress=None
                now: float | None = None) -> ImportReport:
     warnings: list[tuple[int, str]] = []
     rows, errors = parse(text, site, now=now, warnings=warnings)
-    rep = ImportReport(rows=len(rows) + len(errors), errors=errors,
-                       warnings=[w for w in warnings if w[0] not in {e[0] for e in errors}])
+    rep = ImportReport(rows=len(rows) + len(errors), errors=errors, warnings=warnings)
     if errors and not skip_bad:
         return rep
     try:

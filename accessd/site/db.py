@@ -426,11 +426,14 @@ class SiteDB:
             out[cid] = out[fp] = (pid, kind, status, since)
         return out
 
-    def credential_status(self, credential_id: str, status: str | None) -> None:
+    def credential_status(self, credential_id: str, status: str | None) -> tuple[str, str]:
         """status None revokes the credential: it leaves the doors' bundles and its value
         can be enrolled again, but the office keeps who held it (retired_credentials),
-        so the log still names them. Otherwise marks it (lost, suspended, active)."""
-        if not self.db.execute("SELECT 1 FROM credentials WHERE id = ?", [credential_id]).fetchone():
+        so the log still names them. Otherwise marks it (lost, suspended, active).
+        Returns its (person id, kind)."""
+        held = self.db.execute("SELECT person_id, kind FROM credentials WHERE id = ?",
+                               [credential_id]).fetchone()
+        if not held:
             if self.db.execute("SELECT 1 FROM retired_credentials WHERE id = ?",
                                [credential_id]).fetchone():
                 raise StoreError(f"credential {credential_id!r} is already revoked")
@@ -447,6 +450,7 @@ class SiteDB:
                     raise StoreError(f"unknown status {status!r}")
                 self.db.execute("UPDATE credentials SET status = ?, status_since = ? "
                                 "WHERE id = ?", [status, time.time(), credential_id])
+        return held[0], held[1]
 
     def _subject(self, subject: str) -> str:
         """'person' or 'credential': what a grant names."""

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
 
 from ..errors import EventLogError
+from ..storage.cursor import read_cursor, write_cursor
 from ..storage.eventlog import iter_events, open_reader, read_log_id
 
 BATCH = 5000
@@ -34,15 +34,8 @@ def read_state(data_dir: Path) -> tuple[str | None, int]:
     """(log id, acknowledged seq) from the state file; (None, 0) if there is none. A
     state written before log identities has no log id: it counts for the current log."""
     try:
-        doc = json.loads(state_path(data_dir).read_text())
-        seq = doc["acked_seq"]
-        log_id = doc.get("log_id")
-        if type(seq) is not int or seq < 0 or not (log_id is None or isinstance(log_id, str)):
-            raise ValueError
-        return log_id, seq
-    except FileNotFoundError:
-        return None, 0
-    except (ValueError, KeyError, TypeError, AttributeError):
+        return read_cursor(state_path(data_dir))
+    except ValueError:
         raise ValueError(f"{state_path(data_dir)}: not an upload state file; remove it to "
                          "upload everything again") from None
 
@@ -57,13 +50,7 @@ def acked(data_dir: Path, log_id: str | None = None) -> int:
 
 
 def _set_acked(data_dir: Path, log_id: str, seq: int) -> None:
-    path = state_path(data_dir)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        json.dump({"log_id": log_id, "acked_seq": seq}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_cursor(state_path(data_dir), log_id, seq)
 
 
 def batch_name(door: str, log_id: str, first: int, last: int) -> str:
