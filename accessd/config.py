@@ -79,6 +79,10 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "keepalive_seconds": ((int,), 30),
         "status_interval_seconds": ((int, float), 60.0),
         "reconnect_max_seconds": ((int, float), 30.0),
+        "home_assistant": ((bool,), False),  # publish Home Assistant discovery messages
+    },
+    "metrics": {
+        "listen": ((str,), ""),              # "" = off; "127.0.0.1:9469" (OpenMetrics, HTTP)
     },
     "policy": {
         "pin_lockout_attempts": ((int,), 5),
@@ -216,6 +220,7 @@ class MqttConfig:
     keepalive_seconds: int
     status_interval_seconds: float
     reconnect_max_seconds: float
+    home_assistant: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -226,6 +231,16 @@ class MqttConfig:
         if self.password_file is None:
             return ""
         return next(iter(self.password_file.read_text(encoding="utf-8").splitlines()), "").strip()
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    host: str            # "" = no metrics endpoint
+    port: int
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
 
 
 @dataclass(frozen=True)
@@ -254,11 +269,13 @@ class Config:
     sync: SyncConfig
     policy: PolicyConfig
     mqtt: MqttConfig
+    metrics: MetricsConfig
 
     def as_dict(self) -> dict:
         """The effective config, ready to print; holds no secret (keys live in the key file)."""
         out: dict[str, Any] = {"config_file": str(self.path)}
-        for name in ("door", "gpio", "storage", "api", "pin", "sync", "policy", "mqtt"):
+        for name in ("door", "gpio", "storage", "api", "pin", "sync", "policy", "mqtt",
+                     "metrics"):
             section = getattr(self, name)
             out[name] = {k: (str(v) if isinstance(v, Path) else v)
                          for k, v in section.__dict__.items()}
@@ -545,7 +562,20 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         sync=SyncConfig(**sy),
         policy=PolicyConfig(**po),
         mqtt=_mqtt(path, base, s["mqtt"]),
+        metrics=_metrics(path, s["metrics"]),
     )
+
+
+def _metrics(path: Path, m: dict) -> MetricsConfig:
+    listen = m["listen"].strip()
+    if not listen:
+        return MetricsConfig("", 0)
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _err(path, "metrics.listen", f"{listen!r}: must be HOST:PORT, e.g. "
+                                           "127.0.0.1:9469")
+    return MetricsConfig(host, int(port))
 
 
 def _mqtt(path: Path, base: Path, m: dict) -> MqttConfig:
@@ -585,4 +615,5 @@ def _mqtt(path: Path, base: Path, m: dict) -> MqttConfig:
     return MqttConfig(url=m["url"], site=m["site"], username=m["username"], password_file=pw,
                       ca_file=ca, keepalive_seconds=m["keepalive_seconds"],
                       status_interval_seconds=float(m["status_interval_seconds"]),
-                      reconnect_max_seconds=float(m["reconnect_max_seconds"]))
+                      reconnect_max_seconds=float(m["reconnect_max_seconds"]),
+                      home_assistant=m["home_assistant"])

@@ -132,6 +132,24 @@ class Controller:
         raise ProtocolError(f"unknown op {op!r} (known: status, unlock, mode, capture, sim, "
                             "sync)")
 
+    def remote(self, cmd: str, args: dict, who: str) -> dict:
+        """A verified command from the office over the live channel (live/runner.py):
+        the same actions as the socket's ops, logged with `who`."""
+        from .core.events import SetMode
+        if cmd == "sync-now":
+            return self.dispatch({"op": "sync"}, None)
+        fut: Future = Future()
+        if cmd == "mode":
+            self.engine.post(SetMode(args["mode"], who, fut))
+            return self._wait(fut)
+        if cmd == "unlock":
+            self.engine.post(RemoteUnlock(self._check_token(args["token"], who), fut))
+            return self._wait(fut)
+        if cmd == "capture":
+            self.engine.post(CaptureRequest(float(args["timeout"]), fut))
+            return self._wait(fut, args["timeout"] + REPLY_TIMEOUT)
+        raise ProtocolError(f"unknown command {cmd!r}")
+
     def _check_token(self, token, who: str) -> str:
         from .core.events import Notice
         from .sync.token import TokenError

@@ -178,8 +178,10 @@ class Engine(CoreLoop):
             futs, t_relay = self._step(fsm.Unlock() if outcome.unlock else fsm.Deny(), now)
             self.counters["granted" if outcome.unlock else "denied"] += 1
             if item is not None:
-                self.decision_latency_us.append(
-                    ((t_relay or time.perf_counter_ns()) - item.t_queued) / 1e3)
+                us = ((t_relay or time.perf_counter_ns()) - item.t_queued) / 1e3
+                self.decision_latency_us.append(us)
+                if self.observer is not None:
+                    self.observer.decision(outcome.decision, us / 1e6)
         first, *alarms = outcome.records
         futs.insert(0, self._record(first.kind, first.reason, credential=first.credential,
                                     detail=first.detail, t_relay=t_relay))

@@ -39,3 +39,7 @@ class HardwareError(AccessdError, OSError):
 
 class DaemonUnavailable(AccessdError, ConnectionError):
     """The control socket does not answer (daemon not running?)."""
+
+
+class BrokerError(AccessdError, ValueError):
+    """The site's broker settings (office side) are missing or wrong."""

@@ -33,6 +33,7 @@ class CoreLoop:
         # for the benchmark.
         self.decision_latency_us: deque[float] = deque(maxlen=200_000)
         self.log_lag_us: deque[float] = deque(maxlen=200_000)
+        self.observer = None   # metrics.DoorMetrics when the metrics endpoint is on
         self._next_watchdog = None
         if notifier is not None and notifier.watchdog_interval:
             self._next_watchdog = clock.monotonic()
@@ -54,6 +55,8 @@ class CoreLoop:
     def _record(self, kind: str, reason: str, *, credential: str | None = None,
                 detail: dict | None = None, t_relay: int | None = None) -> Future:
         fut = self.logw.submit(kind, reason, credential=credential, detail=detail)
+        if self.observer is not None:
+            self.observer.record(kind)
         if t_relay is not None:
             fut.add_done_callback(
                 lambda f, t=t_relay: self.log_lag_us.append((time.perf_counter_ns() - t) / 1e3))

@@ -139,6 +139,7 @@ class DoorService:
             from .storage.used_tokens import UsedTokens
             from .sync.token import TokenVerifier
             used = UsedTokens(cfg.storage.data_dir / "tokens-used.db", keys.lookup)
+            self.used_nonces = used   # unlock tokens' and live commands' nonces
             self._closers.append(used.close)
             tokens = TokenVerifier(Ed25519PublicKey.from_public_bytes(keys.site.public_key),
                                    cfg.door.id, used)
@@ -163,26 +164,56 @@ class DoorService:
         self.publisher = None
         if cfg.mqtt.enabled:
             self._start_publisher(cfg, keys)
+        if cfg.metrics.enabled:
+            self._start_metrics(cfg, acked_seq)
         status = f"door {cfg.door.id} ready, {count} credentials"
         log.info("%s; control socket %s", status, cfg.api.socket)
         self.notifier.ready(status)
 
-    def _start_publisher(self, cfg: Config, keys) -> None:
+    def _status(self, timeout: float = 2.0) -> dict:
+        """The door's status from the core thread (for the publisher and the metrics)."""
         from concurrent.futures import Future
 
         from .core.events import StatusRequest
+        fut: Future = Future()
+        self.engine.post(StatusRequest(fut))
+        return fut.result(timeout)
+
+    def _start_metrics(self, cfg: Config, acked_seq) -> None:
+        from .metrics import DoorMetrics
+
+        def backlogs(st: dict) -> dict:
+            pub = self.publisher.info()["backlog"] if self.publisher is not None else None
+            return {"accessd_log_backlog_records": (
+                        "Records the office has not acknowledged (nightly upload).",
+                        max(0, st["log"]["last_seq"] - acked_seq()) if cfg.sync.url else None),
+                    "accessd_publisher_backlog_records": (
+                        "Records the MQTT broker has not acknowledged.", pub)}
+        self.metrics = DoorMetrics(self._status, backlogs)
+        self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+        self._closers.append(self.metrics.stop)
+        self.engine.observer = self.metrics
+
+    def _start_publisher(self, cfg: Config, keys) -> None:
         from .errors import ConfigError
         from .live.publisher import Publisher
         site = cfg.mqtt.site or (keys.site.site if keys.site is not None else "")
         if not site:
             raise ConfigError(f"{cfg.path}: mqtt.site: set it (the door's key file names "
                               "no site)")
+        runner = None
+        if keys.site is not None:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-        def status() -> dict:
-            fut: Future = Future()
-            self.engine.post(StatusRequest(fut))
-            return fut.result(2.0)
-        self.publisher = Publisher(cfg, site=site, status=status, wall=self.clock.wall)
+            from .live.commands import CommandVerifier
+            from .live.runner import CommandRunner
+            verifier = CommandVerifier(Ed25519PublicKey.from_public_bytes(keys.site.public_key),
+                                       site, cfg.door.id, self.used_nonces)
+            runner = CommandRunner(verifier, self.server.controller, wall=self.clock.wall)
+        else:
+            log.info("mqtt: the key file has no site key: office commands are off")
+        self.publisher = Publisher(cfg, site=site, status=self._status, wall=self.clock.wall,
+                                   commands=runner)
         self.logw.on_commit = self.publisher.nudge
         self.publisher.nudge(self.eventlog.last_seq)
         self.publisher.start()

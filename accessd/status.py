@@ -28,6 +28,7 @@ def door_status(engine) -> dict:
         "counters": dict(engine.counters),
         "whitelist": {"credentials": int(wl_meta.get("count", 0) or 0),
                       "version": int(wl_meta.get("version", 0) or 0),
+                      "age_hours": _age(engine),
                       **({"error": wl_meta["error"]} if "error" in wl_meta else {})},
         "log": {"id": logw.log.log_id, "last_seq": logw.log.last_seq, "pending": logw.pending,
                 "degraded": logw.degraded_since is not None, "error": logw.last_error},
@@ -36,3 +37,12 @@ def door_status(engine) -> dict:
         "assurance_note": "NFC UIDs, 125 kHz fobs and PINs are low-assurance "
                           "credentials: they can be cloned or observed.",
     }
+
+
+def _age(engine) -> float | None:
+    """Hours since the office issued the whitelist (None: enrolled at the door)."""
+    try:
+        age = engine.whitelist.age_hours(engine.clock.wall())
+    except Exception:
+        return None
+    return None if age is None else round(age, 3)

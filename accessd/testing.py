@@ -83,6 +83,12 @@ d1_pin = 8
 """
 
 
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def free_udp_port() -> int:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -163,6 +169,19 @@ class DaemonProcess:
     def request(self, req: dict) -> dict:
         with self.client() as c:
             return c.request(req)
+
+    def events(self) -> list[dict]:
+        """The door's event log as committed (a read-only connection, as staff tools
+        use), each record's detail decoded."""
+        import json as _json
+
+        from .config import load_config
+        from .storage.eventlog import iter_events, open_reader
+        conn = open_reader(load_config(self.config).storage.eventlog_path)
+        try:
+            return [{**r, "detail": _json.loads(r["detail"] or "{}")} for r in iter_events(conn)]
+        finally:
+            conn.close()
 
     def stderr(self) -> str:
         self._stderr.flush()
@@ -319,9 +338,11 @@ class Mosquitto:
     """A real Mosquitto broker on a free 127.0.0.1 port, for tests, the demo and the
     benchmark. Persistent (sessions and retained messages survive a kill and a
     restart on the same port: it saves after every change). Extra config lines
-    (an ACL, a password file) go in `extra`."""
+    (an ACL, a password file) go in `extra`; with listener=False, `extra` brings its
+    own `listener` line for `port` (e.g. the file 'accessctl broker setup' wrote)."""
 
-    def __init__(self, workdir: Path, *, extra: str = "", port: int | None = None):
+    def __init__(self, workdir: Path, *, extra: str = "", port: int | None = None,
+                 listener: bool = True):
         import getpass
         exe = mosquitto_path()
         if exe is None:
@@ -330,16 +351,12 @@ class Mosquitto:
         self.exe = exe
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        if port is None:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-        self.port = port
+        self.port = port = port or free_tcp_port()
         self.url = f"mqtt://127.0.0.1:{port}"
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(
-            f"listener {port} 127.0.0.1\n"
-            f"user {getpass.getuser()}\n"
+            (f"listener {port} 127.0.0.1\n" if listener else "")   # else: `extra` has it
+            + f"user {getpass.getuser()}\n"
             f"persistence true\npersistence_location {self.dir}/\n"
             "autosave_interval 1\nautosave_on_changes true\n"
             f"log_dest file {self.dir}/mosquitto.log\n"

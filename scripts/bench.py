@@ -10,6 +10,10 @@
   readers           end to end through nfcpy (udp), pyserial (pty) and gpiozero (Wiegand pulses)
   office            publish a 100k bundle, apply it with taps streaming (decisions during it),
                     upload 250k events
+  live              the MQTT live channel through a local Mosquitto: alarm (input change)
+                    -> office receipt; catch-up rate of a 50k-record backlog; decision
+                    latency at 50 taps/s with the publisher off, on, broker down and
+                    broker blackholed; RSS the publisher adds
 """
 
 from __future__ import annotations
@@ -166,6 +170,8 @@ def main() -> None:
     ap.add_argument("--no-readers", action="store_true", help="skip the reader end-to-end runs")
     ap.add_argument("--no-office", action="store_true",
                     help="skip publish/apply (100k) and upload (250k events)")
+    ap.add_argument("--no-live", action="store_true",
+                    help="skip the MQTT live channel (needs mosquitto installed)")
     args = ap.parse_args()
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -177,7 +183,9 @@ def main() -> None:
               "targets": {"decision_p99_ms_at_1M": 0.3, "rss_mb_at_1M": 60,
                           "idle_cpu_percent": 1.0, "start_to_ready_s_at_1M": 1.5,
                           "log_lag_p99_ms": 50, "apply_100k_s": 3,
-                          "decision_p99_ms_during_apply": 5, "upload_250k_s": 20},
+                          "decision_p99_ms_during_apply": 5, "upload_250k_s": 20,
+                          "alarm_to_office_p99_ms": 50, "catch_up_events_per_s": 5000,
+                          "publisher_rss_added_mb": 10},
               "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="accessd-bench-") as tmp:
         result["eventlog_append_ms"] = bench_append(Path(tmp))
@@ -201,6 +209,9 @@ def main() -> None:
         if not args.no_office:
             result["office"] = bench_office(Path(tmp) / "office")
             print("bench: office done", file=sys.stderr)
+        if not args.no_live:
+            result["live"] = bench_live(Path(tmp) / "live")
+            print("bench: live done", file=sys.stderr)
     print(json.dumps(result, indent=2))
 
 
@@ -421,3 +432,174 @@ def bench_office(directory: Path, n: int = 100_000, events: int = 250_000) -> di
 
 if __name__ == "__main__":
     main()
+
+
+class _Subscriber:
+    """The office end for the live figures: a QoS 1 subscriber noting arrival times."""
+
+    def __init__(self, port: int, topic: str):
+        import paho.mqtt.client as mqtt
+        self.got: list[tuple[float, bytes]] = []
+        self.cond = threading.Condition()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-office",
+                             protocol=mqtt.MQTTv311)
+        subscribed = threading.Event()
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.c.on_subscribe = lambda *a: subscribed.set()
+        self.c.on_message = self._msg
+        self.c.connect("127.0.0.1", port, keepalive=30)
+        self.c.loop_start()
+        assert subscribed.wait(10)
+
+    def _msg(self, c, u, m):
+        with self.cond:
+            self.got.append((time.perf_counter(), bytes(m.payload)))
+            self.cond.notify_all()
+
+    def wait(self, n: int, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: len(self.got) >= n, timeout)
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def _with_mqtt(config: Path, url: str) -> Path:
+    config.write_text(config.read_text() + f'\n[mqtt]\nurl = "{url}"\nsite = "bench"\n'
+                      "reconnect_max_seconds = 2\n")
+    return config
+
+
+def _blackhole():
+    """A TCP port that accepts connections and never answers (a broker gone silent)."""
+    import socket
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                pass
+    threading.Thread(target=accept, daemon=True).start()
+
+    def close():
+        stop.set()
+        for c in held:
+            c.close()
+        srv.close()
+    return srv.getsockname()[1], close
+
+
+def _decisions_at_50_per_s(config: Path, n: int, taps: int, mqtt_url: str | None) -> dict:
+    """In-process core + log writer (+ the publisher, wired as the daemon wires it), taps
+    20 ms apart: the decision latency the publisher may cost."""
+    from accessd.live.publisher import Publisher
+    cfg = load_config(config)
+    engine, factory, stop = start_engine(config)
+    pub = None
+    if mqtt_url:
+        import dataclasses
+        cfg = dataclasses.replace(cfg, mqtt=dataclasses.replace(cfg.mqtt, url=mqtt_url,
+                                                                site="bench"))
+        pub = Publisher(cfg, site="bench", status=lambda: {}, wall=time.time)
+        engine.logw.on_commit = pub.nudge
+        pub.start()
+    rng = random.Random(7)
+    time.sleep(0.5)
+    for _ in range(taps):
+        engine.post(CredentialPresented("bench", "nfc", uid_for(rng.randrange(n))))
+        time.sleep(0.02)
+    stop()
+    if pub is not None:
+        pub.stop(1.0)
+    return summary_ms(list(engine.decision_latency_us))
+
+
+def bench_live(directory: Path, n: int = 10_000, taps: int = 500,
+               backlog: int = 50_000) -> dict:
+    from accessd.testing import Mosquitto, mosquitto_path
+    from accessd.storage.eventlog import EventLog, PendingRecord
+    if mosquitto_path() is None:
+        return {"skipped": "mosquitto is not installed (apt-get install mosquitto)"}
+    res: dict = {}
+    broker = Mosquitto(directory / "broker")
+    try:
+        # 1. alarm: the tamper input changes at the door -> the record at the office
+        config = _with_mqtt(build_door(directory / "alarm", n), broker.url)
+        office = _Subscriber(broker.port, "accessd/bench/+/alarms")
+        d = DaemonProcess(config).wait_ready(60)
+        lat = []
+        with d.client() as c:
+            for i in range(200):
+                k = len(office.got)
+                t0 = time.perf_counter()
+                c.request({"op": "sim", "input": "tamper", "state": "on"})
+                if office.wait(k + 1, 5):
+                    lat.append((office.got[k][0] - t0) * 1e6)
+                c.request({"op": "sim", "input": "tamper", "state": "off"})
+        d.terminate()
+        office.close()
+        res["alarm_to_office_ms"] = summary_ms(lat)
+        res["alarms_lost"] = 200 - len(lat)
+
+        # 2. catch-up: a door whose log holds `backlog` records the broker never saw
+        config = _with_mqtt(build_door(directory / "catchup", 10), broker.url)
+        cfg = load_config(config)
+        log = EventLog(cfg.storage.eventlog_path, cfg.door.id)
+        now = utc_iso(time.time())
+        for start in range(0, backlog, 5000):
+            log.append([PendingRecord(now, "access.denied", "fp:0000", "unknown credential",
+                                      {}) for _ in range(5000)])
+        log.close()
+        office = _Subscriber(broker.port, "accessd/bench/+/events")
+        t0 = time.perf_counter()
+        d = DaemonProcess(config).wait_ready(60)
+        ok = office.wait(backlog, 120)
+        t1 = office.got[-1][0] if office.got else time.perf_counter()
+        res["catch_up"] = {"records": len(office.got), "complete": ok,
+                           "seconds": round(t1 - t0, 2),
+                           "events_per_s": round(len(office.got) / (t1 - t0))}
+        d.terminate()
+        office.close()
+
+        # 3. decisions at 50 taps/s: publisher off, on, broker down, broker blackholed
+        config = build_door(directory / "decide", n, unlock_seconds=0.001)
+        hole_port, close_hole = _blackhole()
+        runs = {"publisher_off": None, "publisher_on": broker.url,
+                "broker_down": f"mqtt://127.0.0.1:{_free_port()}",
+                "broker_blackholed": f"mqtt://127.0.0.1:{hole_port}"}
+        res["decision_at_50_per_s_ms"] = {name: _decisions_at_50_per_s(config, n, taps, url)
+                                          for name, url in runs.items()}
+        close_hole()
+
+        # 4. RSS the publisher adds: the same door and taps with and without [mqtt]
+        rss = {}
+        for name, url in (("without", None), ("with", broker.url)):
+            config = build_door(directory / f"rss-{name}", n)
+            if url:
+                _with_mqtt(config, url)
+            d = DaemonProcess(config).wait_ready(60)
+            with d.client() as c:
+                for i in range(300):
+                    c.request({"op": "sim", "input": "tap", "uid": uid_for(i)})
+            time.sleep(1.0)
+            rss[name] = proc_status(d.proc.pid)["VmRSS"]
+            d.terminate()
+        res["rss_mb"] = {**rss, "added": round(rss["with"] - rss["without"], 1)}
+    finally:
+        broker.stop()
+    res["note"] = (f"one Mosquitto on localhost; decisions on a {n}-credential whitelist, "
+                   f"{taps} taps 20 ms apart per run")
+    return res
+
+
+def _free_port() -> int:
+    from accessd.testing import free_tcp_port
+    return free_tcp_port()

@@ -28,3 +28,9 @@ def test_demo_shows_granted_and_denied_taps_with_the_relay(tmp_path):
     assert "alarm.duress" in out and "duress PIN used" in out
     assert "accessd stopped" in out
     assert "04A1B2C3" not in (tmp_path / "demo/daemon.log").read_text()
+    # the live channel (Mosquitto is installed by scripts/test): the office's watch view
+    # receives the demo's alarms as they happen, then they are listed and one is acked
+    assert "office <- " in out
+    assert "ALARM #" in out and "duress PIN" in out and "door held open" in out
+    assert "Open alarms" in out and "acknowledged by" in out
+    assert "door sim-door-1: mode lockdown" in out

@@ -88,6 +88,8 @@ def keys_init(obj: Ctx) -> None:
               help="At the office: a pass good for this many entries at each door.")
 @click.option("--uid", "value", help="The UID / fob number (not for PINs).")
 @click.option("--capture", is_flag=True, help="Take the next credential presented at the door.")
+@click.option("--capture-at", metavar="DOOR", help="At the office: take the next card or "
+              "fob presented at DOOR, over the live channel (MQTT).")
 @click.option("--capture-timeout", default=30, show_default=True, type=click.IntRange(1, 600),
               help="Seconds to wait for --capture.")
 @click.option("--pin-stdin", is_flag=True, help="Read the PIN from standard input (scripts).")
@@ -99,7 +101,7 @@ def keys_init(obj: Ctx) -> None:
 @json_opt
 @click.pass_obj
 def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capture,
-           capture_timeout, pin_stdin, valid_from, valid_until, force, as_json) -> None:
+           capture_at, capture_timeout, pin_stdin, valid_from, valid_until, force, as_json) -> None:
     """Enrol a credential: into this door's whitelist, or with --site into the
     site database for a person (then publish).
 
@@ -113,6 +115,7 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capt
       accessctl enroll --kind fob --holder 12A-2 --capture
       accessctl enroll --kind pin --holder 12A-1
       accessctl --site /srv/site enroll --person p1a2b3c4 --kind nfc --nfc-reader usb
+      accessctl --site /srv/site enroll --person p1a2b3c4 --kind fob --capture-at front
     """
     if obj.site_dir:
         if not person or holder:
@@ -121,6 +124,11 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capt
         tz = site.timezone
         who = site.person(person)
         vf, vu = _validity(valid_from, valid_until, tz, force)
+        if capture_at:
+            if value or capture or nfc_reader or kind == "pin":
+                raise click.UsageError("--capture-at takes a card or fob, instead of --uid, "
+                                       "--capture and --nfc-reader")
+            value = _capture_remote(site, kind, capture_at, capture_timeout)
         value = _credential_value(obj, kind, value, capture, capture_timeout, pin_stdin,
                                   nfc_reader, limits=(4, 8))
         rec = site.credential_add(who.id, kind, value, valid_from=vf, valid_until=vu,
@@ -129,8 +137,9 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capt
             f"enrolled {kind} {rec['id']} ({rec['fingerprint']}) for {site.label(who)}"
             + _validity_words(vf, vu, tz) + "; run 'accessctl publish' to update the doors"))
         return
-    if duress or uses:
-        raise click.UsageError("--duress and --uses need --site: they are set at the office")
+    if duress or uses or capture_at:
+        raise click.UsageError("--duress, --uses and --capture-at need --site: they are "
+                               "office options")
     if not holder or not holder.strip() or len(holder) > 64:
         raise click.BadParameter("must be 1-64 characters", param_hint="--holder")
     cfg = obj.cfg()
@@ -213,6 +222,19 @@ def _credential_value(obj: Ctx, kind, value, capture, capture_timeout, pin_stdin
         return normalize(kind, value, pin_min=limits[0], pin_max=limits[1])
     except CredentialFormatError as exc:
         raise click.BadParameter(str(exc), param_hint=None if kind == "pin" else "--uid")
+
+
+def _capture_remote(site, kind: str, door: str, timeout: int) -> str:
+    """A card or fob presented at a door of the site, over the live channel."""
+    from ..live.office import OfficeClient, remote_capture
+    from ..site.broker import office_broker
+    site.door(door)
+    click.echo(f"present the {kind} at door {door} (waiting {timeout} s)...", err=True)
+    with OfficeClient(office_broker(site), site.site_id).connect() as oc:
+        got_kind, value = remote_capture(oc, site.keys.signing, door, timeout)
+    if got_kind != kind:
+        fail(f"captured a {got_kind} credential, but --kind is {kind}")
+    return value
 
 
 def _read_office_nfc(path: str, timeout: float) -> str:
@@ -656,9 +678,10 @@ def tamper(obj, state, as_json):
     _sim(obj, {"input": "tamper", "state": state}, as_json)
 
 
-from . import site_cmds  # noqa: E402  (the office commands)
+from . import live_cmds, site_cmds  # noqa: E402  (the office commands)
 
 site_cmds.register(main)
+live_cmds.register(main)
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import ssl
 import threading
 import time
@@ -32,15 +33,18 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 
 from .. import __version__
+from ..alarms import ALARM_KINDS
 from ..storage.cursor import read_cursor, write_cursor
 from ..storage.eventlog import iter_events, open_reader, read_log_id
-from . import topics
+from . import homeassistant, topics
 
 log = logging.getLogger("accessd.live")
 
 BATCH = 500          # records read from the log at a time
 INFLIGHT = 100       # QoS 1 messages on the wire before paho queues the rest
 STATE_FILE = "mqtt-state.json"
+STATUS_MIN_GAP = 1.0  # seconds between two status messages at the least
+CMD_QUEUE = 32       # commands waiting to be carried out; more are dropped (a flood)
 
 
 def read_state(data_dir: Path) -> tuple[str | None, int]:
@@ -56,11 +60,14 @@ class Publisher:
     """Publishes a door's log, status and availability to the broker."""
 
     def __init__(self, cfg, *, site: str, status: Callable[[], dict],
-                 wall: Callable[[], float] = time.time):
+                 wall: Callable[[], float] = time.time, commands=None):
         self.cfg = cfg
         self.mq = cfg.mqtt
+        self.site = site
         self.base = topics.base(site, cfg.door.id)
         self._status = status
+        self.commands = commands        # a live.runner.CommandRunner, or None (no site key)
+        self._cmd_q: queue.Queue = queue.Queue(maxsize=CMD_QUEUE)
         self._wall = wall
         self.data_dir = cfg.storage.data_dir
         self._nudge = threading.Event()
@@ -87,8 +94,11 @@ class Publisher:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_message = self._on_message
         self.client = c
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+        self._cmd_thread = threading.Thread(target=self._run_commands, name="mqtt-commands",
+                                            daemon=True)
 
     # ---- paho's callbacks (its network thread) -------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -97,6 +107,12 @@ class Publisher:
             log.warning("mqtt: %s", self.link)
             return
         client.publish(f"{self.base}/availability", "online", qos=1, retain=True)
+        if self.commands is not None:
+            client.subscribe(f"{self.base}/cmd", qos=1)
+        if self.mq.home_assistant:
+            for topic, payload in homeassistant.discovery(self.site, self.cfg.door.id,
+                                                          self.base):
+                client.publish(topic, payload, qos=1, retain=True)
         with self._cond:
             self._connected = True
             self.link = "connected"
@@ -119,11 +135,36 @@ class Publisher:
         with self._cond:
             self._cond.notify_all()
 
+    def _on_message(self, client, userdata, msg) -> None:
+        if msg.topic != f"{self.base}/cmd" or self.commands is None:
+            return
+        if msg.retain:   # a command left on the broker is not a command sent now
+            log.warning("mqtt: ignored a retained message on %s", msg.topic)
+            return
+        try:
+            self._cmd_q.put_nowait(bytes(msg.payload))
+        except queue.Full:
+            log.warning("mqtt: %d commands already waiting; one dropped", CMD_QUEUE)
+
+    def _run_commands(self) -> None:
+        while True:
+            message = self._cmd_q.get()
+            if message is None:
+                return
+            try:
+                ack = self.commands.handle(message)
+            except Exception:  # never let one command end the thread
+                log.exception("mqtt: command failed")
+                continue
+            self.client.publish(f"{self.base}/cmd/ack", json.dumps(ack, default=str), qos=1)
+
     # ---- life ------------------------------------------------------------------------
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=self.mq.keepalive_seconds)
         self.client.loop_start()
         self._thread.start()
+        if self.commands is not None:
+            self._cmd_thread.start()
 
     def nudge(self, seq: int | None = None) -> None:
         """Called by the log writer after each commit."""
@@ -145,6 +186,12 @@ class Publisher:
         with self._cond:
             self._cond.notify_all()
         self._thread.join(timeout)
+        if self._cmd_thread.is_alive():
+            try:
+                self._cmd_q.put_nowait(None)
+            except queue.Full:
+                pass
+            self._cmd_thread.join(1.0)
         if self._connected:
             info = self.client.publish(f"{self.base}/availability", "offline", qos=1,
                                        retain=True)
@@ -195,7 +242,10 @@ class Publisher:
                     status_due = True
                 continue
             now = self._wall()
-            if status_due or now - last_status >= self.mq.status_interval_seconds:
+            # on change at most once a second (a busy door is not a status flood), and
+            # every status_interval_seconds anyway
+            if (status_due and now - last_status >= STATUS_MIN_GAP) or \
+                    now - last_status >= self.mq.status_interval_seconds:
                 self._publish_status()
                 last_status, status_due = now, False
             self._nudge.wait(min(1.0, self.mq.status_interval_seconds))
@@ -209,7 +259,7 @@ class Publisher:
         for r in rows:
             payload = topics.event_payload(self.log_id or "", r)
             infos.append(self.client.publish(f"{self.base}/events", payload, qos=1))
-            if r["kind"] in topics.ALARM_KINDS:
+            if r["kind"] in ALARM_KINDS:
                 infos.append(self.client.publish(f"{self.base}/alarms", payload, qos=1))
         with self._cond:
             while not all(i.is_published() for i in infos):

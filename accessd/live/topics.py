@@ -4,6 +4,8 @@
   accessd/<site>/<door>/alarms        the alarm records again, QoS 1
   accessd/<site>/<door>/status        retained: mode, relay, door, readers, whitelist ...
   accessd/<site>/<door>/availability  retained: "online", or "offline" (also the Last Will)
+  accessd/<site>/<door>/cmd           office -> door: signed commands (live/commands.py)
+  accessd/<site>/<door>/cmd/ack       door -> office: each command's outcome
 """
 
 from __future__ import annotations
@@ -12,12 +14,6 @@ import json
 
 ROOT = "accessd"
 
-# Records the office should see at once (the watch view's alarm list).
-ALARM_KINDS = frozenset({
-    "door.forced", "door.held_open", "alarm.duress", "alarm.stranger", "tamper",
-    "reader.fault", "log.degraded", "sync.stale", "sync.rejected", "clock.unsynced",
-    "clock.check_failed", "core.error", "events.dropped",
-})
 
 
 def base(site: str, door: str) -> str:

@@ -119,7 +119,25 @@ SITE_MIGRATIONS = [
                         event TEXT NOT NULL, detail TEXT NOT NULL);
     ALTER TABLE credentials ADD COLUMN status_since REAL;
     """,
+    # 9: alarms (forced, held open, duress, ...) stay open until staff acknowledge them;
+    #    one row per alarm record, from the live channel or the nightly upload
+    """
+    CREATE TABLE alarms (id INTEGER PRIMARY KEY, door TEXT NOT NULL, log TEXT NOT NULL,
+                         seq INTEGER NOT NULL, ts TEXT NOT NULL, kind TEXT NOT NULL,
+                         reason TEXT NOT NULL, received REAL NOT NULL,
+                         acked REAL, acked_by TEXT, note TEXT,
+                         UNIQUE (door, log, seq));
+    CREATE INDEX alarms_open ON alarms(acked, ts);
+    """,
 ]
+
+
+def os_user() -> str:
+    import getpass
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def check_id(what: str, value: str) -> str:
@@ -204,13 +222,8 @@ class SiteDB:
 
     def audit(self, event: str, detail: str) -> None:
         """A line for administrators (accessctl audit), with the OS user who caused it."""
-        import getpass
-        try:
-            actor = getpass.getuser()
-        except (KeyError, OSError):
-            actor = "unknown"
         with self.db.atomic():
-            self.db["audit"].insert({"ts": time.time(), "actor": actor, "event": event,
+            self.db["audit"].insert({"ts": time.time(), "actor": os_user(), "event": event,
                                      "detail": detail})
 
     def audit_log(self, limit: int | None = None) -> list[dict]:
@@ -218,6 +231,39 @@ class SiteDB:
         rows = self.db.execute(sql + (" LIMIT ?" if limit else ""),
                                [limit] if limit else []).fetchall()
         return [dict(zip(("id", "ts", "actor", "event", "detail"), r)) for r in reversed(rows)]
+
+    # ---- alarms ----------------------------------------------------------------------
+    def alarms(self, *, open_only: bool = True, door: str | None = None,
+               limit: int | None = None) -> list[dict]:
+        """Alarms, newest first: those no one acknowledged yet, or all of them."""
+        sql = ("SELECT id, door, log, seq, ts, kind, reason, received, acked, acked_by, note "
+               "FROM alarms WHERE 1=1")
+        args: list = []
+        if open_only:
+            sql += " AND acked IS NULL"
+        if door:
+            sql += " AND door = ?"
+            args.append(door)
+        sql += " ORDER BY ts DESC, id DESC" + (" LIMIT ?" if limit else "")
+        args += [limit] if limit else []
+        cols = ("id", "door", "log", "seq", "ts", "kind", "reason", "received", "acked",
+                "acked_by", "note")
+        return [dict(zip(cols, r)) for r in self.db.execute(sql, args)]
+
+    def alarm_ack(self, alarm_id: int, note: str = "") -> dict:
+        """Staff acknowledge an alarm: who (the OS user) and when are kept."""
+        row = self.db.execute("SELECT acked, acked_by FROM alarms WHERE id = ?",
+                              [alarm_id]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no alarm #{alarm_id} (see 'accessctl alarms --all')")
+        if row[0] is not None:
+            raise StoreError(f"alarm #{alarm_id} was already acknowledged by {row[1]}")
+        actor = os_user()
+        with self.db.atomic():
+            self.db.execute("UPDATE alarms SET acked = ?, acked_by = ?, note = ? WHERE id = ?",
+                            [time.time(), actor, note, alarm_id])
+        self.audit("alarm.ack", f"alarm #{alarm_id}" + (f": {note}" if note else ""))
+        return {"id": alarm_id, "acked_by": actor, "note": note}
 
     def next_bundle_version(self) -> int:
         with self.db.atomic():
@@ -346,6 +392,9 @@ class SiteDB:
             self.db.execute("DELETE FROM people WHERE id = ?", [person_id])
 
     # ---- credentials and grants ---------------------------------------------------------
+    def fingerprint(self, kind: str, value: str) -> str:
+        return fingerprint(self.digest(kind, value))
+
     def digest(self, kind: str, value: str) -> bytes:
         return lookup_digest(self.keys.lookup, kind, value)
 

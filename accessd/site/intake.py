@@ -12,11 +12,10 @@ import time
 from hashlib import sha256
 from dataclasses import dataclass, field
 
+from ..alarms import ALARM_KINDS
 from ..storage.eventlog import GENESIS, record_hash, utc_iso
 from .db import SiteDB
 
-ALARMS = ("door.forced", "door.held_open", "tamper", "reader.fault", "sync.rejected",
-          "sync.stale", "log.degraded", "core.error")
 COLS = ("seq", "ts", "door", "kind", "credential", "reason", "detail", "prev_hash", "hash")
 
 
@@ -132,6 +131,8 @@ def _load_record(site: SiteDB, name: str, door: str, log_id: str, r: dict,
         if record_hash(seq, r["ts"], r["door"], r["kind"], r["credential"],
                        r["reason"], r["detail"], r["prev_hash"]) != r["hash"]:
             rep.bad.append((seq, "record hash does not match its contents"))
+            if name == "live":   # never let a forged live record stand in for the real one
+                return
         values = [r[c] for c in COLS]
     except (KeyError, TypeError):
         rep.bad.append((0, f"{name}: a record lacks a field"))
@@ -140,6 +141,10 @@ def _load_record(site: SiteDB, name: str, door: str, log_id: str, r: dict,
         site.db.execute(f"INSERT INTO events (log, {', '.join(COLS)}) VALUES "
                         f"(?, {', '.join('?' * len(COLS))})", [log_id, *values])
         rep.added += 1
+        if r["kind"] in ALARM_KINDS:   # open until staff acknowledge it
+            site.db.execute("INSERT OR IGNORE INTO alarms (door, log, seq, ts, kind, reason, "
+                            "received) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            [door, log_id, seq, r["ts"], r["kind"], r["reason"], time.time()])
     except sqlite3.IntegrityError:
         had = site.db.execute("SELECT hash FROM events WHERE door = ? AND log = ? AND seq = ?",
                               [door, log_id, seq]).fetchone()
@@ -221,21 +226,30 @@ def show(site: SiteDB, *, door=None, person=None, since=None, kinds=(), limit=No
     people: dict[str, str] = {}
     out = []
     for d, seq, ts, kind, cred, reason in site.db.execute(sql, args):
-        name, status = "", ""
-        held = holders.get(cred) if cred else None
-        if held:
-            pid, ckind, status, since = held
-            if pid not in people:
-                people[pid] = site.label(site.person(pid))
-            name = people[pid]
-            if status not in ("revoked", "lost", "suspended") or (
-                    since is not None and ts < utc_iso(since)):
-                status = ""  # it was still good when this happened
-            if status:
-                name = f"{status} {_WHAT.get(ckind, ckind)} of {name}"
+        name, status = holder_of(site, holders, cred, ts, people)
         out.append({"door": d, "seq": seq, "ts": ts, "kind": kind, "credential": cred,
                     "person": name, "credential_status": status, "reason": reason})
     return out
+
+
+def holder_of(site: SiteDB, holders: dict, cred: str | None, ts: str,
+              people: dict[str, str]) -> tuple[str, str]:
+    """(name, status) behind a logged credential id or fingerprint at the time `ts`:
+    ("Anna Berg (12A)", ""), ("revoked card of Anna Berg (12A)", "revoked"), or ("", "")
+    for a stranger. `holders` is site.holders(); `people` caches labels."""
+    held = holders.get(cred) if cred else None
+    if not held:
+        return "", ""
+    pid, ckind, status, since = held
+    if pid not in people:
+        people[pid] = site.label(site.person(pid))
+    name = people[pid]
+    if status not in ("revoked", "lost", "suspended") or (
+            since is not None and ts < utc_iso(since)):
+        status = ""  # it was still good when this happened
+    if status:
+        name = f"{status} {_WHAT.get(ckind, ckind)} of {name}"
+    return name, status
 
 
 def strangers(site: SiteDB, *, since=None, min_doors: int = 2) -> list[dict]:
@@ -267,8 +281,8 @@ def report(site: SiteDB, *, since=None) -> list[dict]:
     # fold the minutes into the site's local days
     sql = ("SELECT door, substr(ts, 1, 16) AS minute, "
            "sum(kind = 'access.granted'), sum(kind = 'access.denied'), "
-           f"sum(kind IN ({', '.join('?' * len(ALARMS))})) FROM events")
-    args: list = list(ALARMS)
+           f"sum(kind IN ({', '.join('?' * len(ALARM_KINDS))})) FROM events")
+    args: list = sorted(ALARM_KINDS)
     if since:
         sql += " WHERE ts >= ?"
         args.append(since)

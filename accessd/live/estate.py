@@ -1,0 +1,213 @@
+"""The office's picture of the estate, fed by the live channel (`accessctl watch`).
+
+`Estate.feed()` takes one MQTT message from accessd/<site>/#: a door's
+availability or status updates its row; an event record is stored through the
+office's log intake (checked and de-duplicated as an upload batch is, so the
+nightly upload then only fills gaps) and, if new, joins the stream with its
+holder's name; an alarm record opens an alarm in the site database until staff
+acknowledge it. Each message returns the lines `watch --json` prints, and
+`render()` draws the terminal view (rich): alarms first, then the doors, then
+the latest events.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..alarms import ALARM_KINDS, label
+from ..core import when
+from ..site import intake
+from ..site.db import SiteDB
+from . import topics
+
+STALE_AFTER = 180.0   # seconds without a status before a door shows as "silent"
+
+
+@dataclass
+class DoorView:
+    id: str
+    online: bool | None = None          # None: not heard of since watching started
+    last_seen: float | None = None
+    status: dict = field(default_factory=dict)
+
+
+class Estate:
+    def __init__(self, site: SiteDB, *, keep: int = 15, doors: tuple[str, ...] = (),
+                 wall=time.time):
+        self.site = site
+        self.site_id = site.site_id
+        self.wall = wall
+        self.only = set(doors)
+        self.doors: dict[str, DoorView] = {d["id"]: DoorView(d["id"]) for d in site.doors()
+                                           if not self.only or d["id"] in self.only}
+        self.events: deque = deque(maxlen=keep)
+        self._holders = site.holders()
+        self._people: dict[str, str] = {}
+        self.stored = 0
+        self.refused = 0
+
+    # ---- one message in -------------------------------------------------------------
+    def feed(self, topic: str, payload: bytes, retained: bool = False) -> list[dict]:
+        parts = topic.split("/")
+        if len(parts) < 4 or parts[0] != topics.ROOT or parts[1] != self.site_id:
+            return []
+        door, what = parts[2], "/".join(parts[3:])
+        if self.only and door not in self.only:
+            return []
+        view = self.doors.setdefault(door, DoorView(door))
+        now = self.wall()
+        if not retained:
+            view.last_seen = now
+        if what == "availability":
+            view.online = payload == b"online"
+            return [{"type": "availability", "door": door, "online": view.online,
+                     "retained": retained}]
+        if what == "status":
+            try:
+                doc = json.loads(payload)
+            except ValueError:
+                return [self._refused(door, "unreadable status")]
+            if not isinstance(doc, dict):
+                return [self._refused(door, "status is not a JSON object")]
+            view.status = doc
+            if view.online is None:
+                view.online = True
+            if isinstance(doc.get("ts"), (int, float)):
+                view.last_seen = max(view.last_seen or 0, doc["ts"])
+            return [{"type": "status", "door": door,
+                     **{k: doc.get(k) for k in ("mode", "relay", "door_open", "alarms",
+                                                 "whitelist")}}]
+        if what == "events":
+            return self._event(door, payload)
+        if what == "cmd/ack":
+            try:
+                ack = json.loads(payload)
+                return [{"type": "ack", "door": door, "cmd": ack.get("cmd"),
+                         "ok": bool(ack.get("ok")), "error": ack.get("error")}]
+            except (ValueError, AttributeError):
+                return [self._refused(door, "unreadable command ack")]
+        return []   # .../alarms repeats .../events; .../cmd is the office's own
+
+    def _refused(self, door: str, why: str) -> dict:
+        self.refused += 1
+        return {"type": "refused", "door": door, "error": why}
+
+    def _event(self, door: str, payload: bytes) -> list[dict]:
+        rep = intake.load_live(self.site, door, payload)
+        if rep.bad:
+            return [self._refused(door, f"record #{rep.bad[0][0]}: {rep.bad[0][1]}")]
+        if not rep.added:
+            return []        # had it already (a redelivery, or the nightly upload's)
+        self.stored += 1
+        r = json.loads(payload)
+        cred = r.get("credential")
+        if cred and cred not in self._holders:      # enrolled since we started?
+            self._holders = self.site.holders()
+        person, _ = intake.holder_of(self.site, self._holders, cred, r["ts"], self._people)
+        line = {"type": "event", "door": door, "seq": r["seq"], "ts": r["ts"],
+                "kind": r["kind"], "reason": r["reason"], "credential": cred,
+                "person": person}
+        if r["kind"] in ALARM_KINDS:
+            row = self.site.db.execute("SELECT id FROM alarms WHERE door = ? AND log = ? "
+                                       "AND seq = ?", [door, r.get("log", ""),
+                                                       r["seq"]]).fetchone()
+            line["alarm"] = label(r["kind"])
+            line["alarm_id"] = row[0] if row else None
+        self.events.append(line)
+        return [line]
+
+    # ---- what the view shows ----------------------------------------------------------
+    def door_state(self, view: DoorView) -> str:
+        if view.online is False:
+            return "offline"
+        if view.online is None:
+            return "unknown"
+        if view.last_seen is not None and self.wall() - view.last_seen > STALE_AFTER:
+            return "silent"
+        return "online"
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for v in self.doors.values():
+            s = self.door_state(v)
+            out[s] = out.get(s, 0) + 1
+        return out
+
+
+def plain_line(line: dict, tz: str) -> str | None:
+    """`watch` without a terminal: one readable line per event, alarm, door change."""
+    t = line.get("type")
+    if t == "event":
+        when_ = _local(line["ts"], tz)
+        who = line["person"] or (line["credential"] or "")
+        if line.get("alarm"):
+            return (f"{when_} {line['door']}  ALARM #{line['alarm_id']} {line['alarm']}: "
+                    f"{line['reason']}")
+        return f"{when_} {line['door']}  {line['kind']}  {who}  {line['reason']}".rstrip()
+    if t == "availability" and not line.get("retained"):
+        return f"{line['door']} is {'online' if line['online'] else 'OFFLINE'}"
+    if t == "refused":
+        return f"{line['door']}  REFUSED {line['error']}"
+    if t == "ack":
+        return (f"{line['door']}  command {line['cmd']}: "
+                f"{'done' if line['ok'] else line.get('error') or 'failed'}")
+    return None
+
+
+def _local(ts: str, tz: str) -> str:
+    from datetime import datetime
+    try:
+        return when.fmt(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp(), tz,
+                        seconds=True)
+    except ValueError:
+        return ts
+
+
+def render(estate: Estate, tz: str):
+    """The terminal view: open alarms, then doors, then the latest events."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+    now = estate.wall()
+    c = estate.counts()
+    head = Text.assemble(
+        (f"accessd · {estate.site_id} · ", "bold"),
+        (f"{c.get('online', 0)} online", "green"), "  ",
+        (f"{c.get('offline', 0)} offline", "red" if c.get("offline") else "dim"), "  ",
+        (f"{c.get('silent', 0) + c.get('unknown', 0)} not heard from", "yellow"),
+        f"  · {when.fmt(now, tz, seconds=True)}")
+    alarms = estate.site.alarms(open_only=True, limit=10)
+    at = Table(title=f"Open alarms ({len(estate.site.alarms(open_only=True))})",
+               title_justify="left", expand=True, title_style="bold red")
+    for col in ("#", "when", "door", "alarm", "what happened"):
+        at.add_column(col)
+    for a in alarms:
+        at.add_row(str(a["id"]), _local(a["ts"], tz), a["door"], label(a["kind"]), a["reason"],
+                   style="red")
+    if not alarms:
+        at.add_row("", "", "", "none", "")
+    dt = Table(title="Doors", title_justify="left", expand=True, title_style="bold")
+    for col in ("door", "link", "last seen", "mode", "relay", "door ", "whitelist"):
+        dt.add_column(col)
+    for v in sorted(estate.doors.values(), key=lambda v: v.id):
+        state = estate.door_state(v)
+        st = v.status
+        wl = st.get("whitelist") or {}
+        seen = f"{int(now - v.last_seen)} s ago" if v.last_seen else "-"
+        dt.add_row(v.id, Text(state, style={"online": "green", "offline": "bold red"}.get(
+                       state, "yellow")), seen, str(st.get("mode", "-")),
+                   str(st.get("relay", "-")),
+                   "-" if "door_open" not in st else ("open" if st["door_open"] else "closed"),
+                   f"v{wl.get('version', '?')}, {wl.get('credentials', '?')} credentials"
+                   if wl else "-")
+    et = Table(title="Latest events", title_justify="left", expand=True, title_style="bold")
+    for col in ("when", "door", "event", "who", "reason"):
+        et.add_column(col)
+    for e in reversed(estate.events):
+        et.add_row(_local(e["ts"], tz), e["door"], e.get("alarm") or e["kind"],
+                   e["person"] or (e["credential"] or ""), e["reason"],
+                   style="red" if e.get("alarm") else None)
+    return Group(head, at, dt, et)
