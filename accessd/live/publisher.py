@@ -73,6 +73,8 @@ class Publisher:
         self._nudge = threading.Event()
         self._stop = threading.Event()
         self._cond = threading.Condition()
+        self._wake_mid = -1     # the message whose acknowledgement ends the current batch
+        self._acked: set[int] = set()   # message ids acknowledged since the batch began
         self._connected = False
         self.link = "connecting"
         self.log_id, self.acked_seq = read_state(self.data_dir)
@@ -132,8 +134,12 @@ class Publisher:
                         self.host, self.port, reason_code)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # wake the publishing thread when its batch's last message is acknowledged (the
+        # broker acknowledges in order; the thread also looks twice a second anyway)
         with self._cond:
-            self._cond.notify_all()
+            self._acked.add(mid)   # (paho marks the message published only after this call)
+            if mid == self._wake_mid:
+                self._cond.notify_all()
 
     def _on_message(self, client, userdata, msg) -> None:
         if msg.topic != f"{self.base}/cmd" or self.commands is None:
@@ -256,13 +262,22 @@ class Publisher:
         """Publish records; True once the broker acknowledged all of them. Across a
         reconnect paho sends the unacknowledged ones again, in order."""
         infos = []
+        with self._cond:
+            self._acked.clear()
         for r in rows:
             payload = topics.event_payload(self.log_id or "", r)
             infos.append(self.client.publish(f"{self.base}/events", payload, qos=1))
             if r["kind"] in ALARM_KINDS:
                 infos.append(self.client.publish(f"{self.base}/alarms", payload, qos=1))
+        self._wake_mid = infos[-1].mid if infos else -1
+        first = 0    # acknowledgements come (nearly) in order: one pass over the batch
         with self._cond:
-            while not all(i.is_published() for i in infos):
+            while True:
+                while first < len(infos) and (infos[first].mid in self._acked
+                                              or infos[first].is_published()):
+                    first += 1
+                if first == len(infos):
+                    break
                 if self._stop.is_set():
                     return False
                 self._cond.wait(0.5)

@@ -108,6 +108,11 @@ def mosquitto_conf(site_id: str, install_dir: Path, listener: Listener) -> str:
              "# written by 'accessctl broker setup'",
              f"listener {listener.port} {listener.host}".rstrip(),
              "allow_anonymous false",
+             "# an office terminal away for a day finds what the doors published meanwhile",
+             "# (QoS 1, persistent session); beyond this the nightly upload fills the gap",
+             "max_queued_messages 200000",
+             "# alarms go out at once, not held back to fill a packet (Nagle)",
+             "set_tcp_nodelay true",
              f"password_file {install_dir / 'passwd'}",
              f"acl_file {install_dir / 'acl'}"]
     if listener.tls:
