@@ -92,8 +92,7 @@ class Controller:
             if self.publisher is not None and st.get("ok"):
                 st["live"] = self.publisher.info()
             if self.sync is not None and st.get("ok"):
-                st["sync"] = {"store": self.sync.store.url, "last": self.sync.last_result,
-                              "interval_s": self.sync.cfg.sync.interval_seconds}
+                st["sync"] = self.sync.info()
             return st
         if op == "unlock":
             who = _who(peer_uid)

@@ -177,7 +177,10 @@ class DoorService:
         from .core.events import StatusRequest
         fut: Future = Future()
         self.engine.post(StatusRequest(fut))
-        return fut.result(timeout)
+        st = fut.result(timeout)
+        if self.sync is not None:
+            st["sync"] = self.sync.info()
+        return st
 
     def _start_metrics(self, cfg: Config, acked_seq) -> None:
         from .metrics import DoorMetrics

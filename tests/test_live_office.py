@@ -63,13 +63,15 @@ class Estate:
             assert (r.returncode == 0) == ok, r.stdout + r.stderr
         return r
 
-    def door(self, door="door-a"):
+    def door(self, door="door-a", *, password=None, connected=True):
         d = self.tmp / door
         config = write_sim_config(d, keys=False, door_id=door)
         site = SiteDB.open(self.site_dir)
         write_key_file(d / "keys/door-keys.json", door_keys(site, door))
         site.close()
         shutil.copy(self.out / "doors" / door / "mqtt-password", d / "mqtt-password")
+        if password is not None:
+            (d / "mqtt-password").write_text(password + "\n")
         toml = (self.out / "doors" / door / "mqtt.toml").read_text().replace(
             "/etc/accessd/mqtt-password", str(d / "mqtt-password"))
         config.write_text(config.read_text() + "\n" + toml + "reconnect_max_seconds = 2\n"
@@ -77,8 +79,9 @@ class Estate:
         proc = DaemonProcess(config).wait_ready()
         self.doors[door] = proc
         assert proc.request({"op": "sync"})["ok"]
-        wait_until(lambda: proc.request({"op": "status"})["live"]["link"] == "connected",
-                   timeout=20, what=f"{door} to log in to the broker")
+        if connected:
+            wait_until(lambda: proc.request({"op": "status"})["live"]["link"] == "connected",
+                       timeout=20, what=f"{door} to log in to the broker")
         return proc
 
     def password(self, user):
@@ -195,6 +198,14 @@ def test_the_broker_takes_the_generated_accounts_and_the_acl_keeps_doors_apart(e
     passwd = (estate.out / "mosquitto" / "passwd").read_text()
     assert "$7$101$" in passwd and estate.password("office@riverside") not in passwd
     assert (estate.out / "doors" / "door-a" / "mqtt-password").stat().st_mode & 0o077 == 0
+
+
+def test_a_door_with_a_wrong_password_is_refused_and_says_so_and_still_decides(estate):
+    d = estate.door("door-a", password="guessed", connected=False)
+    wait_until(lambda: d.request({"op": "status"})["live"]["link"].startswith(
+        "refused by the broker: Not authorized"), timeout=20, what="the refusal")
+    assert d.request({"op": "sim", "input": "tap", "uid": UID})["decision"] == "granted"
+    assert d.request({"op": "status"})["live"]["backlog"] > 0      # kept for later
 
 
 def test_setup_again_keeps_passwords_and_rotate_changes_them(estate):
@@ -373,6 +384,15 @@ def test_watch_stores_events_with_names_opens_alarms_and_ack_closes_them(estate)
     finally:
         site.close()
     assert "access.granted" in kinds and "door.forced" in kinds
+    # the nightly upload then only fills the gaps, and the chain is checked across both
+    live = len(kinds)
+    d.terminate()
+    r = subprocess.run([sys.executable, "-m", "accessd", "upload", "--config", str(d.config)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = estate.ctl("logs", "pull")
+    assert "door-a: 1 batch" in r.stdout and f"{live} already had" in r.stdout
+    assert "chain intact" in r.stdout
 
 
 def test_office_commands_without_a_broker_say_what_to_do(tmp_path):
@@ -421,3 +441,43 @@ def test_home_assistant_sees_each_door_as_a_device_and_cannot_command_it(estate)
     assert status["relay"] == "locked" and status["door_open"] is False  # what templates read
     assert [e["detail"]["cmd"] for e in door_log(d, "cmd.received")] == ["mode"]  # ours only
     assert d.request({"op": "status"})["mode"] == "normal"
+
+
+def test_tls_to_the_broker_with_the_sites_ca_and_a_wrong_ca_is_refused(tmp_path):
+    from accessd.testing import make_tls
+    ca, crt, key = make_tls(tmp_path / "tls")
+    other_ca, _, _ = make_tls(tmp_path / "other", name="impostor")
+    e = Estate.__new__(Estate)
+    e.tmp, e.site_dir, e.doors = tmp_path, tmp_path / "site", {}
+    e.ctl("site", "init", "riverside")
+    e.ctl("group", "add", "bldg-a")
+    e.ctl("door", "add", "door-a", "--group", "bldg-a")
+    e.ctl("publish")
+    e.store = json.loads(e.ctl("site", "show", "--json").stdout)["store"]
+    e.port = free_tcp_port()
+    e.out = tmp_path / "broker-files"
+    e.ctl("broker", "setup", str(e.out), "--url", f"mqtts://127.0.0.1:{e.port}",
+          "--listen", f"127.0.0.1:{e.port}", "--install-dir", str(e.out / "mosquitto"),
+          "--tls-cert", str(crt), "--tls-key", str(key), "--ca-file", str(ca))
+    conf = (e.out / "mosquitto" / "accessd.conf").read_text()
+    assert f"certfile {crt}" in conf and "tls_version tlsv1.2" in conf
+    e.broker = Mosquitto(tmp_path / "broker", port=e.port, extra=conf, listener=False)
+    try:
+        # the door's mqtt.toml names /etc/accessd/ca.crt: put the site's CA there for it
+        toml = e.out / "doors" / "door-a" / "mqtt.toml"
+        toml.write_text(toml.read_text().replace("/etc/accessd/ca.crt", str(ca)))
+        d = e.door("door-a")                           # logs in over TLS
+        r = e.ctl("remote", "mode", "door-a", "lockdown")   # the office too (its CA file)
+        assert "mode lockdown" in r.stdout
+        d.terminate()
+        toml.write_text(toml.read_text().replace(str(ca), str(other_ca)))
+        config = write_sim_config(tmp_path / "door-a", keys=False, door_id="door-a")
+        config.write_text(config.read_text() + "\n" + toml.read_text().replace(
+            "/etc/accessd/mqtt-password", str(tmp_path / "door-a" / "mqtt-password")))
+        bad = DaemonProcess(config).wait_ready()       # the door runs, but will not log in
+        e.doors["bad"] = bad
+        wait_until(lambda: "certificate verify failed" in bad.request({"op": "status"})[
+            "live"]["link"], timeout=20, what="the link to report the certificate")
+        assert bad.request({"op": "sim", "input": "tap", "uid": UID})["ok"]  # still decides
+    finally:
+        e.close()

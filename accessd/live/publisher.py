@@ -24,6 +24,7 @@ import json
 import logging
 import queue
 import ssl
+import sys
 import threading
 import time
 from pathlib import Path
@@ -95,6 +96,7 @@ class Publisher:
         c.max_inflight_messages_set(INFLIGHT)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_publish = self._on_publish
         c.on_message = self._on_message
         self.client = c
@@ -121,6 +123,15 @@ class Publisher:
             self._cond.notify_all()
         self._nudge.set()
         log.info("mqtt: connected to %s:%s", self.host, self.port)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its `except OSError`: the exception says why
+        exc = sys.exc_info()[1]
+        why = (getattr(exc, "reason", None) and getattr(exc, "verify_message", None)
+               and f"certificate verify failed: {exc.verify_message}") or str(exc or "failed")
+        if self.link != f"cannot connect: {why}":
+            log.warning("mqtt: cannot connect to %s:%s: %s; retrying", self.host, self.port, why)
+        self.link = f"cannot connect: {why}"
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._cond:

@@ -108,6 +108,11 @@ class SyncWorker:
         self.last_result: str = "not run yet"
         self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
 
+    def info(self) -> dict:
+        """For status (the socket's and the live channel's): the store and the last run."""
+        return {"store": self.store.url, "last": self.last_result,
+                "interval_s": self.cfg.sync.interval_seconds}
+
     def start(self) -> None:
         self._thread.start()
 
