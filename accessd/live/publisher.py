@@ -137,7 +137,7 @@ class Publisher:
         with self._cond:
             was = self._connected
             self._connected = False
-            if not self._stop.is_set():
+            if was and not self._stop.is_set():   # (a refusal keeps saying why)
                 self.link = f"disconnected: {reason_code}"
             self._cond.notify_all()
         if was:
