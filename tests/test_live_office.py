@@ -405,6 +405,8 @@ def test_office_commands_without_a_broker_say_what_to_do(tmp_path):
     assert r.returncode == 1 and f"cannot reach the broker 127.0.0.1:{port}" in r.stderr
     r = run("--site", str(site), "alarms")
     assert r.returncode == 0 and "no open alarms" in r.stdout
+    r = run("--site", str(site), "watch", "--session", "my terminal")
+    assert r.returncode == 1 and "--session: letters, digits" in r.stderr
 
 
 def test_home_assistant_sees_each_door_as_a_device_and_cannot_command_it(estate):

@@ -23,11 +23,11 @@ broker_opt = click.option("--broker", "broker_url", metavar="URL",
                                "'broker setup' recorded.")
 
 
-def _office(site, broker_url, *, persistent: bool = False):
+def _office(site, broker_url, *, persistent: bool = False, session: str = ""):
     from ..live.office import OfficeClient
     from ..site.broker import office_broker
     return OfficeClient(office_broker(site, broker_url), site.site_id,
-                        persistent=persistent).connect()
+                        persistent=persistent, session=session).connect()
 
 
 def _listener(text: str, tls: bool) -> tuple[str, int]:
@@ -230,12 +230,17 @@ def register(main) -> None:
     @click.option("--plain", is_flag=True, help="One line per event, no live screen.")
     @click.option("--count", type=click.IntRange(1), help="Stop after this many new events.")
     @click.option("--seconds", type=click.FloatRange(0.1), help="Stop after this long.")
+    @click.option("--session", default="", metavar="NAME",
+                  help="The broker session to resume [default: this host and user]; give "
+                       "each watch running at once on one account its own.")
     @broker_opt
     @click.pass_obj
-    def watch(obj, doors, as_json, plain, count, seconds, broker_url):
+    def watch(obj, doors, as_json, plain, count, seconds, session, broker_url):
         """Watch the estate live: doors online or offline, open alarms, events with
         names. Events are stored in the site database as they arrive (the nightly
         upload then only fills gaps); alarms stay open until 'accessctl ack'.
+        The broker keeps what arrives while this terminal is away (its session)
+        and delivers it on the next watch.
 
         \b
         Examples:
@@ -249,7 +254,10 @@ def register(main) -> None:
             site.door(d)
         tz = site.timezone
         estate = Estate(site, doors=tuple(doors))
-        oc = _office(site, broker_url, persistent=True)
+        if session and not all(c.isalnum() or c in "-_." for c in session):
+            raise click.BadParameter("letters, digits, '-', '_' and '.' only",
+                                     param_hint="--session")
+        oc = _office(site, broker_url, persistent=True, session=session)
         oc.subscribe(f"{topics.ROOT}/{site.site_id}/#")
         deadline = time.monotonic() + seconds if seconds else None
         live_screen = not as_json and not plain and console.is_terminal

@@ -31,13 +31,14 @@ class LiveError(AccessdError, ConnectionError):
 
 class OfficeClient:
     def __init__(self, broker, site_id: str, *, client_id: str = "",
-                 persistent: bool = False):
+                 persistent: bool = False, session: str = ""):
         self.broker = broker
         self.site_id = site_id
         u = urlparse(broker.url)
         self.host, self.port = u.hostname, u.port or (8883 if u.scheme == "mqtts" else 1883)
-        if persistent and not client_id:
-            client_id = f"accessd-office-{site_id}-{socket.gethostname()}-{os_user()}"[:64]
+        if persistent and not client_id:   # one session per terminal (host and user)
+            client_id = (f"accessd-office-{site_id}-"
+                         f"{session or f'{socket.gethostname()}-{os_user()}'}")[:64]
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or "",
                                   clean_session=not persistent, protocol=mqtt.MQTTv311)

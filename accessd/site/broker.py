@@ -111,6 +111,8 @@ def mosquitto_conf(site_id: str, install_dir: Path, listener: Listener) -> str:
              "# an office terminal away for a day finds what the doors published meanwhile",
              "# (QoS 1, persistent session); beyond this the nightly upload fills the gap",
              "max_queued_messages 200000",
+             "# a terminal not seen for this long loses its session (and what it queued)",
+             "persistent_client_expiration 14d",
              "# alarms go out at once, not held back to fill a packet (Nagle)",
              "set_tcp_nodelay true",
              f"password_file {install_dir / 'passwd'}",

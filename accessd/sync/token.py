@@ -29,11 +29,11 @@ class TokenError(AccessdError, ValueError):
     """An unlock token was refused; the message says why."""
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _unb64(text: str) -> bytes:
+def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -43,7 +43,23 @@ def issue(signing_key, door: str, *, now: float, ttl: float = 30.0, by: str = ""
     payload = json.dumps({"door": door, "exp": now + ttl, "iat": now,
                           "nonce": secrets.token_hex(16), "by": by[:64]},
                          separators=(",", ":"), sort_keys=True).encode()
-    return _b64(payload) + "." + _b64(signing_key.sign(payload))
+    return b64(payload) + "." + b64(signing_key.sign(payload))
+
+
+def lifetime_problem(what: str, iat, exp, now: float, max_ttl: float) -> str | None:
+    """Why a signed token or command is not valid at `now`, or None. The skew is
+    allowed on the issue time only (the office's clock may run ahead); nothing lives
+    longer than it was issued for, nor longer than max_ttl."""
+    for name, v in (("exp", exp), ("iat", iat)):
+        if type(v) not in (int, float) or not math.isfinite(v):
+            return f"{what} field {name!r} is not a finite number"
+    if not 0 < exp - iat <= max_ttl:
+        return f"{what} must live between 0 and {max_ttl:g} s"
+    if now > exp:
+        return f"{what} has expired"
+    if iat > now + SKEW:
+        return f"{what} is issued in the future (check the clocks)"
+    return None
 
 
 def _no_constant(name: str):
@@ -65,7 +81,7 @@ class TokenVerifier:
             raise TokenError("malformed token")
         body, sig = token.split(".")
         try:
-            payload, signature = _unb64(body), _unb64(sig)
+            payload, signature = unb64(body), unb64(sig)
         except (ValueError, TypeError):
             raise TokenError("malformed token (not base64url)") from None
         try:
@@ -77,19 +93,11 @@ class TokenVerifier:
             door, exp, iat, nonce = str(p["door"]), p["exp"], p["iat"], str(p["nonce"])
         except (ValueError, KeyError, TypeError, RecursionError):
             raise TokenError("token lacks a field or has a wrong type") from None
-        for name, v in (("exp", exp), ("iat", iat)):
-            if type(v) not in (int, float) or not math.isfinite(v):
-                raise TokenError(f"token field {name!r} is not a finite number")
+        why = lifetime_problem("token", iat, exp, now, MAX_TTL)
+        if why:
+            raise TokenError(why)
         if door != self.door:
             raise TokenError(f"token is for door {door!r}, not this one")
-        if not 0 < exp - iat <= MAX_TTL:
-            raise TokenError(f"token must live between 0 and {MAX_TTL:g} s")
-        # The skew is allowed on the issue time only (the office's clock may run ahead);
-        # a token never lives longer than it was issued for.
-        if now > exp:
-            raise TokenError("token has expired")
-        if iat > now + SKEW:
-            raise TokenError("token is issued in the future (check the clocks)")
         if not self.used.claim(nonce, exp, now):
             raise TokenError("token was already used (replay)")
         return p
