@@ -153,13 +153,14 @@ def register(main) -> None:
     @click.argument("door")
     @with_common
     def remote_sync(obj, door, broker_url, ttl, timeout, as_json):
-        """Make DOOR pull and apply its bundle now.
+        """Make DOOR pull and apply its bundle now (waits at least 120 s for the answer:
+        a door's sync may retry its store).
 
         \b
         Example:
           accessctl --site /srv/site remote sync-now front
         """
-        ack = _send(obj, door, "sync-now", {}, broker_url, ttl, max(timeout, 90), as_json)
+        ack = _send(obj, door, "sync-now", {}, broker_url, ttl, max(timeout, 120), as_json)
         if not as_json:
             click.echo(f"door {door}: {ack.get('result', 'synced')}")
 

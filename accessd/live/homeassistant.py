@@ -33,8 +33,7 @@ def discovery(site: str, door: str, base: str) -> list[tuple[str, bytes]]:
     """(topic, payload) of every discovery message for one door."""
     node = node_id(site, door)
     device = {"identifiers": [node], "name": f"Door {door}", "manufacturer": "accessd",
-              "model": "accessd door controller", "sw_version": __version__,
-              "suggested_area": site}
+              "model": "accessd door controller", "sw_version": __version__}
     common = {"availability_topic": f"{base}/availability", "payload_available": "online",
               "payload_not_available": "offline", "device": device}
     status = f"{base}/status"
