@@ -41,7 +41,7 @@ from accessd.storage.eventlog import EventLog, LogWriter, PendingRecord, utc_iso
 from accessd.storage.keys import load_key_file
 from accessd.storage.whitelist import Whitelist
 from accessd.storage.whitelist_admin import WhitelistAdmin
-from accessd.testing import DaemonProcess, write_sim_config
+from accessd.testing import DaemonProcess, free_tcp_port, write_sim_config
 
 
 def pct(values, p):
@@ -572,7 +572,7 @@ def bench_live(directory: Path, n: int = 10_000, taps: int = 500,
         config = build_door(directory / "decide", n, unlock_seconds=0.001)
         hole_port, close_hole = _blackhole()
         runs = {"publisher_off": None, "publisher_on": broker.url,
-                "broker_down": f"mqtt://127.0.0.1:{_free_port()}",
+                "broker_down": f"mqtt://127.0.0.1:{free_tcp_port()}",
                 "broker_blackholed": f"mqtt://127.0.0.1:{hole_port}"}
         res["decision_at_50_per_s_ms"] = {name: _decisions_at_50_per_s(config, n, taps, url)
                                           for name, url in runs.items()}
@@ -597,11 +597,6 @@ def bench_live(directory: Path, n: int = 10_000, taps: int = 500,
     res["note"] = (f"one Mosquitto on localhost; decisions on a {n}-credential whitelist, "
                    f"{taps} taps 20 ms apart per run")
     return res
-
-
-def _free_port() -> int:
-    from accessd.testing import free_tcp_port
-    return free_tcp_port()
 
 
 if __name__ == "__main__":

@@ -226,12 +226,11 @@ def _credential_value(obj: Ctx, kind, value, capture, capture_timeout, pin_stdin
 
 def _capture_remote(site, kind: str, door: str, timeout: int) -> str:
     """A card or fob presented at a door of the site, over the live channel."""
-    from ..live.office import OfficeClient, remote_capture
-    from ..site.broker import office_broker
+    from ..live import office
     site.door(door)
     click.echo(f"present the {kind} at door {door} (waiting {timeout} s)...", err=True)
-    with OfficeClient(office_broker(site), site.site_id).connect() as oc:
-        got_kind, value = remote_capture(oc, site.keys.signing, door, timeout)
+    with office.connect(site) as oc:
+        got_kind, value = office.remote_capture(oc, site.keys.signing, door, timeout)
     if got_kind != kind:
         fail(f"captured a {got_kind} credential, but --kind is {kind}")
     return value

@@ -140,8 +140,4 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else many or word + 's'}"
 
 
-def iso_local(ts: str, tz: str | None) -> str:
-    """An event's UTC timestamp (2026-11-21T18:00:00.000Z) in tz, to the second."""
-    from datetime import datetime
-    return when.fmt(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp(), tz,
-                    seconds=True)
+iso_local = when.fmt_iso   # an event's UTC timestamp text in tz, to the second

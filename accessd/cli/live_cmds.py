@@ -23,13 +23,6 @@ broker_opt = click.option("--broker", "broker_url", metavar="URL",
                                "'broker setup' recorded.")
 
 
-def _office(site, broker_url, *, persistent: bool = False, session: str = ""):
-    from ..live.office import OfficeClient
-    from ..site.broker import office_broker
-    return OfficeClient(office_broker(site, broker_url), site.site_id,
-                        persistent=persistent, session=session).connect()
-
-
 def _listener(text: str, tls: bool) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not port.isdigit() or not 0 < int(port) < 65536:
@@ -129,7 +122,8 @@ def register(main) -> None:
     def _send(obj, door, cmd, args, broker_url, ttl, timeout, as_json):
         site = site_of(obj)
         site.door(door)                      # a door of this site?
-        with _office(site, broker_url) as oc:
+        from ..live import office   # (paho only for the commands that use it)
+        with office.connect(site, broker_url) as oc:
             ack = oc.command(site.keys.signing, door, cmd, args, ttl=ttl, timeout=timeout)
         if as_json:
             click.echo(json.dumps(ack, indent=2, default=str))
@@ -210,12 +204,12 @@ def register(main) -> None:
         Example:
           accessctl --site /srv/site remote capture front --wait 60
         """
-        from ..live.office import remote_capture as capture
         site = site_of(obj)
         site.door(door)
         click.echo(f"present a card or fob at door {door} (waiting {wait_s} s)...", err=True)
-        with _office(site, broker_url) as oc:
-            kind, value = capture(oc, site.keys.signing, door, wait_s)
+        from ..live import office
+        with office.connect(site, broker_url) as oc:
+            kind, value = office.remote_capture(oc, site.keys.signing, door, wait_s)
         fp = site.fingerprint(kind, value)
         holder = site.credential_holder(kind, value)
         doc = {"kind": kind, "fingerprint": fp,
@@ -258,7 +252,8 @@ def register(main) -> None:
         if session and not all(c.isalnum() or c in "-_." for c in session):
             raise click.BadParameter("letters, digits, '-', '_' and '.' only",
                                      param_hint="--session")
-        oc = _office(site, broker_url, persistent=True, session=session)
+        from ..live import office
+        oc = office.connect(site, broker_url, persistent=True, session=session)
         oc.subscribe(f"{topics.ROOT}/{site.site_id}/#")
         deadline = time.monotonic() + seconds if seconds else None
         live_screen = not as_json and not plain and console.is_terminal

@@ -8,6 +8,7 @@ date-only end meaning the end of that day. Pure: `now` is an argument.
 
   fmt(t, tz)                         -> "2026-12-31 18:00"
   fmt(t, tz, end=True)               -> "2026-12-31 24:00" for the day's end
+  fmt_iso("2026-12-31T17:00:00.000Z", "Europe/Oslo") -> "2026-12-31 18:00:00"
 
 An end is stored as the first instant it no longer holds (the door denies at
 `now >= valid_until`), so "valid until 2026-12-31" works through the 31st.
@@ -86,6 +87,22 @@ def fmt(epoch: float | None, tz: str | None, *, end: bool = False,
         return (dt - timedelta(days=1)).strftime("%Y-%m-%d ") + ("24:00:00" if seconds
                                                                  else "24:00")
     return dt.strftime(f"%Y-%m-%d {clock}")
+
+
+def from_iso(ts: str) -> float:
+    """A log record's UTC timestamp text (2026-11-21T18:00:00.000Z, or a prefix of it
+    such as 2026-11-21T18:00) as epoch seconds; ValueError if it is not one."""
+    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def fmt_iso(ts: str, tz: str | None) -> str:
+    """A log record's UTC timestamp in tz, to the second (the text itself if it is not
+    a timestamp: a record is shown, never dropped, over its time)."""
+    try:
+        return fmt(from_iso(ts), tz, seconds=True)
+    except ValueError:
+        return ts
 
 
 def day(epoch: float, tz: str | None) -> str:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -64,7 +64,6 @@ class Command:
     nonce: str
     by: str
     exp: float
-    extra: dict = field(default_factory=dict)
 
 
 def _check_args(cmd: str, args) -> dict:

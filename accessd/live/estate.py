@@ -46,8 +46,6 @@ class Estate:
         self.events: deque = deque(maxlen=keep)
         self._holders = site.holders()
         self._people: dict[str, str] = {}
-        self.stored = 0
-        self.refused = 0
 
     # ---- one message in -------------------------------------------------------------
     def feed(self, topic: str, payload: bytes, retained: bool = False) -> list[dict]:
@@ -92,7 +90,6 @@ class Estate:
         return []   # .../alarms repeats .../events; .../cmd is the office's own
 
     def _refused(self, door: str, why: str) -> dict:
-        self.refused += 1
         return {"type": "refused", "door": door, "error": why}
 
     def _event(self, door: str, payload: bytes) -> list[dict]:
@@ -101,7 +98,6 @@ class Estate:
             return [self._refused(door, f"record #{rep.bad[0][0]}: {rep.bad[0][1]}")]
         if not rep.added:
             return []        # had it already (a redelivery, or the nightly upload's)
-        self.stored += 1
         r = json.loads(payload)
         cred = r.get("credential")
         if cred and cred not in self._holders:      # enrolled since we started?
@@ -141,7 +137,7 @@ def plain_line(line: dict, tz: str) -> str | None:
     """`watch` without a terminal: one readable line per event, alarm, door change."""
     t = line.get("type")
     if t == "event":
-        when_ = _local(line["ts"], tz)
+        when_ = when.fmt_iso(line["ts"], tz)
         who = line["person"] or (line["credential"] or "")
         if line.get("alarm"):
             return (f"{when_} {line['door']}  ALARM #{line['alarm_id']} {line['alarm']}: "
@@ -155,15 +151,6 @@ def plain_line(line: dict, tz: str) -> str | None:
         return (f"{line['door']}  command {line['cmd']}: "
                 f"{'done' if line['ok'] else line.get('error') or 'failed'}")
     return None
-
-
-def _local(ts: str, tz: str) -> str:
-    from datetime import datetime
-    try:
-        return when.fmt(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp(), tz,
-                        seconds=True)
-    except ValueError:
-        return ts
 
 
 def render(estate: Estate, tz: str):
@@ -180,13 +167,13 @@ def render(estate: Estate, tz: str):
         (f"{c.get('silent', 0) + c.get('unknown', 0)} not heard from", "yellow"),
         f"  · {when.fmt(now, tz, seconds=True)}")
     alarms = estate.site.alarms(open_only=True, limit=10)
-    at = Table(title=f"Open alarms ({len(estate.site.alarms(open_only=True))})",
+    at = Table(title=f"Open alarms ({estate.site.open_alarm_count()})",
                title_justify="left", expand=True, title_style="bold red")
     for col in ("#", "when", "door", "alarm", "what happened"):
         at.add_column(col)
     for a in alarms:
-        at.add_row(str(a["id"]), _local(a["ts"], tz), a["door"], label(a["kind"]), a["reason"],
-                   style="red")
+        at.add_row(str(a["id"]), when.fmt_iso(a["ts"], tz), a["door"], label(a["kind"]),
+                   a["reason"], style="red")
     if not alarms:
         at.add_row("", "", "", "none", "")
     dt = Table(title="Doors", title_justify="left", expand=True, title_style="bold")
@@ -207,7 +194,7 @@ def render(estate: Estate, tz: str):
     for col in ("when", "door", "event", "who", "reason"):
         et.add_column(col)
     for e in reversed(estate.events):
-        et.add_row(_local(e["ts"], tz), e["door"], e.get("alarm") or e["kind"],
+        et.add_row(when.fmt_iso(e["ts"], tz), e["door"], e.get("alarm") or e["kind"],
                    e["person"] or (e["credential"] or ""), e["reason"],
                    style="red" if e.get("alarm") else None)
     return Group(head, at, dt, et)

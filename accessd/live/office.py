@@ -149,6 +149,15 @@ class OfficeClient:
                 return ack
 
 
+def connect(site, url: str | None = None, *, persistent: bool = False,
+            session: str = "") -> OfficeClient:
+    """The office logged in to its site's broker (the one 'broker setup' recorded, or
+    url), as office@<site>."""
+    from ..site.broker import office_broker
+    return OfficeClient(office_broker(site, url), site.site_id, persistent=persistent,
+                        session=session).connect()
+
+
 def remote_capture(oc: OfficeClient, signing_key, door: str, timeout: float) -> tuple[str, str]:
     """(kind, value) of the next card or fob presented at `door`: the door seals it to a
     one-off key of ours, so the broker never sees the number."""

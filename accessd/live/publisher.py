@@ -127,8 +127,8 @@ class Publisher:
     def _on_connect_fail(self, client, userdata) -> None:
         # paho calls this inside its `except OSError`: the exception says why
         exc = sys.exc_info()[1]
-        why = (getattr(exc, "reason", None) and getattr(exc, "verify_message", None)
-               and f"certificate verify failed: {exc.verify_message}") or str(exc or "failed")
+        cert = getattr(exc, "verify_message", None)   # ssl.SSLCertVerificationError
+        why = f"certificate verify failed: {cert}" if cert else str(exc or "failed")
         if self.link != f"cannot connect: {why}":
             log.warning("mqtt: cannot connect to %s:%s: %s; retrying", self.host, self.port, why)
         self.link = f"cannot connect: {why}"

@@ -250,18 +250,22 @@ class SiteDB:
                 "acked_by", "note")
         return [dict(zip(cols, r)) for r in self.db.execute(sql, args)]
 
+    def open_alarm_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM alarms WHERE acked IS NULL").fetchone()[0]
+
     def alarm_ack(self, alarm_id: int, note: str = "") -> dict:
         """Staff acknowledge an alarm: who (the OS user) and when are kept."""
-        row = self.db.execute("SELECT acked, acked_by FROM alarms WHERE id = ?",
-                              [alarm_id]).fetchone()
-        if row is None:
-            raise NotFoundError(f"no alarm #{alarm_id} (see 'accessctl alarms --all')")
-        if row[0] is not None:
-            raise StoreError(f"alarm #{alarm_id} was already acknowledged by {row[1]}")
         actor = os_user()
-        with self.db.atomic():
-            self.db.execute("UPDATE alarms SET acked = ?, acked_by = ?, note = ? WHERE id = ?",
-                            [time.time(), actor, note, alarm_id])
+        with self.db.atomic():   # one statement: two terminals cannot both acknowledge it
+            done = self.db.execute("UPDATE alarms SET acked = ?, acked_by = ?, note = ? "
+                                   "WHERE id = ? AND acked IS NULL",
+                                   [time.time(), actor, note, alarm_id]).rowcount
+        if not done:
+            row = self.db.execute("SELECT acked_by FROM alarms WHERE id = ?",
+                                  [alarm_id]).fetchone()
+            if row is None:
+                raise NotFoundError(f"no alarm #{alarm_id} (see 'accessctl alarms --all')")
+            raise StoreError(f"alarm #{alarm_id} was already acknowledged by {row[0]}")
         self.audit("alarm.ack", f"alarm #{alarm_id}" + (f": {note}" if note else ""))
         return {"id": alarm_id, "acked_by": actor, "note": note}
 

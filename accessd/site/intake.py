@@ -274,8 +274,6 @@ def strangers(site: SiteDB, *, since=None, min_doors: int = 2) -> list[dict]:
 
 def report(site: SiteDB, *, since=None) -> list[dict]:
     """Per door and day in the site's time zone: grants, denials and alarms."""
-    from datetime import datetime
-
     from ..core import when
     # count per UTC minute in SQL (every zone's day starts on a whole minute), then
     # fold the minutes into the site's local days
@@ -292,7 +290,7 @@ def report(site: SiteDB, *, since=None) -> list[dict]:
     out: dict[tuple[str, str], list[int]] = {}
     for d, minute, g, n, a in site.db.execute(sql, args):
         if minute not in days:
-            days[minute] = when.day(datetime.fromisoformat(minute + "+00:00").timestamp(), tz)
+            days[minute] = when.day(when.from_iso(minute), tz)
         c = out.setdefault((days[minute], d), [0, 0, 0])
         c[0] += g
         c[1] += n
