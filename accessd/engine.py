@@ -24,6 +24,7 @@ from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputCha
                           StatusRequest, SwapWhitelist)
 from .errors import StoreError
 from .loop import CoreLoop
+from .core.credentials import lookup_values
 from .storage.crypto import fingerprint
 
 CAPTURE_KINDS = ("nfc", "fob")  # what enrolment may capture at a door
@@ -150,12 +151,18 @@ class Engine(CoreLoop):
     # ---- handlers -------------------------------------------------------
     def _credential(self, item: CredentialPresented, now: float) -> None:
         """Look the credential up, ask the access pipeline, carry out its outcome."""
-        digest = self.whitelist.digest(item.kind, item.value)
+        (first, _), *narrower = lookup_values(item.kind, item.value)
+        digest = self.whitelist.digest(item.kind, first)
         fp = fingerprint(digest)
         captured = self._capture(item, fp)
         record, unreadable = None, False
         try:
             record = self.whitelist.lookup(digest)
+            for value, alias_ok in narrower:  # a fob enrolled with fewer bits
+                if record is not None:
+                    break
+                record = self.whitelist.lookup(self.whitelist.digest(item.kind, value),
+                                               alias_ok=alias_ok)
         except StoreError as exc:
             log.error("%s", exc)
             unreadable = True

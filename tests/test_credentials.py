@@ -19,14 +19,6 @@ def test_bad_nfc_uids(raw, msg):
         normalize("nfc", raw)
 
 
-def test_fob_numbers():
-    assert normalize("fob", "0012648430") == "12648430"
-    assert normalize("fob", "0x00C0FFEE") == "12648430"
-    for bad, msg in [("12a", "decimal"), ("0x", "hex"), ("1" * 14, "at most 13"), ("١٢", "decimal")]:
-        with pytest.raises(CredentialFormatError, match=msg):
-            normalize("fob", bad)
-
-
 def test_pins():
     assert normalize("pin", "0042") == "0042"
     with pytest.raises(CredentialFormatError, match="digits only"):

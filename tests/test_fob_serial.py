@@ -74,10 +74,10 @@ def test_frame_becomes_one_credential_while_the_fob_is_held(rig):
     for _ in range(5):                       # the reader repeats the frame while held
         dev.write(frame_rdm6300(0x00C0FFEE, 0x0A))
     ev = q.get(timeout=5)
-    assert ev == CredentialPresented("door-fob", "fob", "12648430", None, ev.t_queued)
+    assert ev == CredentialPresented("door-fob", "fob", "em40:0A00C0FFEE", None, ev.t_queued)
     clock.advance(1.0)                       # taken away and presented again
     dev.write(frame_rdm6300(0x00C0FFEE, 0x0A))
-    assert q.get(timeout=5).value == "12648430"
+    assert q.get(timeout=5).value == "em40:0A00C0FFEE"
     assert q.empty()
     assert reader.health()["last_seen"] == clock.wall()
 
@@ -96,7 +96,7 @@ def test_bad_frames_are_reported_not_granted_and_reading_goes_on(rig):
     dev.write(b"\x02" + b"0A00" + frame_rdm6300(5))           # cut short, then a good one
     notice, cred = events(q, 2)
     assert notice.kind == "reader.bad_frame" and "2 bad frames since the last notice" in notice.detail
-    assert cred.value == "5"
+    assert cred.value == "em40:0000000005"
     assert reader.health()["bad_frames"] == 3
 
 
@@ -104,7 +104,7 @@ def test_ascii_decimal_format(rig):
     make, dev, q, clock = rig
     make("ascii-decimal")
     dev.write(b"0012648430\r\n")
-    assert q.get(timeout=5).value == "12648430"
+    assert q.get(timeout=5).value == "em32:00C0FFEE"
 
 
 def test_unplug_is_a_fault_and_replug_recovers_without_restart(rig):
@@ -118,7 +118,7 @@ def test_unplug_is_a_fault_and_replug_recovers_without_restart(rig):
     assert recovered.kind == "reader.recovered" and "back after" in recovered.detail
     assert reader.opened.wait(5)
     dev.write(frame_rdm6300(77))
-    assert q.get(timeout=5).value == "77"
+    assert q.get(timeout=5).value == "em40:000000004D"
     assert reader.health()["state"] == "ok" and reader.health()["faults"] >= 1
 
 

@@ -10,7 +10,7 @@ from accessd.clock import FakeClock, SystemClock
 from accessd.config import ReaderConfig
 from accessd.core.events import CredentialPresented, KeyPressed, ReaderNotice
 from accessd.hw.wiegand import WiegandReader
-from accessd.protocols.wiegand import encode_h10301, encode_key
+from accessd.protocols.wiegand import encode_card, encode_h10301, encode_key, encode_raw
 
 
 
@@ -59,7 +59,27 @@ def test_h10301_card(rig):
     pulse_train(factory, encode_h10301(192, 65518), period=0)
     end_frame(reader, clock)
     ev = q.get(timeout=5)
-    assert isinstance(ev, CredentialPresented) and (ev.kind, ev.value) == ("fob", "12648430")
+    assert isinstance(ev, CredentialPresented) and (ev.kind, ev.value) == ("fob", "em24:C0FFEE")
+
+
+def test_34_and_37_bit_cards_and_a_raw_frame_give_their_canonical_values(factory):
+    """A Wiegand-34 frame is the fob's 32-bit number (Hikvision's published example),
+    37 bits an H10304 card, and a raw length only when the config lists it."""
+    q, clock = queue.Queue(), FakeClock()
+    r = make_reader(factory, clock, q, raw_bits=[40])
+    try:
+        assert r.opened.wait(5)
+        got = []
+        for bits in (encode_card(34, 1234567890), encode_card(37, (1234 << 19) | 56789),
+                     encode_raw(40, 0x0A00C0FFEE), encode_raw(44, 1)):
+            pulse_train(factory, bits, period=0)
+            end_frame(r, clock)
+            got.append(q.get(timeout=5))
+        assert [g.value for g in got[:3]] == [
+            "em32:499602D2", f"w37:{(1234 << 19) | 56789:09X}", "raw40:0A00C0FFEE"]
+        assert got[3].kind == "reader.bad_frame" and "44 bits" in got[3].detail
+    finally:
+        r.stop()
 
 
 def test_bad_parity_and_bad_length_are_bad_frames(rig):
@@ -98,7 +118,7 @@ def test_bits_closer_than_the_gap_stay_one_frame(rig):
     reader.wake()
     pulse_train(factory, bits[13:], period=0)
     end_frame(reader, clock)
-    assert q.get(timeout=5).value == str((10 << 16) | 20)
+    assert q.get(timeout=5).value == f"em24:{(10 << 16) | 20:06X}"
 
 
 def test_line_held_low_is_a_fault_until_released(rig):
@@ -113,7 +133,7 @@ def test_line_held_low_is_a_fault_until_released(rig):
     assert q.get(timeout=5).kind == "reader.recovered"
     pulse_train(factory, encode_h10301(3, 4), period=0)
     end_frame(reader, clock)
-    assert q.get(timeout=5).value == str((3 << 16) | 4)
+    assert q.get(timeout=5).value == f"em24:{(3 << 16) | 4:06X}"
 
 
 def test_pin_in_use_is_a_fault_and_the_reader_recovers(factory):
@@ -137,6 +157,6 @@ def test_real_time_pulse_train_is_decoded_after_the_gap(factory):
         assert r.opened.wait(5)
         pulse_train(factory, encode_h10301(192, 65518))
         ev = q.get(timeout=2)
-        assert ev.value == "12648430"
+        assert ev.value == "em24:C0FFEE"
     finally:
         r.stop()

@@ -86,7 +86,11 @@ def keys_init(obj: Ctx) -> None:
                                               "door and raises a silent alarm).")
 @click.option("--uses", type=click.IntRange(1, 100_000),
               help="At the office: a pass good for this many entries at each door.")
-@click.option("--uid", "value", help="The UID / fob number (not for PINs).")
+@click.option("--uid", "value", help="The card UID, or a fob's number in any printed form: "
+                                     "decimal (0045131261), facility:card (176:42493), the "
+                                     "10 hex digits of the EM ID (0102B0A5FD) or its 13 "
+                                     "digits, raw<bits>:<hex> for a raw Wiegand frame "
+                                     "(not for PINs).")
 @click.option("--capture", is_flag=True, help="Take the next credential presented at the door.")
 @click.option("--capture-at", metavar="DOOR", help="At the office: take the next card or "
               "fob presented at DOOR, over the live channel (MQTT).")
@@ -598,10 +602,14 @@ def tap(obj, uid, reader, as_json):
 def fob(obj, number, reader, as_json):
     """Present a 125 kHz fob (or a Wiegand card) with this number.
 
+    NUMBER takes the forms enrolment takes. Each simulated reader gives what its
+    real one would: an RDM6300 all 40 bits (bits not given are 0), a Wiegand-26
+    reader the low 24 as facility:card.
+
     \b
     Examples:
       accessctl sim fob 12648430
-      accessctl sim fob 12648430 --reader gate
+      accessctl sim fob 0004340098557 --reader gate
     """
     _sim(obj, {"input": "fob", "number": number, **({"reader": reader} if reader else {})},
          as_json)

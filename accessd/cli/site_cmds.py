@@ -14,6 +14,7 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
+from ..core.credentials import READER_GIVES
 from ..site import csvimport
 from ..site.db import ROLES, SiteDB
 from ..site.publish import door_keys, publish
@@ -349,20 +350,48 @@ def register(main) -> None:
           accessctl --site /srv/accessd-site door add bldg-a-main --group bldg-a
         """
 
+    readers_help = (f"The door's readers, comma-separated: {', '.join(READER_GIVES)} or "
+                    "wiegand-raw-<bits>. Enrolment refuses a fob no reader of the site "
+                    "could match, and two fobs a reader here could not tell apart. "
+                    "Not given: any reader.")
+
     @door_group.command("add")
     @click.argument("door_id")
     @click.option("--group", "group_id", required=True, help="The door group it belongs to.")
     @click.option("--description", default="", help="Free text for staff.")
+    @click.option("--readers", default="", help=readers_help)
     @click.pass_obj
-    def door_add(obj, door_id, group_id, description):
+    def door_add(obj, door_id, group_id, description, readers):
         """Add a door to a group (its id must match door.id in the door's config).
 
         \b
         Example:
-          accessctl --site /srv/accessd-site door add bldg-a-main --group bldg-a
+          accessctl --site /srv/accessd-site door add bldg-a-main --group bldg-a \\
+              --readers nfc,rdm6300,keypad
         """
-        site_of(obj).door_add(door_id, group_id, description)
+        site_of(obj).door_add(door_id, group_id, description, readers.split(","))
         click.echo(f"door {door_id} added to group {group_id}")
+
+    @door_group.command("readers")
+    @click.argument("door_id")
+    @click.argument("readers")
+    @click.pass_obj
+    def door_readers(obj, door_id, readers):
+        """Say which readers a door has (comma-separated; "any" when unknown).
+
+        \b
+        Readers: nfc, keypad, rdm6300 (40-bit EM ID), ascii-decimal (32-bit),
+        wiegand-26 (facility:card), wiegand-34 (32-bit), wiegand-37 (H10304),
+        wiegand-raw-<bits> (a raw frame of that length).
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site door readers bldg-a-gate wiegand-26,keypad
+        """
+        names = [] if readers.strip() == "any" else readers.split(",")
+        site = site_of(obj)
+        site.door_readers_set(door_id, names)
+        click.echo(f"door {door_id}: readers {', '.join(site.door(door_id)['readers']) or 'any'}")
 
     @door_group.command("list")
     @json_opt
@@ -375,8 +404,10 @@ def register(main) -> None:
           accessctl --site /srv/accessd-site door list --json
         """
         rows = site_of(obj).doors()
-        out(as_json, rows, lambda: _table(console, "doors", ["id", "group", "description"],
-                                          [[r["id"], r["group"], r["description"]] for r in rows]))
+        out(as_json, rows, lambda: _table(console, "doors", ["id", "group", "readers",
+                                                             "description"],
+                                          [[r["id"], r["group"], ",".join(r["readers"]) or "any",
+                                            r["description"]] for r in rows]))
 
     @door_group.command("keys")
     @click.argument("door_id")
@@ -634,6 +665,8 @@ def register(main) -> None:
                 click.echo(f"group {r['group']}: version {r['version']}, "
                            f"{plural(r['credentials'], 'credential')}, "
                            f"{plural(len(r['doors']), 'door')}, {r['bytes']} bytes")
+                for problem in r["ambiguous"]:
+                    click.echo(f"  warning: {problem}", err=True)
             click.echo(f"published to {store.url}" if res else "no door group has doors yet")
         out(as_json, res, human)
 

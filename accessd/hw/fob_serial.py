@@ -24,6 +24,7 @@ import tty
 
 import serial
 
+from ..core.credentials import parse_fob, reading_em
 from ..protocols.em4100 import PARSERS, BadFrame, frame_rdm6300
 from .readers import Reader
 
@@ -60,15 +61,15 @@ class FobSerialReader(Reader):
                 if isinstance(item, BadFrame):
                     self.bad_frame(item.reason)
                 else:
-                    self._tag(item.number)
+                    self._tag(reading_em(item.number, item.version))
 
-    def _tag(self, number: int) -> None:
+    def _tag(self, reading: str) -> None:
         now = self.clock.monotonic()
         last = self._last
-        self._last = (number, now)
-        if last is not None and last[0] == number and now - last[1] < self.hold:
+        self._last = (reading, now)
+        if last is not None and last[0] == reading and now - last[1] < self.hold:
             return  # the same fob still held: its frame repeats
-        self.credential("fob", str(number))
+        self.credential("fob", reading)
 
     def wake(self) -> None:
         ser = self._ser
@@ -100,11 +101,18 @@ class FobSerialReader(Reader):
         if kind != "fob":
             raise ValueError(f"reader {self.name} reads fobs, not {kind}")
         self._require_open()
-        number = int(value)
-        if number >= 1 << 32:
-            raise ValueError("a 125 kHz fob number fits in 32 bits")
-        self._expect(str(number), reply)
-        frame = (frame_rdm6300(number) if self.options["format"] == "rdm6300"
-                 else f"{number:010d}\r\n".encode())
+        fob = parse_fob(value)
+        if not fob.family.startswith("em"):
+            raise ValueError(f"reader {self.name} reads 125 kHz EM fobs, not "
+                             f"{fob.describe()}")
+        # the fob as this reader sees it: all 40 bits (the ones not given are 0), or
+        # the 32-bit id of an ascii-decimal reader
+        number, version = fob.number & 0xFFFFFFFF, fob.number >> 32
+        if self.options["format"] == "rdm6300":
+            self._expect(reading_em(number, version), reply)
+            frame = frame_rdm6300(number, version)
+        else:
+            self._expect(reading_em(number, None), reply)
+            frame = f"{number:010d}\r\n".encode()
         self._last = None  # a new presentation, even of the same fob
         os.write(self._sim_master, frame)

@@ -14,7 +14,8 @@ default, well above the bit period and well below a human).
 | 4/8 bits  | one keypad key (8-bit: checked against its complement) |
 | raw_bits  | other lengths, only if listed in the config            |
 
-A card enrols as kind "fob" with its number (data bits without parity). A bad
+A card is a credential of kind "fob": its data bits without parity, as
+em24 (26 bits), em32 (34), w37 (37) or raw<N> (see core/credentials.py). A bad
 parity or length is a reader.bad_frame, never a grant. A line held low for
 more than half a second (reader unpowered, wiring shorted) is a reader.fault
 until it is released.
@@ -26,6 +27,7 @@ import threading
 
 from gpiozero import DigitalInputDevice
 
+from ..core.credentials import parse_fob, reading_wiegand
 from ..protocols import wiegand
 from .readers import Reader
 
@@ -110,7 +112,8 @@ class WiegandReader(Reader):
             return
         item = wiegand.decode(bits, self.raw_lengths)
         if isinstance(item, wiegand.Card):
-            self.credential("fob", str(item.number))
+            self.credential("fob", reading_wiegand(item.bits, item.number,
+                                                   raw=item.facility is None))
         elif isinstance(item, wiegand.Key):
             self.key(item.key)
         else:
@@ -137,11 +140,19 @@ class WiegandReader(Reader):
         if kind != "fob":
             raise ValueError(f"reader {self.name} reads card numbers, not {kind}")
         self._require_open()
-        number = int(value)
-        if number >= 1 << 24:
-            raise ValueError("a simulated Wiegand card number must fit 24 bits (H10301)")
-        self._expect(str(number), reply)
-        self.pulse(wiegand.encode_h10301(number >> 16, number & 0xFFFF))
+        fob = parse_fob(value)
+        if fob.family.startswith("raw"):
+            if fob.bits not in self.raw_lengths:
+                raise ValueError(f"reader {self.name} does not take raw {fob.bits}-bit frames "
+                                 "(raw_bits in its config)")
+            bits, reading = wiegand.encode_raw(fob.bits, fob.number), fob.canonical
+        elif fob.family == "w37":
+            bits, reading = wiegand.encode_card(37, fob.number), fob.canonical
+        else:  # an EM fob at a Wiegand-26 reader: its low 24 bits, facility:card
+            number = fob.number & 0xFFFFFF
+            bits, reading = wiegand.encode_card(26, number), reading_wiegand(26, number)
+        self._expect(reading, reply)
+        self.pulse(bits)
 
     def sim_keys(self, keys: str, reply) -> None:
         self._require_open()

@@ -6,7 +6,8 @@ rdm6300: STX 0x02, 10 ASCII hex (version byte + 4-byte tag id), 2 ASCII hex
 ascii-decimal: 10 decimal digits (the 32-bit tag id) then CR/LF, as printed on
          most fobs, e.g. "0012648430\\r\\n"; an STX/ETX wrapper is tolerated.
 
-The credential value is the 32-bit tag id in decimal, the number printed on the fob.
+A Tag is the 32-bit id and (rdm6300) the version byte; core.credentials.reading_em
+turns it into the credential value (em40 with the version byte, em32 without).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@
 | 37   | H10304                  | P(even,1-19) FC:16 CN:19 P(odd,19-37)    |
 | N    | raw (opt-in per reader) | the bits as one number, no parity        |
 
-The credential value of a card is its data bits without parity as one
-number (H10301: facility × 65536 + card), enrolled as kind "fob".
+A card is a credential of kind "fob": its data bits without parity as one
+number (H10301: facility × 65536 + card); core.credentials.reading_wiegand gives
+its canonical form (26 -> em24, 34 -> em32, 37 -> w37, raw N -> rawN).
 """
 
 from __future__ import annotations
@@ -85,10 +86,26 @@ def decode(bits: list[int], raw_lengths: tuple[int, ...] = ()) -> Card | Key | B
 
 def encode_h10301(facility: int, card: int) -> list[int]:
     """Bits of a valid H10301 frame (for simulation and tests)."""
-    data = [int(c) for c in f"{facility:08b}{card:016b}"]
-    even = sum(data[:12]) % 2
-    odd = 1 - sum(data[12:]) % 2
+    return encode_card(26, facility << 16 | card)
+
+
+def encode_card(n: int, number: int) -> list[int]:
+    """Bits of a valid 26-, 34- or 37-bit frame carrying these data bits, with its
+    parity (for simulation and tests)."""
+    _, even_end, odd_start, _ = _FORMATS[n]
+    data = [int(c) for c in f"{number:0{n - 2}b}"]
+    if len(data) != n - 2:
+        raise ValueError(f"{number} does not fit the {n - 2} data bits of a {n}-bit frame")
+    even = sum(data[:even_end - 1]) % 2
+    odd = 1 - sum(data[odd_start - 1:]) % 2
     return [even] + data + [odd]
+
+
+def encode_raw(n: int, number: int) -> list[int]:
+    """The bits of a raw n-bit frame (for simulation and tests)."""
+    if number >= 1 << n:
+        raise ValueError(f"{number} does not fit in {n} bits")
+    return [int(c) for c in f"{number:0{n}b}"]
 
 
 def encode_key(key: str, bits: int = 8) -> list[int]:

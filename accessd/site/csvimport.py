@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from ..core import when
 from ..core.credentials import normalize
-from ..errors import AccessdError, CredentialFormatError
+from ..errors import AccessdError, CredentialFormatError, StoreError
 from .db import ROLES, SiteDB
 
 COLUMNS = ("name", "unit", "role", "phone", "kind", "uid", "groups", "valid_from", "valid_until")
@@ -128,15 +128,24 @@ def parse(text: str, site: SiteDB, *, now: float | None = None,
         if vf is not None and vu is not None and vu <= vf:
             problems.append("valid_until is not after valid_from")
         if kind and value and not problems:
-            key = (kind, value)
-            if key in seen:
-                problems.append(f"the same {kind} is on line {seen[key]} too")
+            keys = [(kind, form) for form in site.unique_forms(kind, value)]
+            clash = next((seen[k] for k in keys if k in seen), None)
+            if clash is not None:
+                problems.append(f"the same {kind} is on line {clash} too"
+                                if (kind, value) in seen else
+                                f"a reader on this site could not tell this {kind} from "
+                                f"the one on line {clash}")
             else:
-                seen[key] = i
+                seen.update((k, i) for k in keys)
                 holder = site.credential_holder(kind, value)
                 if holder is not None and holder != site.find_person(unit, name):
                     problems.append(f"that {kind} is already enrolled to "
                                     f"{site.label(site.person(holder))}")
+                elif holder is None:
+                    try:
+                        site.credential_check(kind, value)
+                    except StoreError as exc:
+                        problems.append(str(exc))
         if problems:
             errors.append((i, "; ".join(problems)))
         else:

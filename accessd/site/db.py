@@ -24,10 +24,12 @@ import json
 
 from ..core import schedule as sched
 from ..core.credentials import ASSURANCE, KINDS, STATUSES
-from ..errors import NotFoundError, StoreError
+from ..errors import AccessdError, NotFoundError, StoreError
 from ..storage.crypto import Sealer, fingerprint, lookup_digest
 from ..storage.migrations import migrate
 from . import keys as site_keys
+from ..core.credentials import (check_reader_name, legacy_value, parse_fob, reader_gives,
+                                unreadable_reason, whitelist_values)
 
 ROLES = ("resident", "courier", "visitor", "staff", "contractor")
 _ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -129,7 +131,31 @@ SITE_MIGRATIONS = [
                          UNIQUE (door, log, seq));
     CREATE INDEX alarms_open ON alarms(acked, ts);
     """,
+    # 10: one fob, many readers: a fob's narrower forms (em40 -> em32 -> em24) as its
+    #     readers may give them; which readers each door has ('' = not declared: any)
+    """
+    CREATE TABLE credential_aliases (
+        credential_id TEXT NOT NULL REFERENCES credentials(id) ON DELETE CASCADE,
+        family TEXT NOT NULL, lookup BLOB NOT NULL,
+        PRIMARY KEY (credential_id, family));
+    CREATE INDEX credential_aliases_lookup ON credential_aliases(lookup);
+    ALTER TABLE doors ADD COLUMN readers TEXT NOT NULL DEFAULT '';
+    """,
 ]
+
+
+def check_readers(readers) -> list[str]:
+    """Reader names for a door, checked (unknown ones raise StoreError)."""
+    out = []
+    for name in readers:
+        name = name.strip()
+        if not name:
+            continue
+        try:
+            out.append(check_reader_name(name))
+        except AccessdError as exc:
+            raise StoreError(str(exc)) from None
+    return sorted(set(out))
 
 
 def os_user() -> str:
@@ -300,31 +326,57 @@ class SiteDB:
             "SELECT g.id, g.description, count(d.id) FROM groups g "
             "LEFT JOIN doors d ON d.group_id = g.id GROUP BY g.id ORDER BY g.id")]
 
-    def door_add(self, door_id: str, group_id: str, description: str = "") -> None:
+    def door_add(self, door_id: str, group_id: str, description: str = "",
+                 readers=()) -> None:
+        """readers: what the door's readers are (core.credentials.READER_GIVES names);
+        none declared means any, and then no enrolment is refused for its sake."""
         check_id("door", door_id)
+        readers = check_readers(readers)
         self.group_key(group_id)  # exists?
         try:
             with self.db.atomic():
                 self.db["doors"].insert({"id": door_id, "group_id": group_id,
-                                         "description": description})
+                                         "description": description,
+                                         "readers": ",".join(readers)})
         except sqlite3.IntegrityError:
             raise StoreError(f"door {door_id!r} already exists") from None
 
+    def door_readers_set(self, door_id: str, readers) -> None:
+        readers = check_readers(readers)
+        self.door(door_id)
+        with self.db.atomic():
+            self.db.execute("UPDATE doors SET readers = ? WHERE id = ?",
+                            [",".join(readers), door_id])
+
+    _DOOR_COLS = "id, group_id, description, readers"
+
+    @staticmethod
+    def _door_dict(r) -> dict:
+        return {"id": r[0], "group": r[1], "description": r[2],
+                "readers": r[3].split(",") if r[3] else []}
+
     def door(self, door_id: str) -> dict:
-        row = self.db.execute("SELECT id, group_id, description FROM doors WHERE id = ?",
+        row = self.db.execute(f"SELECT {self._DOOR_COLS} FROM doors WHERE id = ?",
                               [door_id]).fetchone()
         if row is None:
             raise NotFoundError(f"no door {door_id!r}")
-        return {"id": row[0], "group": row[1], "description": row[2]}
+        return self._door_dict(row)
 
     def doors(self, group_id: str | None = None) -> list[dict]:
-        sql = "SELECT id, group_id, description FROM doors"
+        sql = f"SELECT {self._DOOR_COLS} FROM doors"
         args: list = []
         if group_id:
             sql += " WHERE group_id = ?"
             args.append(group_id)
-        return [{"id": r[0], "group": r[1], "description": r[2]}
-                for r in self.db.execute(sql + " ORDER BY id", args)]
+        return [self._door_dict(r) for r in self.db.execute(sql + " ORDER BY id", args)]
+
+    def site_readers(self) -> list[str] | None:
+        """Every reader the site's doors declare; None when a door declares none (it
+        may have any reader) or there are no doors yet."""
+        rows = [r[0] for r in self.db.execute("SELECT readers FROM doors")]
+        if not rows or "" in rows:
+            return None
+        return sorted({name for r in rows for name in r.split(",")})
 
     # ---- people ------------------------------------------------------------------------
     def person_ident(self, unit: str, name: str) -> bytes:
@@ -414,8 +466,14 @@ class SiteDB:
             raise StoreError(f"uses must be 1-100000, got {max_uses}")
         if kind not in KINDS:
             raise StoreError(f"unknown credential kind {kind!r}")
+        if kind == "fob":  # one canonical form, whichever form staff typed
+            try:
+                value = parse_fob(value).canonical
+            except AccessdError as exc:
+                raise StoreError(str(exc)) from None
         if valid_from is not None and valid_until is not None and valid_until <= valid_from:
             raise StoreError("valid-until must be later than valid-from")
+        aliases = self._check_new(kind, value)
         digest = self.digest(kind, value)
         row = {"id": "c" + secrets.token_hex(5), "person_id": person_id, "kind": kind,
                "lookup": digest, "fingerprint": fingerprint(digest), "assurance": ASSURANCE[kind],
@@ -424,6 +482,9 @@ class SiteDB:
         try:
             with self.db.atomic():
                 self.db["credentials"].insert(row)
+                self.db["credential_aliases"].insert_all(
+                    {"credential_id": row["id"], "family": family, "lookup": lookup}
+                    for family, lookup in aliases)
         except sqlite3.IntegrityError:
             other = self.db.execute("SELECT id, person_id FROM credentials WHERE lookup = ?",
                                     [digest]).fetchone()
@@ -442,6 +503,71 @@ class SiteDB:
             raise StoreError(f"that {kind} is already enrolled to "
                              f"{self.label(self.person(other[1]))} ({other[0]})") from None
         return {k: v for k, v in row.items() if k != "lookup"}
+
+    def credential_check(self, kind: str, value: str) -> None:
+        """Raise StoreError if this (normalised) credential could not be enrolled: no
+        reader on the site could match it, or a reader could not tell it from an
+        enrolled one. (A duplicate of the same value is left to credential_add.)"""
+        self._check_new(kind, parse_fob(value).canonical if kind == "fob" else value)
+
+    def unique_forms(self, kind: str, value: str) -> list[str]:
+        """The forms of a credential that must not be another's too (for an import
+        file's own duplicates): itself, and a fob's narrower forms some reader gives."""
+        if kind != "fob":
+            return [value]
+        readers = self.site_readers()
+        own, *narrower = whitelist_values(kind, value)
+        return [own] + [f for f in narrower if readers is None or any(
+            f.split(":")[0] in reader_gives(r) for r in readers)]
+
+    def _check_new(self, kind: str, value: str) -> list[tuple[str, bytes]]:
+        readers = self.site_readers()
+        if readers is not None:
+            problem = unreadable_reason(kind, value, readers)
+            if problem:
+                raise StoreError(f"refused: {problem}")
+        return self._aliases(kind, value, readers)
+
+    def _aliases(self, kind: str, value: str, readers) -> list[tuple[str, bytes]]:
+        """A fob's narrower forms (family, lookup digest). Refuses one that a reader of
+        this site would give for another credential too (they could not be told apart
+        there), and the same fob again in any form."""
+        if kind != "fob":
+            return []
+        fob = parse_fob(value)
+        out = []
+        exact = {f.family: self.digest(kind, f.canonical)
+                 for f in [fob, *fob.aliases()]}
+        legacy = legacy_value(fob.canonical)
+        for family, lookup in exact.items():
+            own = family == fob.family
+            if not own:
+                out.append((family, lookup))
+                if readers is not None and not any(family in reader_gives(r) for r in readers):
+                    continue  # no reader here gives this form: a clash would not matter
+            clash = self.db.execute(
+                "SELECT c.id, c.person_id FROM credentials c WHERE c.lookup = ? "
+                "UNION ALL SELECT c.id, c.person_id FROM credential_aliases a "
+                "JOIN credentials c ON c.id = a.credential_id WHERE a.lookup = ?",
+                [lookup, lookup]).fetchone()
+            if clash and own:  # the same fob, or a richer enrolment of (it seems) it
+                raise StoreError(f"that {kind} is already enrolled to "
+                                 f"{self.label(self.person(clash[1]))} ({clash[0]})")
+            if clash:
+                raise StoreError(
+                    f"refused: a reader giving {family} would read this fob the same as "
+                    f"{self.label(self.person(clash[1]))}'s {kind} ({clash[0]}); the two "
+                    "could not be told apart at such doors. Enrol the full ID if the "
+                    "doors read it, or use another fob")
+        if legacy is not None:  # enrolled before canonical forms (plain decimal)?
+            clash = self.db.execute(
+                "SELECT id, person_id FROM credentials WHERE lookup = ?",
+                [self.digest(kind, legacy)]).fetchone()
+            if clash:
+                raise StoreError(f"that {kind} is already enrolled to "
+                                 f"{self.label(self.person(clash[1]))} ({clash[0]}, "
+                                 "enrolled before fob forms; revoke it and enrol again)")
+        return out
 
     def credential_holder(self, kind: str, value: str) -> str | None:
         row = self.db.execute("SELECT person_id FROM credentials WHERE lookup = ?",
@@ -601,6 +727,42 @@ class SiteDB:
 
     def role_schedules(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT role, schedule FROM role_schedules"))
+
+    def group_families(self, group_id: str) -> set[str] | None:
+        """What the group's doors' readers give (None: a door declares none, so any)."""
+        out: set[str] = set()
+        for door in self.doors(group_id):
+            if not door["readers"]:
+                return None
+            for name in door["readers"]:
+                out.update(reader_gives(name))
+        return out
+
+    def group_whitelist(self, group_id: str) -> tuple[list[tuple[bytes, dict]], list[str]]:
+        """The rows of a group's whitelist: each credential under its own value, and a
+        fob also under each narrower form its doors' readers give. A narrower form two
+        credentials share is left out (neither opens by it: the reader cannot tell
+        them apart); the second list says which, for staff."""
+        rows = list(self.group_credentials(group_id))
+        by_id = {row["id"]: row for _, row in rows}
+        taken = {digest for digest, _ in rows}
+        families = self.group_families(group_id)
+        shared: dict[bytes, list[tuple[str, str]]] = {}
+        for cid, family, lookup in self.db.execute(
+                "SELECT credential_id, family, lookup FROM credential_aliases"):
+            if cid in by_id and (families is None or family in families):
+                shared.setdefault(lookup, []).append((cid, family))
+        problems = []
+        for lookup, holders in shared.items():
+            if lookup in taken:
+                continue  # another credential's own value: that one wins
+            if len(holders) > 1:
+                problems.append(f"{holders[0][1]}: credentials "
+                                f"{', '.join(sorted(c for c, _ in holders))} read the same "
+                                "at such readers; none opens by it")
+                continue
+            rows.append((lookup, {**by_id[holders[0][0]], "alias": 1}))
+        return rows, sorted(problems)
 
     def group_credentials(self, group_id: str):
         """(lookup digest, door row) for every credential of a person granted this group."""

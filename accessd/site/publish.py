@@ -30,7 +30,8 @@ def publish(site: SiteDB, store, *, valid_days: float = 30, progress=None) -> li
         key = site.group_key(g["id"])
         with tempfile.TemporaryDirectory(prefix="accessd-bundle-") as tmp:
             db = Path(tmp) / "whitelist.db"
-            count = build_whitelist_file(db, site.group_credentials(g["id"]),
+            rows, ambiguous = site.group_whitelist(g["id"])
+            count = build_whitelist_file(db, rows,
                                          lookup_key=site.keys.lookup, seal_key=key,
                                          meta={"version": str(version), "site": site.site_id,
                                                "group": g["id"], "issued": str(issued),
@@ -40,7 +41,7 @@ def publish(site: SiteDB, store, *, valid_days: float = 30, progress=None) -> li
                                site.keys.signing)
         store.put(f"bundles/{g['id']}.bundle", blob)
         out.append({"group": g["id"], "doors": list(doors), "version": version,
-                    "credentials": count, "bytes": len(blob)})
+                    "credentials": count, "bytes": len(blob), "ambiguous": ambiguous})
         if progress:
             progress(g["id"])
     return out

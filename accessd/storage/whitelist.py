@@ -60,8 +60,9 @@ class Whitelist:
     def digest(self, kind: str, value: str) -> bytes:
         return lookup_digest(self._keys.lookup, kind, value)
 
-    def lookup(self, digest: bytes) -> CredentialRecord | None:
-        """The record for a digest, None if unknown. Raises StoreError if unreadable."""
+    def lookup(self, digest: bytes, *, alias_ok: bool = True) -> CredentialRecord | None:
+        """The record for a digest, None if unknown (or, with alias_ok=False, if the row
+        is a richer enrolment's narrower form). Raises StoreError if unreadable."""
         try:
             row = self._conn.execute(
                 "SELECT sealed FROM credentials WHERE lookup = ?", (digest,)).fetchone()
@@ -69,7 +70,10 @@ class Whitelist:
             raise StoreError(f"whitelist lookup failed: {exc}") from None
         if row is None:
             return None
-        return CredentialRecord.from_row(self._sealer.open(digest, row[0]))
+        opened = self._sealer.open(digest, row[0])
+        if opened.get("alias") and not alias_ok:
+            return None
+        return CredentialRecord.from_row(opened)
 
     def count(self) -> int:
         return int(self.meta().get("count", 0))

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 
 import sqlite_utils
 
-from ..core.credentials import ASSURANCE, STATUSES, CredentialRecord
+from ..core.credentials import ASSURANCE, STATUSES, CredentialRecord, whitelist_values
 from ..errors import NotFoundError, StoreError
 from .crypto import Sealer, fingerprint, lookup_digest
 from .keys import DoorKeys
@@ -76,25 +76,33 @@ class WhitelistAdmin:
                 raise StoreError(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
             if valid_from is not None and valid_until is not None and valid_until <= valid_from:
                 raise StoreError("valid-until must be later than valid-from")
-            digest = lookup_digest(self._keys.lookup, kind, value)
             rec = CredentialRecord(credential_id="c" + secrets.token_hex(5), kind=kind,
                                    holder=holder, assurance=ASSURANCE[kind], status=status,
                                    valid_from=valid_from, valid_until=valid_until)
-            rows.append((digest, self._sealer.seal(digest, rec.to_row())))
+            for i, each in enumerate(whitelist_values(kind, value)):
+                digest = lookup_digest(self._keys.lookup, kind, each)
+                rows.append((digest, self._sealer.seal(digest, {**rec.to_row(),
+                                                                **({"alias": 1} if i else {})})))
             records.append(rec)
         try:
             with self.db.conn:
                 self.db.conn.executemany(
                     "INSERT INTO credentials (lookup, sealed) VALUES (?, ?)", rows)
-                self._bump(len(rows))
+                self._bump(len(records))
         except sqlite3.IntegrityError:
-            raise StoreError("that credential is already enrolled "
-                             "(revoke it first, or use another value)") from None
+            raise StoreError("that credential (or a fob a reader could not tell from it) is "
+                             "already enrolled (revoke it first, or use another value)") from None
         return records
 
-    def iter_records(self) -> Iterator[tuple[bytes, CredentialRecord]]:
+    def _rows(self) -> Iterator[tuple[bytes, dict]]:
         for digest, sealed in self.db.execute("SELECT lookup, sealed FROM credentials"):
-            yield digest, CredentialRecord.from_row(self._sealer.open(digest, sealed))
+            yield digest, self._sealer.open(digest, sealed)
+
+    def iter_records(self) -> Iterator[tuple[bytes, CredentialRecord]]:
+        """Each credential once, under its own value (not a fob's narrower forms)."""
+        for digest, row in self._rows():
+            if not row.get("alias"):
+                yield digest, CredentialRecord.from_row(row)
 
     def find(self, credential_id: str) -> tuple[bytes, CredentialRecord]:
         for digest, rec in self.iter_records():
@@ -104,19 +112,21 @@ class WhitelistAdmin:
 
     def revoke(self, credential_id: str, *, mark: str | None = None) -> CredentialRecord:
         """Remove a credential, or keep it marked 'lost'/'suspended' so a try is flagged."""
-        digest, rec = self.find(credential_id)
+        _, rec = self.find(credential_id)
+        rows = [(d, row) for d, row in self._rows() if row["id"] == credential_id]
         with self.db.conn:
             if mark is None:
-                self.db.execute("DELETE FROM credentials WHERE lookup = ?", [digest])
+                self.db.conn.executemany("DELETE FROM credentials WHERE lookup = ?",
+                                         [(d,) for d, _ in rows])
                 self._bump(-1)
             else:
                 if mark not in STATUSES:
                     raise StoreError(f"unknown status {mark!r} (known: {', '.join(STATUSES)})")
-                new = CredentialRecord(**{**rec.__dict__, "status": mark})
-                self.db.execute("UPDATE credentials SET sealed = ? WHERE lookup = ?",
-                                [self._sealer.seal(digest, new.to_row()), digest])
+                rec = CredentialRecord(**{**rec.__dict__, "status": mark})
+                self.db.conn.executemany(
+                    "UPDATE credentials SET sealed = ? WHERE lookup = ?",
+                    [(self._sealer.seal(d, {**row, "status": mark}), d) for d, row in rows])
                 self._bump(0)
-                rec = new
         return rec
 
     def close(self) -> None:
@@ -126,8 +136,9 @@ class WhitelistAdmin:
 def build_whitelist_file(path: Path, rows, *, lookup_key: bytes, seal_key: bytes,
                          meta: dict[str, str]) -> int:
     """Write a complete whitelist database (for a bundle): rows are (lookup digest,
-    row dict), sealed here under `seal_key`. Rollback-journal mode, so the file is
-    self-contained. Returns the number of rows."""
+    row dict), sealed here under `seal_key`; a row marked "alias" is a credential
+    again under a narrower form (a fob as a Wiegand-26 reader gives it). Rollback-
+    journal mode, so the file is self-contained. Returns the number of credentials."""
     path = Path(path)
     if path.exists():
         path.unlink()
@@ -141,12 +152,11 @@ def build_whitelist_file(path: Path, rows, *, lookup_key: bytes, seal_key: bytes
             batch = []
             for digest, row in rows:
                 batch.append((digest, sealer.seal(digest, row)))
+                count += not row.get("alias")
                 if len(batch) >= 10_000:
                     conn.executemany("INSERT INTO credentials VALUES (?, ?)", batch)
-                    count += len(batch)
                     batch = []
             conn.executemany("INSERT INTO credentials VALUES (?, ?)", batch)
-            count += len(batch)
             conn.executemany("INSERT INTO meta VALUES (?, ?)",
                              [("key_check", key_check(lookup_key)), ("count", str(count)),
                               *meta.items()])
