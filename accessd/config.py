@@ -488,13 +488,11 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
 
     sy = s["sync"]
     if sy["url"]:
-        from urllib.parse import urlparse
-        u = urlparse(sy["url"])
-        ok = ((u.scheme == "file" and not u.netloc and u.path.startswith("/"))
-              or (u.scheme in ("http", "https") and u.hostname))
-        if not ok:
-            raise _err(path, "sync.url", "must be file:///absolute/path or "
-                                         f"https://host/path/, got {sy['url']!r}")
+        from .sync.store import check_url
+        try:
+            check_url(sy["url"])
+        except ConfigError as exc:
+            raise _err(path, "sync.url", str(exc).replace("store URL ", "")) from None
     _positive(path, "sync.interval_seconds", sy["interval_seconds"])
     _positive(path, "sync.max_age_hours", sy["max_age_hours"])
     _positive(path, "sync.timeout_seconds", sy["timeout_seconds"])

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -434,3 +435,113 @@ def make_tls(directory: Path, name: str = "test") -> tuple[Path, Path, Path]:
                                            serialization.NoEncryption()))
     paths[2].chmod(0o600)
     return paths
+
+
+class S3Server:
+    """moto's standalone S3-protocol server (a real HTTP server speaking the S3 API)
+    on a free 127.0.0.1 port, in its own process, with one bucket. Clients find it
+    with `url` (s3://bucket/prefix?endpoint=...) and `env` (test keys)."""
+
+    env = {"AWS_ACCESS_KEY_ID": "accessd-test", "AWS_SECRET_ACCESS_KEY": "accessd-test-secret",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def __init__(self, bucket: str = "accessd", prefix: str = "site"):
+        self.port = free_tcp_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.bucket = bucket
+        self.url = f"s3://{bucket}/{prefix}?endpoint={self.endpoint}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                      "-p", str(self.port)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env={**os.environ, **self.env})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until it listens (a process starting up)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"moto.server exited: {self.proc.stderr.read().decode()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"moto.server did not listen on {self.port} within 30 s")
+        self.client().create_bucket(Bucket=bucket)
+
+    def client(self):
+        import boto3
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                         Prefix=prefix)
+        return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+class CuttingProxy:
+    """A TCP proxy to 127.0.0.1:`target` that can cut connections the way a
+    network does: with `cut_after` set, each connection is closed once that many
+    bytes have gone from the client to the server (an upload cut short)."""
+
+    def __init__(self, target: int):
+        self.target = target
+        self.cut_after: int | None = None
+        self.cuts = 0
+        self._srv = socket.socket()
+        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._srv.bind(("127.0.0.1", 0))
+        self._srv.listen(16)
+        self.port = self._srv.getsockname()[1]
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                client, _ = self._srv.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False),
+                             daemon=True).start()
+
+    def _pipe(self, src, dst, upstream: bool) -> None:
+        sent = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                limit = self.cut_after if upstream else None
+                if limit is not None and sent + len(data) > limit:
+                    dst.sendall(data[:max(0, limit - sent)])
+                    self.cuts += 1
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self._srv.close()

@@ -5,6 +5,8 @@
   https://host/accessd/       a web server that takes PUT (WebDAV: nginx's dav module,
                               Apache mod_dav, WsgiDAV); doors GET with If-None-Match.
                               user:password@ in the URL is sent as HTTP Basic auth.
+  s3://bucket/prefix          Amazon S3 or an S3-compatible service (MinIO, Ceph,
+                              Alibaba OSS, ...): see s3store.py.
 
 Names inside a store: bundles/<group>.bundle and logs/<door>/<first>-<last>.ndjson.gz.
 Writes are atomic (a temporary file, fsync, rename), so a reader never sees
@@ -203,11 +205,25 @@ class HttpStore:
         return out
 
 
-def open_store(url: str, timeout: float = 15.0):
-    """A store from its URL: file:///path or http(s)://host/path/."""
+def check_url(url: str) -> None:
+    """ConfigError unless this is a store URL accessd can use."""
     u = urlparse(url)
-    if u.scheme == "file" and not u.netloc:
+    if u.scheme == "s3":
+        from .s3store import parse_url
+        parse_url(url)
+    elif not ((u.scheme == "file" and not u.netloc and u.path.startswith("/"))
+              or (u.scheme in ("http", "https") and u.hostname)):
+        raise ConfigError(f"store URL {url!r}: use file:///path, https://host/path/ or "
+                          "s3://bucket/prefix")
+
+
+def open_store(url: str, timeout: float = 15.0):
+    """A store from its URL: file:///path, http(s)://host/path/ or s3://bucket/prefix."""
+    check_url(url)
+    u = urlparse(url)
+    if u.scheme == "file":
         return FileStore(Path(unquote(u.path)))
-    if u.scheme in ("http", "https") and u.hostname:
-        return HttpStore(url, timeout)
-    raise ConfigError(f"store URL {url!r}: use file:///path or https://host/path/")
+    if u.scheme == "s3":
+        from .s3store import S3Store
+        return S3Store(url, timeout)
+    return HttpStore(url, timeout)
