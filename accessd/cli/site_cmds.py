@@ -70,6 +70,47 @@ def register(main) -> None:
             f"{plural(doc['people'], 'person', 'people')}, "
             f"{plural(doc['credentials'], 'credential')}"))
 
+    @site_group.command("doctor")
+    @click.option("--upload-hours", default=36.0, show_default=True,
+                  type=click.FloatRange(min=0, min_open=True),
+                  help="A door whose log is older than this is reported.")
+    @click.option("--whitelist-hours", default=36.0, show_default=True,
+                  type=click.FloatRange(min=0, min_open=True),
+                  help="A door still on an older whitelist this long after a publish "
+                       "is reported.")
+    @click.option("--all", "show_all", is_flag=True, help="List healthy doors too.")
+    @json_opt
+    @click.pass_obj
+    def site_doctor(obj, upload_hours, whitelist_hours, show_all, as_json):
+        """Doors whose log, sync or whitelist is old, from what the office has pulled.
+
+        Exit status 1 when a door has a problem (for cron or monitoring). Run
+        'logs pull' first: the doctor reads the logs the office has.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site logs pull && accessctl --site /srv/accessd-site site doctor
+        """
+        from ..site.provision import doctor
+        site = site_of(obj)
+        rows = doctor(site, upload_hours=upload_hours, whitelist_hours=whitelist_hours)
+        bad = [r for r in rows if r["problems"]]
+        shown = rows if show_all else bad
+
+        def human():
+            if shown:
+                _table(console, f"{plural(len(bad), 'door')} with problems, of {len(rows)}",
+                       ["door", "group", "last event", "whitelist", "problems"],
+                       [[r["door"], r["group"], iso_local(r["last_event"], site.timezone)
+                         if r["last_event"] else "never",
+                         f"{r['whitelist_version'] or '-'} / {r['published_version']}",
+                         "; ".join(r["problems"]) or "ok"] for r in shown])
+            else:
+                click.echo(f"all {plural(len(rows), 'door')} healthy")
+        out(as_json, shown, human)
+        if bad:
+            sys.exit(1)
+
     @site_group.command("store")
     @click.argument("url")
     @click.pass_obj
@@ -408,6 +449,71 @@ def register(main) -> None:
                                                              "description"],
                                           [[r["id"], r["group"], ",".join(r["readers"]) or "any",
                                             r["description"]] for r in rows]))
+
+    @door_group.command("import")
+    @click.argument("csv_file", type=click.File("rb"))
+    @json_opt
+    @click.pass_obj
+    def door_import(obj, csv_file, as_json):
+        """Create doors (and their groups) from a CSV file; every line checked first.
+
+        Columns: door, group, description, readers (';' between reader names, as
+        for 'door readers'; empty: any). Groups that do not exist are created.
+        With any bad line nothing is imported; every error names its line.
+        Re-running the file changes nothing (a changed description or readers
+        list is updated).
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site door import doors.csv
+          accessctl --site /srv/accessd-site door provision /srv/accessd-doors
+        """
+        from ..site.provision import import_doors
+        site = site_of(obj)
+        rep = import_doors(site, csvimport.decode(csv_file.read(), csv_file.name))
+
+        def human():
+            for line, msg in rep.errors:
+                click.echo(f"{csv_file.name}:{line}: {msg}", err=True)
+            if rep.imported:
+                click.echo(f"imported: {plural(rep.groups_added, 'group')} and "
+                           f"{plural(rep.doors_added, 'door')} added, "
+                           f"{plural(rep.doors_changed, 'door')} updated, "
+                           f"{plural(rep.unchanged, 'door')} already present")
+            else:
+                click.echo(f"nothing imported: {plural(len(rep.errors), 'bad line')}",
+                           err=True)
+        out(as_json, rep.__dict__, human)
+        if not rep.imported:
+            sys.exit(1)
+
+    @door_group.command("provision")
+    @click.argument("out_dir", type=click.Path(file_okay=False))
+    @click.option("--door", "door_ids", multiple=True,
+                  help="Only this door (repeatable; default: every door).")
+    @click.pass_obj
+    def door_provision(obj, out_dir, door_ids):
+        """Write one directory per door: its key file and its config.
+
+        OUT_DIR/<door>/keys.json (mode 0600) goes to the door as
+        /etc/accessd/keys.json (owner accessd); OUT_DIR/<door>/accessd.toml is the
+        Pi example config with door.id and sync.url (the site's store) set, to
+        finish with the door's pins and readers. Keep OUT_DIR private: the key
+        files open the group's bundles.
+
+        \b
+        Example:
+          accessctl --site /srv/accessd-site door provision /srv/accessd-doors
+          scp -r /srv/accessd-doors/bldg-a-main installer@bldg-a-main:
+        """
+        from ..site.provision import provision
+        site = site_of(obj)
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("writing", total=len(door_ids) or len(site.doors()) or None)
+            done = provision(site, Path(out_dir), door_ids or None,
+                             progress=lambda d: bar.advance(task))
+        click.echo(f"wrote {plural(len(done), 'door directory', 'door directories')} in "
+                   f"{out_dir} (store {site.store_url})")
 
     @door_group.command("keys")
     @click.argument("door_id")

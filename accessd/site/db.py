@@ -243,8 +243,11 @@ class SiteDB:
         return self.meta("store_url") or (self.dir / "store").resolve().as_uri()
 
     def store_url_set(self, url: str) -> None:
+        self.meta_set("store_url", url)
+
+    def meta_set(self, key: str, value: str) -> None:
         with self.db.atomic():
-            self.db["meta"].upsert({"key": "store_url", "value": url}, pk="key")
+            self.db["meta"].upsert({"key": key, "value": value}, pk="key")
 
     def audit(self, event: str, detail: str) -> None:
         """A line for administrators (accessctl audit), with the OS user who caused it."""
@@ -342,11 +345,16 @@ class SiteDB:
             raise StoreError(f"door {door_id!r} already exists") from None
 
     def door_readers_set(self, door_id: str, readers) -> None:
-        readers = check_readers(readers)
-        self.door(door_id)
+        self.door_update(door_id, readers=readers)
+
+    def door_update(self, door_id: str, *, description: str | None = None,
+                    readers=None) -> None:
+        door = self.door(door_id)
+        readers = door["readers"] if readers is None else check_readers(readers)
         with self.db.atomic():
-            self.db.execute("UPDATE doors SET readers = ? WHERE id = ?",
-                            [",".join(readers), door_id])
+            self.db.execute("UPDATE doors SET readers = ?, description = ? WHERE id = ?",
+                            [",".join(readers), door["description"] if description is None
+                             else description, door_id])
 
     _DOOR_COLS = "id, group_id, description, readers"
 

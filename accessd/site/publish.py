@@ -44,6 +44,8 @@ def publish(site: SiteDB, store, *, valid_days: float = 30, progress=None) -> li
                     "credentials": count, "bytes": len(blob), "ambiguous": ambiguous})
         if progress:
             progress(g["id"])
+    if out:
+        site.meta_set("published_at", str(issued))
     return out
 
 

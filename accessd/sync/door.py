@@ -134,7 +134,7 @@ class SyncWorker:
         return fut
 
     def _run(self) -> None:
-        failures = 0
+        failures, worked = 0, False
         while not self._stop.is_set():
             self._trigger.clear()
             with self._lock:  # a request made during this run is served by the next one
@@ -148,6 +148,16 @@ class SyncWorker:
             for w in waiters:
                 if not w.done():
                     w.set_result(result)
+            # the office's doctor learns the sync works: once after each start, and
+            # when it works again after failures
+            if result["ok"] and failures:
+                self.post(Notice("sync.recovered", f"sync works again after "
+                                                   f"{failures} failed attempt"
+                                                   f"{'s' if failures > 1 else ''}: "
+                                                   f"{result['result']}"))
+            elif result["ok"] and not worked and not result["result"].startswith("applied"):
+                self.post(Notice("sync.ok", f"sync works: {result['result']}"))
+            worked = worked or result["ok"]
             # back off after failures (5 s, 10 s, ... up to the interval), else the interval
             failures = 0 if result["ok"] else failures + 1
             wait = self.cfg.sync.interval_seconds
