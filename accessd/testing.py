@@ -335,6 +335,17 @@ def mosquitto_path() -> str | None:
         None)
 
 
+def terminate(proc: subprocess.Popen | None) -> None:
+    """SIGTERM a server process and wait for it; SIGKILL if it does not go in 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 class Mosquitto:
     """A real Mosquitto broker on a free 127.0.0.1 port, for tests, the demo and the
     benchmark. Persistent (sessions and retained messages survive a kill and a
@@ -387,13 +398,7 @@ class Mosquitto:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
 
 
 def make_tls(directory: Path, name: str = "test") -> tuple[Path, Path, Path]:
@@ -478,13 +483,7 @@ class S3Server:
         return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
 
 
 class CuttingProxy:
