@@ -19,12 +19,12 @@ from typing import Callable, Protocol
 from .config import Config
 from .core import door as fsm
 from .core import access, pinentry, watch
+from .core.credentials import lookup_values
 from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputChanged,
                           KeyPressed, Notice, ReaderNotice, RemoteUnlock, SetMode,
                           StatusRequest, SwapWhitelist)
 from .errors import StoreError
 from .loop import CoreLoop
-from .core.credentials import lookup_values
 from .storage.crypto import fingerprint
 
 CAPTURE_KINDS = ("nfc", "fob")  # what enrolment may capture at a door

@@ -335,6 +335,21 @@ def mosquitto_path() -> str | None:
         None)
 
 
+def wait_listening(proc: subprocess.Popen, port: int, timeout: float, name: str) -> None:
+    """Poll until a server process started on 127.0.0.1:port accepts connections (a
+    process starting up, not a timer); RuntimeError if it exits or does not listen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited: {proc.stderr.read().decode()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{name} did not listen on {port} within {timeout} s")
+
+
 def terminate(proc: subprocess.Popen | None) -> None:
     """SIGTERM a server process and wait for it; SIGKILL if it does not go in 10 s."""
     if proc is not None and proc.poll() is None:
@@ -380,16 +395,8 @@ class Mosquitto:
     def start(self, timeout: float = 10.0) -> "Mosquitto":
         self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:   # until it listens (a process starting up)
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout} s")
+        wait_listening(self.proc, self.port, timeout, "mosquitto")
+        return self
 
     def kill(self) -> None:
         """SIGKILL: the broker dies as in a crash."""
@@ -458,17 +465,7 @@ class S3Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
                                       "-p", str(self.port)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env={**os.environ, **self.env})
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # until it listens (a process starting up)
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto.server exited: {self.proc.stderr.read().decode()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"moto.server did not listen on {self.port} within 30 s")
+        wait_listening(self.proc, self.port, 30, "moto.server")
         self.client().create_bucket(Bucket=bucket)
 
     def client(self):

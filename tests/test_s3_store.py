@@ -3,6 +3,7 @@ standalone server, its own process) on localhost, with uploads cut mid-body by a
 TCP proxy, and every bad URL and server fault a clear message."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -106,7 +107,7 @@ def test_an_upload_cut_mid_body_is_not_acknowledged_and_resumes(office, s3):
     proxy.cut_after = 2000                                # headers pass, the body is cut
     r = subprocess.run([sys.executable, "-m", "accessd", "upload", "--config", str(config),
                         "--store", cut_url], capture_output=True, text=True, timeout=120,
-                       env={**__import__("os").environ, **s3.env})
+                       env={**os.environ, **s3.env})
     assert r.returncode == 1
     assert "accessd: upload stopped: PUT s3://accessd/site/logs/door-a1/" in r.stderr
     assert "run again to resume" in r.stderr
@@ -165,7 +166,7 @@ def test_door_config_and_office_take_s3_urls_and_refuse_bad_ones(office, s3, tmp
     site = str(office.tmp / "site")
     r = subprocess.run([sys.executable, "-m", "accessd.cli.accessctl", "--site", site,
                         "publish", "--store", s3.url, "--json"], capture_output=True,
-                       text=True, timeout=60, env={**__import__("os").environ, **s3.env})
+                       text=True, timeout=60, env={**os.environ, **s3.env})
     assert r.returncode == 0, r.stderr
     assert {g["group"] for g in json.loads(r.stdout)} == {"bldg-a", "bldg-b"}
     assert "site/bundles/bldg-a.bundle" in s3.keys()

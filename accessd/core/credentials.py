@@ -75,6 +75,7 @@ def normalize(kind: str, raw: str, *, pin_min: int = 4, pin_max: int = 8) -> str
 # The EM forms never match w37 or raw frames (other cards, other layouts).
 
 EM_LADDER = (("em40", 40), ("em32", 32), ("em24", 24))  # richest first
+EM_FAMILIES = frozenset(f for f, _ in EM_LADDER)
 FAMILY_BITS = {"em40": 40, "em32": 32, "em24": 24, "w37": 35}
 RAW_MAX_BITS = 64
 _CANONICAL = re.compile(r"^(em40|em32|em24|w37|raw(\d{1,2})):([0-9A-F]+)$", re.IGNORECASE)
@@ -91,9 +92,15 @@ class Fob:
     def canonical(self) -> str:
         return f"{self.family}:{self.number:0{(self.bits + 3) // 4}X}"
 
+    @property
+    def legacy(self) -> str:
+        """The decimal it was enrolled as before canonical forms (the 32-bit id for an
+        RDM6300 reading, the data bits for Wiegand)."""
+        return str(self.number & 0xFFFFFFFF if self.family == "em40" else self.number)
+
     def aliases(self) -> list["Fob"]:
         """This fob as each narrower reader gives it (em40 -> em32 -> em24)."""
-        if self.family not in dict(EM_LADDER):
+        if self.family not in EM_FAMILIES:
             return []
         return [Fob(f, b, self.number & ((1 << b) - 1)) for f, b in EM_LADDER if b < self.bits]
 
@@ -213,21 +220,8 @@ def lookup_values(kind: str, value: str) -> tuple[tuple[str, bool], ...]:
     if kind != "fob":
         return ((value, True),)
     fob = parse_fob(value)
-    out = [(fob.canonical, True)] + [(a.canonical, False) for a in fob.aliases()]
-    legacy = legacy_value(fob.canonical)
-    if legacy is not None:
-        out.append((legacy, False))
-    return tuple(out)
-
-
-def legacy_value(canonical: str) -> str | None:
-    """The decimal a fob was enrolled as before canonical forms (the 32-bit id for an
-    RDM6300 reading, the data bits for Wiegand)."""
-    m = _CANONICAL.match(canonical)
-    if not m:
-        return None
-    number = int(m.group(3), 16)
-    return str(number & 0xFFFFFFFF if m.group(1).lower() == "em40" else number)
+    return ((fob.canonical, True), *((a.canonical, False) for a in fob.aliases()),
+            (fob.legacy, False))
 
 
 def whitelist_values(kind: str, value: str) -> list[str]:
@@ -249,7 +243,6 @@ READER_GIVES = {
     "wiegand-34": ("em32",),
     "wiegand-37": ("w37",),
 }
-DEFAULT_READERS = ("nfc", "keypad", "rdm6300", "wiegand-26")  # the shipped Pi example
 
 
 def check_reader_name(name: str) -> str:
@@ -261,13 +254,15 @@ def check_reader_name(name: str) -> str:
 
 
 def reader_gives(name: str) -> tuple[str, ...]:
+    name = check_reader_name(name)
     if name.startswith("wiegand-raw-"):
         return (f"raw{int(name.rsplit('-', 1)[1])}",)
-    return READER_GIVES[check_reader_name(name)]
+    return READER_GIVES[name]
 
 
-def _em(family: str) -> bool:
-    return family in FAMILY_BITS and family.startswith("em")
+def gives_any(readers, family: str) -> bool:
+    """Does one of these readers give this form? (readers None: any reader.)"""
+    return readers is None or any(family in reader_gives(r) for r in readers)
 
 
 def readers_matching(kind: str, value: str, readers) -> list[str]:
@@ -275,8 +270,9 @@ def readers_matching(kind: str, value: str, readers) -> list[str]:
     if kind != "fob":
         return [r for r in readers if kind in reader_gives(r)]
     family = parse_fob(value).family
+    em = family in EM_FAMILIES
     return [r for r in readers
-            if any(g == family or (_em(g) and _em(family)) for g in reader_gives(r))]
+            if any(g == family or (em and g in EM_FAMILIES) for g in reader_gives(r))]
 
 
 def unreadable_reason(kind: str, value: str, readers) -> str | None:

@@ -23,13 +23,12 @@ import sqlite_utils
 import json
 
 from ..core import schedule as sched
-from ..core.credentials import ASSURANCE, KINDS, STATUSES
+from ..core.credentials import (ASSURANCE, KINDS, STATUSES, check_reader_name, gives_any,
+                                parse_fob, reader_gives, unreadable_reason)
 from ..errors import AccessdError, NotFoundError, StoreError
 from ..storage.crypto import Sealer, fingerprint, lookup_digest
 from ..storage.migrations import migrate
 from . import keys as site_keys
-from ..core.credentials import (check_reader_name, legacy_value, parse_fob, reader_gives,
-                                unreadable_reason, whitelist_values)
 
 ROLES = ("resident", "courier", "visitor", "staff", "contractor")
 _ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -140,6 +139,12 @@ SITE_MIGRATIONS = [
         PRIMARY KEY (credential_id, family));
     CREATE INDEX credential_aliases_lookup ON credential_aliases(lookup);
     ALTER TABLE doors ADD COLUMN readers TEXT NOT NULL DEFAULT '';
+    """,
+    # 11: a door's newest record, and its newest of a kind (site doctor), without
+    #     reading all of the door's log
+    """
+    CREATE INDEX events_door_ts ON events(door, ts);
+    CREATE INDEX events_door_kind_ts ON events(door, kind, ts);
     """,
 ]
 
@@ -381,7 +386,7 @@ class SiteDB:
     def site_readers(self) -> list[str] | None:
         """Every reader the site's doors declare; None when a door declares none (it
         may have any reader) or there are no doors yet."""
-        rows = [r[0] for r in self.db.execute("SELECT readers FROM doors")]
+        rows = [r[0] for r in self.db.execute("SELECT DISTINCT readers FROM doors")]
         if not rows or "" in rows:
             return None
         return sorted({name for r in rows for name in r.split(",")})
@@ -516,7 +521,7 @@ class SiteDB:
         """Raise StoreError if this (normalised) credential could not be enrolled: no
         reader on the site could match it, or a reader could not tell it from an
         enrolled one. (A duplicate of the same value is left to credential_add.)"""
-        self._check_new(kind, parse_fob(value).canonical if kind == "fob" else value)
+        self._check_new(kind, value)
 
     def unique_forms(self, kind: str, value: str) -> list[str]:
         """The forms of a credential that must not be another's too (for an import
@@ -524,9 +529,9 @@ class SiteDB:
         if kind != "fob":
             return [value]
         readers = self.site_readers()
-        own, *narrower = whitelist_values(kind, value)
-        return [own] + [f for f in narrower if readers is None or any(
-            f.split(":")[0] in reader_gives(r) for r in readers)]
+        fob = parse_fob(value)
+        return [fob.canonical] + [a.canonical for a in fob.aliases()
+                                  if gives_any(readers, a.family)]
 
     def _check_new(self, kind: str, value: str) -> list[tuple[str, bytes]]:
         readers = self.site_readers()
@@ -546,12 +551,11 @@ class SiteDB:
         out = []
         exact = {f.family: self.digest(kind, f.canonical)
                  for f in [fob, *fob.aliases()]}
-        legacy = legacy_value(fob.canonical)
         for family, lookup in exact.items():
             own = family == fob.family
             if not own:
                 out.append((family, lookup))
-                if readers is not None and not any(family in reader_gives(r) for r in readers):
+                if not gives_any(readers, family):
                     continue  # no reader here gives this form: a clash would not matter
             clash = self.db.execute(
                 "SELECT c.id, c.person_id FROM credentials c WHERE c.lookup = ? "
@@ -567,14 +571,13 @@ class SiteDB:
                     f"{self.label(self.person(clash[1]))}'s {kind} ({clash[0]}); the two "
                     "could not be told apart at such doors. Enrol the full ID if the "
                     "doors read it, or use another fob")
-        if legacy is not None:  # enrolled before canonical forms (plain decimal)?
-            clash = self.db.execute(
-                "SELECT id, person_id FROM credentials WHERE lookup = ?",
-                [self.digest(kind, legacy)]).fetchone()
-            if clash:
-                raise StoreError(f"that {kind} is already enrolled to "
-                                 f"{self.label(self.person(clash[1]))} ({clash[0]}, "
-                                 "enrolled before fob forms; revoke it and enrol again)")
+        # enrolled before canonical forms (plain decimal)?
+        clash = self.db.execute("SELECT id, person_id FROM credentials WHERE lookup = ?",
+                                [self.digest(kind, fob.legacy)]).fetchone()
+        if clash:
+            raise StoreError(f"that {kind} is already enrolled to "
+                             f"{self.label(self.person(clash[1]))} ({clash[0]}, "
+                             "enrolled before fob forms; revoke it and enrol again)")
         return out
 
     def credential_holder(self, kind: str, value: str) -> str | None:

@@ -104,16 +104,13 @@ class WhitelistAdmin:
             if not row.get("alias"):
                 yield digest, CredentialRecord.from_row(row)
 
-    def find(self, credential_id: str) -> tuple[bytes, CredentialRecord]:
-        for digest, rec in self.iter_records():
-            if rec.credential_id == credential_id:
-                return digest, rec
-        raise NotFoundError(f"no credential with id {credential_id!r}")
-
     def revoke(self, credential_id: str, *, mark: str | None = None) -> CredentialRecord:
         """Remove a credential, or keep it marked 'lost'/'suspended' so a try is flagged."""
-        _, rec = self.find(credential_id)
         rows = [(d, row) for d, row in self._rows() if row["id"] == credential_id]
+        own = [row for _, row in rows if not row.get("alias")]
+        if not own:
+            raise NotFoundError(f"no credential with id {credential_id!r}")
+        rec = CredentialRecord.from_row(own[0])
         with self.db.conn:
             if mark is None:
                 self.db.conn.executemany("DELETE FROM credentials WHERE lookup = ?",

@@ -23,7 +23,7 @@ import hashlib
 from urllib.parse import parse_qs, urlparse
 
 from ..errors import ConfigError
-from .store import StoreError
+from .store import StoreError, check_name
 
 OPTIONS = ("endpoint", "region", "profile", "addressing")
 
@@ -92,9 +92,7 @@ class S3Store:
         return self._url
 
     def _key(self, name: str) -> str:
-        if name.startswith("/") or ".." in name.split("/"):
-            raise StoreError(f"bad store name {name!r}")
-        return self.prefix + name
+        return self.prefix + check_name(name)
 
     def _fail(self, op: str, name: str, exc: Exception) -> StoreError:
         """One clear line for what went wrong, naming the object."""

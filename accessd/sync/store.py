@@ -32,6 +32,13 @@ class StoreError(AccessdError, OSError):
     """The store cannot be reached, read or written."""
 
 
+def check_name(name: str) -> str:
+    """A name inside a store: relative, never climbing out of it."""
+    if name.startswith("/") or ".." in name.split("/"):
+        raise StoreError(f"bad store name {name!r}")
+    return name
+
+
 class FileStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -41,9 +48,7 @@ class FileStore:
         return self.root.as_uri()
 
     def _path(self, name: str) -> Path:
-        if name.startswith("/") or ".." in Path(name).parts:
-            raise StoreError(f"bad store name {name!r}")
-        return self.root / name
+        return self.root / check_name(name)
 
     def put(self, name: str, data: bytes) -> None:
         path = self._path(name)
