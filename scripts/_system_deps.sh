@@ -2,7 +2,8 @@
 # - python3-seccomp (for Debian's /usr/bin/python3), systemd-analyze, unshare and mount:
 #   tests/test_unit_sandbox.py runs the daemon under systemd/accessd.service's own sandbox;
 # - systemd-container (systemd-nspawn): tests/test_systemd_container.py boots real systemd;
-# - mosquitto: tests/test_live.py runs the live channel against a real broker.
+# - mosquitto: tests/test_live.py runs the live channel against a real broker;
+# - postgresql: the site database tests start a real PostgreSQL server (initdb).
 # Installing needs root (CI runs as root); otherwise it says what is missing.
 need=()
 /usr/bin/python3 -I -c 'import seccomp' 2>/dev/null || need+=(python3-seccomp)
@@ -11,6 +12,8 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 command -v mount >/dev/null || need+=(mount)
 { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || need+=(mosquitto)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
+  || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian packages for the tests: ${need[*]} ..." >&2

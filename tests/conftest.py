@@ -6,6 +6,8 @@ from accessd.config import load_config
 from accessd.storage.keys import load_key_file
 from accessd.testing import DaemonProcess, write_sim_config
 
+from .helpers import SiteLocation
+
 
 @pytest.fixture
 def sim_config(tmp_path):
@@ -40,3 +42,20 @@ def daemon(sim_config):
     d = DaemonProcess(sim_config).wait_ready()
     yield d
     d.terminate()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (each test takes its own database)."""
+    from accessd.testing import Postgres
+    server = Postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def site_at(request, tmp_path):
+    """A place for a site, once on each database."""
+    if request.param == "sqlite":
+        return SiteLocation(tmp_path / "site")
+    return SiteLocation(tmp_path / "site", request.getfixturevalue("postgres").database())

@@ -12,3 +12,25 @@ def wait_until(condition, timeout=5.0, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         poll.wait(0.002)
+
+
+class SiteLocation:
+    """Where a test's site lives: a directory (SQLite), or a PostgreSQL database with
+    the keys in the directory. `args` are accessctl's options for it."""
+
+    def __init__(self, directory, url=None):
+        self.dir, self.url = directory, url
+
+    @property
+    def args(self) -> list[str]:
+        if self.url:
+            return ["--site", self.url, "--site-dir", str(self.dir)]
+        return ["--site", str(self.dir)]
+
+    def init(self, site_id: str = "riverside"):
+        from accessd.site.db import SiteDB
+        return SiteDB.init(self.dir, site_id, self.url)
+
+    def open(self):
+        from accessd.site.db import SiteDB
+        return SiteDB.open(self.dir, self.url)

@@ -160,8 +160,8 @@ def test_a_fob_enrolled_before_canonical_forms_still_opens(site, door):
     """Sites enrolled fobs as a plain decimal of what the reader gave; the door also
     looks a reading up in that form."""
     digest = site.digest("fob", "12648430")
-    with site.db.conn:
-        site.db["credentials"].insert({
+    with site.db.atomic():
+        site.db.insert("credentials", {
             "id": "cold0000001", "person_id": site.people_["Bo Lund"], "kind": "fob",
             "lookup": digest, "fingerprint": fingerprint(digest), "assurance": "low",
             "valid_from": None, "valid_until": None, "status": "active", "created": 0.0,

@@ -197,11 +197,10 @@ def test_a_bad_date_names_the_accepted_forms(text):
 
 def test_office_log_times_are_in_the_site_time_zone(office):
     site = SiteDB.open(office.dir)
-    site.db["events"].insert({"door": "door-a", "log": "", "seq": 1,
+    site.db.insert("events", {"door": "door-a", "log": "", "seq": 1,
                               "ts": "2026-07-01T22:30:00.000Z", "kind": "access.denied",
                               "credential": "fp:0000000000", "reason": "denied: unknown "
                               "credential", "detail": "{}", "prev_hash": "", "hash": ""})
-    site.db.conn.commit()
     site.close()
     shown = office("logs", "show").stdout
     assert "time (Europe/Oslo)" in shown and "2026-07-02 00:30:00" in shown

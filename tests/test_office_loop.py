@@ -27,15 +27,16 @@ def upload(config):
                           capture_output=True, text=True, timeout=60)
 
 
-def test_site_to_two_doors_and_back(tmp_path):
+def test_site_to_two_doors_and_back(tmp_path, site_at):
     """site init -> import 1,000 residents -> publish -> two door daemons pull and
-    apply -> taps -> upload -> logs pull shows the taps with names: all real processes."""
-    site_dir, store = tmp_path / "site", tmp_path / "store"
+    apply -> taps -> upload -> logs pull shows the taps with names: all real processes,
+    with the site database in SQLite and in PostgreSQL."""
+    store = tmp_path / "store"
 
     def ctl(*args, ok=True):
         """accessctl as staff run it: a process of its own."""
-        r = subprocess.run([sys.executable, "-m", "accessd.cli.accessctl", "--site",
-                            str(site_dir), *args], capture_output=True, text=True, timeout=120)
+        r = subprocess.run([sys.executable, "-m", "accessd.cli.accessctl", *site_at.args,
+                            *args], capture_output=True, text=True, timeout=120)
         assert (r.returncode == 0) == ok, r.stdout + r.stderr
         return r.stdout
 
@@ -113,7 +114,6 @@ def test_upload_resumes_and_is_idempotent_and_intake_finds_gaps_and_edits(tmp_pa
     # a batch goes missing at the office, another is edited: both are reported
     site.db.execute("DELETE FROM events WHERE seq BETWEEN 11 AND 20")
     site.db.execute("DELETE FROM batches")
-    site.db.conn.commit()
     edited = names[0]
     rows = [json.loads(x) for x in gzip.decompress(store.get(edited)).decode().splitlines()]
     rows[3]["reason"] = "nothing to see"
@@ -163,8 +163,8 @@ def test_enrol_at_the_office_from_an_nfc_reader(tmp_path):
     assert r.exit_code == 1 and "NFC reader" in r.output
 
 
-def _door_with_taps(tmp_path, taps=12):
-    site = SiteDB.init(tmp_path / "site", "riverside")
+def _door_with_taps(tmp_path, taps=12, site_at=None):
+    site = site_at.init() if site_at else SiteDB.init(tmp_path / "site", "riverside")
     site.group_add("g")
     site.door_add("door-a", "g")
     store = FileStore(tmp_path / "store")
@@ -233,9 +233,9 @@ def test_a_log_that_lost_its_tail_gets_a_new_identity(tmp_path):
     assert res.ok and len(res.logs) == 2
 
 
-def test_a_batch_replaced_after_loading_is_reported_as_tampering(tmp_path):
+def test_a_batch_replaced_after_loading_is_reported_as_tampering(tmp_path, site_at):
     from accessd.site import intake
-    site, store, config = _door_with_taps(tmp_path)
+    site, store, config = _door_with_taps(tmp_path, site_at=site_at)
     assert upload(config).returncode == 0
     assert intake.pull(site, store)["door-a"].ok
     name = store.list("logs")[0]
@@ -261,7 +261,7 @@ def test_a_batch_replaced_after_loading_is_reported_as_tampering(tmp_path):
     # and staff see it: logs pull says TAMPERED and exits 1
     rows[1]["reason"] = "edited again"
     store.put(name, gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
-    r = subprocess.run([sys.executable, "-m", "accessd.cli.accessctl", "--site",
-                        str(tmp_path / "site"), "logs", "pull", "--store", store.url],
+    r = subprocess.run([sys.executable, "-m", "accessd.cli.accessctl", *site_at.args,
+                        "logs", "pull", "--store", store.url],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and f"TAMPERED: {name}: replaced after it was loaded" in r.stdout

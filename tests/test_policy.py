@@ -103,7 +103,6 @@ def test_courier_follows_delivery_hours_and_explain_says_why(office):
         "denied: clock not synchronised (residents only)"
     assert explain_with("--clock-unsynced", "deny") == "denied: clock not synchronised"
     office.site.db.execute("UPDATE credentials SET max_uses = 5 WHERE id = ?", [van["id"]])
-    office.site.db.conn.commit()
     assert explain_with("--used", "5") == "denied: pass used up (5 of 5 entries)"
     assert explain_with("--used", "2") == "granted: schedule 'delivery' (entry 3 of 5)"
     assert explain_with("--card-pin").startswith("card accepted; PIN required")

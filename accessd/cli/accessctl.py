@@ -27,13 +27,19 @@ from .common import (Ctx, Group, console, fail, fmt_time as _fmt_time, json_opt,
 @click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
               envvar="ACCESSD_CONFIG", default=str(DEFAULT_CONFIG), show_default=True,
               help="The door's TOML config file (or $ACCESSD_CONFIG).")
-@click.option("--site", "site_dir", type=click.Path(file_okay=False), envvar="ACCESSD_SITE",
-              help="The office's site directory (or $ACCESSD_SITE): enroll, list, revoke "
-                   "and lost then work on the site database, and the office commands "
-                   "(site, group, door, person, grant, import, publish) are available.")
+@click.option("--site", "site_dir", envvar="ACCESSD_SITE",
+              help="The office's site directory, or a postgresql:// URL of a site "
+                   "database several terminals share (or $ACCESSD_SITE): enroll, list, "
+                   "revoke and lost then work on the site database, and the office "
+                   "commands (site, group, door, person, grant, import, publish) are "
+                   "available.")
+@click.option("--site-dir", "site_home", type=click.Path(file_okay=False),
+              envvar="ACCESSD_SITE_DIR",
+              help="With a postgresql:// --site: this terminal's site directory, which "
+                   "holds the site's keys/ (or $ACCESSD_SITE_DIR).")
 @click.version_option(__version__, prog_name="accessctl")
 @click.pass_context
-def main(ctx, config_path: str, site_dir: str | None) -> None:
+def main(ctx, config_path: str, site_dir: str | None, site_home: str | None) -> None:
     """Staff tool for accessd: a door (keys, enrolment, status, events, simulation)
     and, with --site, the office (people, doors, bundles).
 
@@ -41,8 +47,10 @@ def main(ctx, config_path: str, site_dir: str | None) -> None:
     Examples:
       accessctl --config /etc/accessd/accessd.toml status
       accessctl --site /srv/accessd-site person list
+      accessctl --site postgresql://office@db.lan/accessd --site-dir /srv/accessd-site \\
+          person list
     """
-    ctx.obj = Ctx(config_path, site_dir)
+    ctx.obj = Ctx(config_path, site_dir, site_home)
 
 
 # ---- keys -----------------------------------------------------------------

@@ -42,17 +42,29 @@ def fmt_time(epoch: float | None, tz: str | None = None, *, end: bool = False) -
 
 
 class Ctx:
-    def __init__(self, config_path: str, site_dir: str | None = None):
+    def __init__(self, config_path: str, site_dir: str | None = None,
+                 site_home: str | None = None):
         self.config_path = config_path
         self.site_dir = site_dir
+        self.site_home = site_home
         self._cfg: dict[bool, object] = {}
 
-    def site_path(self):
+    def site_location(self):
+        """(site directory, database URL or None) from --site and --site-dir."""
         from pathlib import Path
+        from ..site.sql import is_url
         if not self.site_dir:
             raise click.UsageError("this is an office command: give --site DIR (or set "
                                    "ACCESSD_SITE)")
-        return Path(self.site_dir)
+        if is_url(self.site_dir):
+            if not self.site_home:
+                raise click.UsageError("a postgresql:// --site needs --site-dir DIR (or "
+                                       "ACCESSD_SITE_DIR): the directory with the site's keys")
+            return Path(self.site_home), self.site_dir
+        if "://" in self.site_dir:
+            raise click.UsageError(f"--site {self.site_dir.split('://')[0]}://... is not a "
+                                   "site: give a directory or a postgresql:// URL")
+        return Path(self.site_dir), None
 
     def cfg(self, require_keys: bool = True):
         """The door config, loaded once (with or without the key-file checks)."""
@@ -132,7 +144,7 @@ json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON for 
 def site_of(obj):
     """The office's site database, from --site."""
     from ..site.db import SiteDB
-    return SiteDB.open(obj.site_path())
+    return SiteDB.open(*obj.site_location())
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -42,12 +42,20 @@ def register(main) -> None:
     def site_init(obj, site_id: str) -> None:
         """Create the site: database and keys (Ed25519 signing, lookup, data; mode 0600).
 
+        The database is DIR/site.db, or with a postgresql:// --site that (empty)
+        database; the keys are always written to the site directory. Other staff
+        terminals then use the same URL with a copy of that keys/ directory.
+
         \b
-        Example:
+        Examples:
           accessctl --site /srv/accessd-site site init riverside-estate
+          accessctl --site postgresql://office@db.lan/accessd --site-dir /srv/accessd-site \\
+              site init riverside-estate
         """
-        site = SiteDB.init(obj.site_path(), site_id)
-        click.echo(f"site {site_id} created in {site.dir} (keys in {site.dir / 'keys'}, mode 0600)")
+        site_dir, database = obj.site_location()
+        site = SiteDB.init(site_dir, site_id, database)
+        click.echo(f"site {site_id} created in {site.where} (keys in {site.dir / 'keys'}, "
+                   "mode 0600)")
         site.close()
 
     @site_group.command("show")
@@ -63,9 +71,9 @@ def register(main) -> None:
         """
         site = site_of(obj)
         doc = {"site": site.site_id, "timezone": site.timezone, "store": site.store_url,
-               **{t: site.db[t].count for t in ("doors", "people", "credentials")}}
+               **{t: site.db.count(t) for t in ("doors", "people", "credentials")}}
         out(as_json, doc, lambda: click.echo(
-            f"site {doc['site']} in {site.dir}\ntime zone {doc['timezone']}\n"
+            f"site {doc['site']} in {site.where}\ntime zone {doc['timezone']}\n"
             f"store {doc['store']}\n{plural(doc['doors'], 'door')}, "
             f"{plural(doc['people'], 'person', 'people')}, "
             f"{plural(doc['credentials'], 'credential')}"))

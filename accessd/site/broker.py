@@ -162,14 +162,11 @@ def setup(site: SiteDB, out: Path, *, url: str, install_dir: Path, listener: Lis
         raise BrokerError(f"{url}: mqtts:// needs a TLS listener (--tls-cert, --tls-key)")
     site_id = site.site_id
     doors = [d["id"] for d in site.doors()]
-    if rotate:
-        with site.db.atomic():
-            site.db["meta"].upsert({"key": "mqtt_generation",
-                                    "value": str(generation(site) + 1)}, pk="key")
     with site.db.atomic():
-        site.db["meta"].upsert({"key": "mqtt_url", "value": url}, pk="key")
-        site.db["meta"].upsert({"key": "mqtt_ca_file",
-                                "value": str(ca_file.resolve()) if ca_file else ""}, pk="key")
+        if rotate:
+            site.meta_set("mqtt_generation", str(generation(site) + 1))
+        site.meta_set("mqtt_url", url)
+        site.meta_set("mqtt_ca_file", str(ca_file.resolve()) if ca_file else "")
     users = ([office_user(site_id)] + ([ha_user(site_id)] if home_assistant else [])
              + [door_user(site_id, d) for d in doors])
     _write(out / "mosquitto" / "passwd",

@@ -1,5 +1,5 @@
 """The site (office) database: people, doors and door groups, credentials, grants,
-and the events collected from the doors. SQLite through sqlite-utils.
+and the events collected from the doors.
 
 Personal data lives only here. A person's name and phone are sealed with
 AES-GCM under the site data key (bound to the person's id); a keyed HMAC of
@@ -7,28 +7,28 @@ unit and name lets a re-run import find the same person without storing the
 name in clear. Credentials are kept as their lookup HMAC, never their value,
 exactly as the doors see them. Door-group keys (which encrypt bundles and seal
 the doors' whitelist rows) are sealed under the data key too.
+
+The database is a SQLite file in the site directory (the default) or a PostgreSQL
+database shared by several staff terminals (site.sql has the difference); the
+keys always stay in the site directory, never in the database.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
-import json
-
 from ..core import schedule as sched
 from ..core.credentials import (ASSURANCE, KINDS, STATUSES, check_reader_name, gives_any,
                                 parse_fob, reader_gives, unreadable_reason)
-from ..errors import AccessdError, NotFoundError, StoreError
+from ..errors import AccessdError, KeyFileError, NotFoundError, StoreError
 from ..storage.crypto import Sealer, fingerprint, lookup_digest
-from ..storage.migrations import migrate
 from . import keys as site_keys
+from .sql import Conflict, PostgresDatabase, SQLiteDatabase, is_url
 
 ROLES = ("resident", "courier", "visitor", "staff", "contractor")
 _ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -189,44 +189,74 @@ class Person:
 class SiteDB:
     """An opened site: its keys and its database."""
 
-    def __init__(self, site_dir: Path, keys: site_keys.SiteKeys):
+    def __init__(self, site_dir: Path, keys: site_keys.SiteKeys, database: str | None = None):
+        """database: a postgresql:// URL, or None for the SQLite file site_dir/site.db."""
         self.dir = Path(site_dir)
         self.keys = keys
         self._data = Sealer(keys.data)
-        path = self.dir / "site.db"
-        try:
-            self.db = sqlite_utils.Database(sqlite3.connect(path, timeout=10))
-            self.db.enable_wal()
-            self.db.execute("PRAGMA foreign_keys = ON")
-            migrate(self.db.conn, SITE_MIGRATIONS)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: cannot open the site database: {exc}") from None
+        self.db = (PostgresDatabase(database, SITE_MIGRATIONS) if database
+                   else SQLiteDatabase(self.dir / "site.db", SITE_MIGRATIONS))
+
+    @property
+    def where(self) -> str:
+        """Where the database is: the file, or the URL without its password."""
+        return self.db.where
+
+    def _key_check(self) -> str:
+        return hmac.digest(self.keys.data, b"accessd site key check", "sha256").hex()[:16]
 
     # ---- life cycle -----------------------------------------------------------------
     @classmethod
-    def init(cls, site_dir: Path, site_id: str) -> "SiteDB":
+    def init(cls, site_dir: Path, site_id: str, database: str | None = None) -> "SiteDB":
+        """A new site: keys in site_dir/keys, the database in site_dir/site.db or at
+        the PostgreSQL URL `database` (which must not hold a site yet)."""
         site_dir = Path(site_dir)
         check_id("site", site_id)
-        if (site_dir / "site.db").exists():
+        if database is not None and not is_url(database):
+            raise StoreError(f"{database!r} is not a postgresql:// URL")
+        if database is None and (site_dir / "site.db").exists():
             raise StoreError(f"{site_dir}: a site already exists here")
+        if (site_dir / "keys").exists():
+            raise StoreError(f"{site_dir / 'keys'}: site keys already exist here")
         site_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        if database is not None:  # connect (and refuse a taken database) before keys
+            probe = PostgresDatabase(database, SITE_MIGRATIONS)
+            row = probe.execute("SELECT value FROM meta WHERE key = 'site_id'").fetchone()
+            probe.close()
+            if row:
+                raise StoreError(f"{probe.where} already holds site {row[0]!r}; another "
+                                 "terminal joins it with a copy of that site's keys")
         keys = site_keys.create(site_dir / "keys")
-        site = cls(site_dir, keys)
-        with site.db.conn:
-            site.db["meta"].insert_all([{"key": "site_id", "value": site_id},
-                                        {"key": "bundle_version", "value": "0"}])
+        site = cls(site_dir, keys, database)
+        with site.db.atomic():
+            site.db.insert_all("meta", [{"key": "site_id", "value": site_id},
+                                        {"key": "bundle_version", "value": "0"},
+                                        {"key": "key_check", "value": site._key_check()}])
         return site
 
     @classmethod
-    def open(cls, site_dir: Path) -> "SiteDB":
+    def open(cls, site_dir: Path, database: str | None = None) -> "SiteDB":
         site_dir = Path(site_dir)
-        if not (site_dir / "site.db").exists():
+        if database is None and not (site_dir / "site.db").exists():
             raise StoreError(f"{site_dir}: no site here (run 'accessctl --site {site_dir} "
                              "site init SITE_ID')")
-        return cls(site_dir, site_keys.load(site_dir / "keys"))
+        if database is not None and not (site_dir / "keys").is_dir():
+            raise KeyFileError(f"{site_dir / 'keys'}: no site keys here (copy the site's "
+                               "keys/ directory from the terminal that created it, mode 0600)")
+        site = cls(site_dir, site_keys.load(site_dir / "keys"), database)
+        check, site_id = site.meta("key_check"), site.site_id
+        if database is not None and not site_id:
+            site.close()
+            raise StoreError(f"{site.where}: no site in this database (run 'accessctl "
+                             "--site URL --site-dir DIR site init SITE_ID')")
+        if check and check != site._key_check():
+            site.close()
+            raise KeyFileError(f"{site_dir / 'keys'}: these are not the keys of site "
+                               f"{site_id!r} in {site.where}")
+        return site
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.db.close()
 
     def meta(self, key: str) -> str:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
@@ -252,12 +282,12 @@ class SiteDB:
 
     def meta_set(self, key: str, value: str) -> None:
         with self.db.atomic():
-            self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+            self.db.upsert("meta", {"key": key, "value": value}, pk="key")
 
     def audit(self, event: str, detail: str) -> None:
         """A line for administrators (accessctl audit), with the OS user who caused it."""
         with self.db.atomic():
-            self.db["audit"].insert({"ts": time.time(), "actor": os_user(), "event": event,
+            self.db.insert("audit", {"ts": time.time(), "actor": os_user(), "event": event,
                                      "detail": detail})
 
     def audit_log(self, limit: int | None = None) -> list[dict]:
@@ -306,7 +336,7 @@ class SiteDB:
     def next_bundle_version(self) -> int:
         with self.db.atomic():
             v = int(self.meta("bundle_version") or 0) + 1
-            self.db["meta"].upsert({"key": "bundle_version", "value": str(v)}, pk="key")
+            self.db.upsert("meta", {"key": "bundle_version", "value": str(v)}, pk="key")
         return v
 
     # ---- groups and doors -----------------------------------------------------------
@@ -315,9 +345,9 @@ class SiteDB:
         key = secrets.token_bytes(32)
         try:
             with self.db.atomic():
-                self.db["groups"].insert({"id": group_id, "description": description,
+                self.db.insert("groups", {"id": group_id, "description": description,
                                           "key_sealed": self._seal_group_key(group_id, key)})
-        except sqlite3.IntegrityError:
+        except Conflict:
             raise StoreError(f"door group {group_id!r} already exists") from None
 
     def _seal_group_key(self, group_id: str, key: bytes) -> bytes:
@@ -343,10 +373,10 @@ class SiteDB:
         self.group_key(group_id)  # exists?
         try:
             with self.db.atomic():
-                self.db["doors"].insert({"id": door_id, "group_id": group_id,
+                self.db.insert("doors", {"id": door_id, "group_id": group_id,
                                          "description": description,
                                          "readers": ",".join(readers)})
-        except sqlite3.IntegrityError:
+        except Conflict:
             raise StoreError(f"door {door_id!r} already exists") from None
 
     def door_readers_set(self, door_id: str, readers) -> None:
@@ -407,10 +437,10 @@ class SiteDB:
         sealed = self._data.seal(f"person:{person_id}".encode(), {"name": name, "phone": phone})
         try:
             with self.db.atomic():
-                self.db["people"].insert({"id": person_id, "ident": self.person_ident(unit, name),
+                self.db.insert("people", {"id": person_id, "ident": self.person_ident(unit, name),
                                           "unit": unit, "role": role, "sealed": sealed,
                                           "created": time.time()})
-        except sqlite3.IntegrityError:
+        except Conflict:
             raise StoreError(f"{name} in unit {unit!r} is already registered "
                              f"(or the id {person_id!r} is taken)") from None
         return person_id
@@ -486,19 +516,20 @@ class SiteDB:
                 raise StoreError(str(exc)) from None
         if valid_from is not None and valid_until is not None and valid_until <= valid_from:
             raise StoreError("valid-until must be later than valid-from")
-        aliases = self._check_new(kind, value)
         digest = self.digest(kind, value)
         row = {"id": "c" + secrets.token_hex(5), "person_id": person_id, "kind": kind,
                "lookup": digest, "fingerprint": fingerprint(digest), "assurance": ASSURANCE[kind],
                "valid_from": valid_from, "valid_until": valid_until, "status": "active",
                "created": time.time(), "duress": int(duress), "max_uses": max_uses}
         try:
+            # under the write lock: no other terminal enrols between the check and this
             with self.db.atomic():
-                self.db["credentials"].insert(row)
-                self.db["credential_aliases"].insert_all(
+                aliases = self._check_new(kind, value)
+                self.db.insert("credentials", row)
+                self.db.insert_all("credential_aliases", (
                     {"credential_id": row["id"], "family": family, "lookup": lookup}
-                    for family, lookup in aliases)
-        except sqlite3.IntegrityError:
+                    for family, lookup in aliases))
+        except Conflict:
             other = self.db.execute("SELECT id, person_id FROM credentials WHERE lookup = ?",
                                     [digest]).fetchone()
             if kind == "pin":
@@ -593,7 +624,7 @@ class SiteDB:
         if revoked:
             sql += (" UNION ALL SELECT id, person_id, kind, fingerprint, '', NULL, NULL, "
                     "status FROM retired_credentials")
-        sql = f"SELECT * FROM ({sql})"
+        sql = f"SELECT * FROM ({sql}) AS c"
         args: list = []
         if person_id:
             sql += " WHERE person_id = ?"
@@ -658,7 +689,8 @@ class SiteDB:
         self.group_key(group_id)
         table = "grants" if kind == "person" else "credential_grants"
         with self.db.atomic():
-            self.db.execute(f"INSERT OR IGNORE INTO {table} VALUES (?, ?)", [subject, group_id])
+            self.db.execute(f"INSERT INTO {table} VALUES (?, ?) ON CONFLICT DO NOTHING",
+                            [subject, group_id])
         return kind
 
     def ungrant(self, subject: str, group_id: str) -> None:
@@ -677,14 +709,14 @@ class SiteDB:
     def timezone_set(self, tz: str) -> None:
         sched.check_timezone(tz)
         with self.db.atomic():
-            self.db["meta"].upsert({"key": "timezone", "value": tz}, pk="key")
+            self.db.upsert("meta", {"key": "timezone", "value": tz}, pk="key")
 
     def schedule_set(self, name: str, spec: dict) -> sched.Schedule:
         """Add or replace a schedule; refused (PolicyError) if badly defined."""
         s = sched.parse_schedule(name, spec)
         with self.db.atomic():
-            self.db["schedules"].upsert({"name": name, "spec": json.dumps(s.to_spec())},
-                                        pk="name")
+            self.db.upsert("schedules", {"name": name, "spec": json.dumps(s.to_spec())},
+                           pk="name")
         return s
 
     def schedule_remove(self, name: str) -> None:
@@ -700,7 +732,7 @@ class SiteDB:
     def holiday_set(self, day: str, value: str = "off") -> None:
         day, value = sched.check_holiday(day, value, self._schedule_names())
         with self.db.atomic():
-            self.db["holidays"].upsert({"day": day, "value": value}, pk="day")
+            self.db.upsert("holidays", {"day": day, "value": value}, pk="day")
 
     def holiday_remove(self, day: str) -> None:
         with self.db.atomic():
@@ -714,7 +746,8 @@ class SiteDB:
                 self.db.execute("DELETE FROM role_schedules WHERE role = ?", [role])
             else:
                 self._check_schedule(schedule)
-                self.db["role_schedules"].upsert({"role": role, "schedule": schedule}, pk="role")
+                self.db.upsert("role_schedules", {"role": role, "schedule": schedule},
+                               pk="role")
 
     def person_schedule_set(self, person_id: str, schedule: str | None) -> None:
         self.person(person_id)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import sqlite3
 import time
 from hashlib import sha256
 from dataclasses import dataclass, field
@@ -17,6 +16,17 @@ from ..storage.eventlog import GENESIS, record_hash, utc_iso
 from .db import SiteDB
 
 COLS = ("seq", "ts", "door", "kind", "credential", "reason", "detail", "prev_hash", "hash")
+
+
+def _well_typed(r: dict) -> bool:
+    """Fields of the types a door writes (what either database can store as they are)."""
+    seq = r["seq"]
+    if type(seq) is not int or not 0 < seq < 2 ** 31:
+        return False
+    texts = [r[c] for c in COLS if c not in ("seq", "credential")]
+    if r["credential"] is not None:
+        texts.append(r["credential"])
+    return all(type(t) is str and "\0" not in t for t in texts)
 
 
 @dataclass
@@ -122,6 +132,9 @@ def _load_record(site: SiteDB, name: str, door: str, log_id: str, r: dict,
                  rep: DoorIntake) -> None:
     try:
         seq = r["seq"]
+        if not _well_typed(r):
+            rep.bad.append((0, f"{name}: a record with a field of the wrong type"))
+            return
         if r.get("door") != door:
             rep.bad.append((seq, f"{name}: record of door {r.get('door')!r}"))
             return
@@ -137,15 +150,16 @@ def _load_record(site: SiteDB, name: str, door: str, log_id: str, r: dict,
     except (KeyError, TypeError):
         rep.bad.append((0, f"{name}: a record lacks a field"))
         return
-    try:
-        site.db.execute(f"INSERT INTO events (log, {', '.join(COLS)}) VALUES "
-                        f"(?, {', '.join('?' * len(COLS))})", [log_id, *values])
+    # (a conflict is not an error: it would end the whole batch's PostgreSQL transaction)
+    if site.db.execute(f"INSERT INTO events (log, {', '.join(COLS)}) VALUES "
+                       f"(?, {', '.join('?' * len(COLS))}) ON CONFLICT DO NOTHING",
+                       [log_id, *values]).rowcount:
         rep.added += 1
         if r["kind"] in ALARM_KINDS:   # open until staff acknowledge it
-            site.db.execute("INSERT OR IGNORE INTO alarms (door, log, seq, ts, kind, reason, "
-                            "received) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            site.db.execute("INSERT INTO alarms (door, log, seq, ts, kind, reason, "
+                            "received) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                             [door, log_id, seq, r["ts"], r["kind"], r["reason"], time.time()])
-    except sqlite3.IntegrityError:
+    else:
         had = site.db.execute("SELECT hash FROM events WHERE door = ? AND log = ? AND seq = ?",
                               [door, log_id, seq]).fetchone()
         if had and had[0] != r["hash"]:
@@ -172,7 +186,6 @@ def _check_replaced(site: SiteDB, store, name: str, tag: str, was, out) -> None:
             "(tampering?); the records loaded then are kept")
     site.db.execute("UPDATE batches SET tag = ?, sha256 = ? WHERE name = ?",
                     [tag, sha or now_sha, name])
-    site.db.conn.commit()
 
 
 def verify_door(site: SiteDB, door: str, log_id: str = "") -> tuple[list[tuple[int, int]],
@@ -256,7 +269,7 @@ def strangers(site: SiteDB, *, since=None, min_doors: int = 2) -> list[dict]:
     """Unknown credentials (fingerprints no enrolled or revoked credential has) tried at
     several doors; a revoked card's tries are in `show` under its holder's name."""
     sql = ("SELECT e.credential, count(DISTINCT e.door), count(*), min(e.ts), max(e.ts), "
-           "group_concat(DISTINCT e.door) FROM events e "
+           f"{site.db.group_concat('DISTINCT e.door')} FROM events e "
            "WHERE e.kind = 'access.denied' AND e.credential LIKE 'fp:%' "
            "AND NOT EXISTS (SELECT 1 FROM credentials c WHERE c.fingerprint = e.credential) "
            "AND NOT EXISTS (SELECT 1 FROM retired_credentials r "
@@ -278,8 +291,9 @@ def report(site: SiteDB, *, since=None) -> list[dict]:
     # count per UTC minute in SQL (every zone's day starts on a whole minute), then
     # fold the minutes into the site's local days
     sql = ("SELECT door, substr(ts, 1, 16) AS minute, "
-           "sum(kind = 'access.granted'), sum(kind = 'access.denied'), "
-           f"sum(kind IN ({', '.join('?' * len(ALARM_KINDS))})) FROM events")
+           "count(*) FILTER (WHERE kind = 'access.granted'), "
+           "count(*) FILTER (WHERE kind = 'access.denied'), "
+           f"count(*) FILTER (WHERE kind IN ({', '.join('?' * len(ALARM_KINDS))})) FROM events")
     args: list = sorted(ALARM_KINDS)
     if since:
         sql += " WHERE ts >= ?"

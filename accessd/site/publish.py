@@ -17,10 +17,21 @@ from .db import SiteDB
 def publish(site: SiteDB, store, *, valid_days: float = 30, progress=None) -> list[dict]:
     """Build, sign, encrypt and store a bundle for every door group with doors.
 
-    Every bundle of one publish shares a new, higher version number."""
-    version = site.next_bundle_version()
-    issued = time.time()
-    expires = issued + valid_days * 86400
+    Every bundle of one publish shares a new, higher version number and is built
+    from one snapshot of the site; publishes from several terminals take turns."""
+    with site.db.publish_lock():
+        version = site.next_bundle_version()
+        issued = time.time()
+        with site.db.snapshot():
+            out = _publish(site, store, version, issued, issued + valid_days * 86400,
+                           progress)
+        if out:
+            site.meta_set("published_at", str(issued))
+    return out
+
+
+def _publish(site: SiteDB, store, version: int, issued: float, expires: float,
+             progress) -> list[dict]:
     out = []
     groups = [g for g in site.groups() if g["doors"]]
     policy = site.policy()
@@ -44,8 +55,6 @@ def publish(site: SiteDB, store, *, valid_days: float = 30, progress=None) -> li
                     "credentials": count, "bytes": len(blob), "ambiguous": ambiguous})
         if progress:
             progress(g["id"])
-    if out:
-        site.meta_set("published_at", str(issued))
     return out
 
 
