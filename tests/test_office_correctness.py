@@ -12,7 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from accessd.cli import accessctl
 from accessd.core import when
 from accessd.site.db import SiteDB
 from accessd.site.publish import door_keys
@@ -39,14 +41,19 @@ def office(tmp_path):
             assert (r.returncode == 0) == ok, r.stdout + r.stderr
         return r
 
-    ctl("site", "init", "riverside")
-    ctl("site", "timezone", "Europe/Oslo")
-    ctl("group", "add", "bldg-a")
-    ctl("door", "add", "door-a", "--group", "bldg-a")
-    anna = json.loads(ctl("person", "add", "--name", "Anna Berg", "--unit", "12A", "--group",
-                          "bldg-a", "--json").stdout)["person"]
-    bo = json.loads(ctl("person", "add", "--name", "Bo Lund", "--unit", "14C", "--group",
-                        "bldg-a", "--json").stdout)["person"]
+    def setup(*args):             # the steps before the test: in this process
+        r = CliRunner().invoke(accessctl.main, ["--site", str(site_dir), *args])
+        assert r.exit_code == 0, r.output
+        return r.stdout
+
+    setup("site", "init", "riverside")
+    setup("site", "timezone", "Europe/Oslo")
+    setup("group", "add", "bldg-a")
+    setup("door", "add", "door-a", "--group", "bldg-a")
+    anna = json.loads(setup("person", "add", "--name", "Anna Berg", "--unit", "12A", "--group",
+                            "bldg-a", "--json"))["person"]
+    bo = json.loads(setup("person", "add", "--name", "Bo Lund", "--unit", "14C", "--group",
+                          "bldg-a", "--json"))["person"]
     ctl.dir, ctl.anna, ctl.bo, ctl.tmp = site_dir, anna, bo, tmp_path
     return ctl
 

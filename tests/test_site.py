@@ -109,6 +109,20 @@ def test_credential_enrolled_to_someone_else_is_a_bad_row(site):
     assert not rep.imported and "already enrolled to Zed (1A)" in dict(rep.errors)[2]
 
 
+def test_a_failed_step_inside_a_transaction_saves_nothing_even_if_caught(site):
+    """Two staff steps in one transaction: if the second fails and the caller goes on,
+    the first is not saved half-done either."""
+    site.person_add("Zed", "1A", "resident")
+    with pytest.raises(StoreError, match="a step inside the transaction failed"):
+        with site.db.atomic():
+            site.person_add("Yan", "1B", "resident")
+            with pytest.raises(StoreError, match="already registered"):
+                site.person_add("Zed", "1A", "resident")
+    assert [p.name for p in site.people()] == ["Zed"]
+    site.person_add("Yan", "1B", "resident")            # the database is usable again
+    assert sorted(p.name for p in site.people()) == ["Yan", "Zed"]
+
+
 def test_header_errors(site):
     rows, errors = csvimport.parse("name,flat,role\nA,1,resident\n", site)
     assert errors == [(1, "header: missing column(s) unit; unknown column(s) flat (columns: "

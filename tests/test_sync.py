@@ -174,7 +174,12 @@ def test_disk_full_while_staging_keeps_the_old_whitelist(office, mocker):
     cfg = load_config(config)
     cfg.storage.data_dir.mkdir(parents=True)
     posted = []
-    worker = SyncWorker(cfg, load_key_file(cfg.storage.key_file), posted.append, FakeClock(
+
+    def post(event):                  # the core's side: install what the worker staged
+        posted.append(event)
+        if isinstance(event, SwapWhitelist):
+            event.reply.set_result({"ok": True, "credentials": 1})
+    worker = SyncWorker(cfg, load_key_file(cfg.storage.key_file), post, FakeClock(
         wall=time.time()))
     real_fsync = __import__("os").fsync
 
@@ -188,6 +193,8 @@ def test_disk_full_while_staging_keeps_the_old_whitelist(office, mocker):
     mocker.patch("accessd.sync.door.os.fsync", side_effect=real_fsync)
     res = worker.sync_once()
     assert isinstance(posted[-1], SwapWhitelist)   # a working disk: handed to the core
+    assert res == {"ok": True, "result": "applied version 1 (1 credentials)"}
+    assert Path(posted[-1].path).exists()
 
 
 def test_stale_whitelist_raises_an_alarm_once_from_the_core(office, factory):

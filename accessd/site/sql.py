@@ -54,8 +54,36 @@ class Database:
     def executemany(self, sql: str, rows) -> None:
         raise NotImplementedError
 
+    _depth = 0
+    _failed = False
+
     @contextlib.contextmanager
     def atomic(self):
+        """One transaction under the site's write lock. A block inside another joins
+        it (no savepoint: a PostgreSQL round trip less each); if such a block fails,
+        the whole transaction is rolled back even if its caller went on."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            except BaseException:
+                self._failed = True
+                raise
+            finally:
+                self._depth -= 1
+            return
+        self._depth, self._failed = 1, False
+        try:
+            with self._transaction():
+                yield self
+                if self._failed:   # raising here rolls it back
+                    raise StoreError("a step inside the transaction failed: nothing saved")
+        finally:
+            self._depth = 0
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """BEGIN with the write lock; COMMIT, or ROLLBACK on an exception."""
         raise NotImplementedError
         yield
 
@@ -117,7 +145,6 @@ class SQLiteDatabase(Database):
             migrate(self.conn, migrations)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: cannot open the site database: {exc}") from None
-        self._depth = 0
 
     def execute(self, sql: str, params=()):
         try:
@@ -132,22 +159,14 @@ class SQLiteDatabase(Database):
             raise Conflict(str(exc)) from None
 
     @contextlib.contextmanager
-    def atomic(self):
-        name = f"s{self._depth}"
-        self.conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
-        self._depth += 1
+    def _transaction(self):
+        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self
+            yield
         except BaseException:
-            self._depth -= 1
-            if self._depth == 0:
-                self.conn.execute("ROLLBACK")
-            else:
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
+            self.conn.execute("ROLLBACK")
             raise
-        self._depth -= 1
-        self.conn.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
+        self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
@@ -254,12 +273,13 @@ class PostgresDatabase(Database):
             raise StoreError(f"{self.where}: {_first_line(exc)}") from None
 
     @contextlib.contextmanager
-    def atomic(self):
-        outer = not self.conn.info.transaction_status   # IDLE: no transaction open
-        with self.conn.transaction():
-            if outer:
+    def _transaction(self):
+        try:
+            with self.conn.transaction():
                 self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK])
-            yield self
+                yield
+        except self._pg.OperationalError as exc:   # the server went away, say
+            raise StoreError(f"{self.where}: {_first_line(exc)}") from None
 
     def close(self) -> None:
         self.conn.close()
