@@ -174,27 +174,31 @@ class AccessdCSVError(AccessdError, ValueError):
 def import_csv(site: SiteDB, text: str, *, skip_bad: bool = False, progress=None,
                now: float | None = None) -> ImportReport:
     warnings: list[tuple[int, str]] = []
-    rows, errors = parse(text, site, now=now, warnings=warnings)
-    rep = ImportReport(rows=len(rows) + len(errors), errors=errors, warnings=warnings)
-    if errors and not skip_bad:
-        return rep
+    rep = ImportReport()
     try:
+        # one transaction for the checks and the rows: no other terminal enrols between
         with site.db.atomic():
+            rows, errors = parse(text, site, now=now, warnings=warnings)
+            rep = ImportReport(rows=len(rows) + len(errors), errors=errors, warnings=warnings)
+            if errors and not skip_bad:
+                return rep
             for row in rows:
                 pid = site.find_person(row.unit, row.name)
                 changed = False
+                had = set()
                 if pid is None:
                     pid = site.person_add(row.name, row.unit, row.role, row.phone)
                     rep.people_added += 1
                     changed = True
+                else:
+                    had = set(site.grants(pid))
                 if row.kind and site.credential_holder(row.kind, row.value) is None:
                     site.credential_add(pid, row.kind, row.value, valid_from=row.valid_from,
                                         valid_until=row.valid_until)
                     rep.credentials_added += 1
                     changed = True
-                have = set(site.grants(pid))
                 for g in row.groups:
-                    if g not in have:
+                    if g not in had:
                         site.grant(pid, g)
                         rep.grants_added += 1
                         changed = True

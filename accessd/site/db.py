@@ -196,6 +196,7 @@ class SiteDB:
         self._data = Sealer(keys.data)
         self.db = (PostgresDatabase(database, SITE_MIGRATIONS) if database
                    else SQLiteDatabase(self.dir / "site.db", SITE_MIGRATIONS))
+        self._readers: tuple[int, list[str] | None] | None = None   # (transaction, readers)
 
     @property
     def where(self) -> str:
@@ -370,6 +371,7 @@ class SiteDB:
         none declared means any, and then no enrolment is refused for its sake."""
         check_id("door", door_id)
         readers = check_readers(readers)
+        self._readers = None
         self.group_key(group_id)  # exists?
         try:
             with self.db.atomic():
@@ -386,6 +388,7 @@ class SiteDB:
                     readers=None) -> None:
         door = self.door(door_id)
         readers = door["readers"] if readers is None else check_readers(readers)
+        self._readers = None
         with self.db.atomic():
             self.db.execute("UPDATE doors SET readers = ?, description = ? WHERE id = ?",
                             [",".join(readers), door["description"] if description is None
@@ -415,11 +418,16 @@ class SiteDB:
 
     def site_readers(self) -> list[str] | None:
         """Every reader the site's doors declare; None when a door declares none (it
-        may have any reader) or there are no doors yet."""
+        may have any reader) or there are no doors yet. Read once per transaction (its
+        write lock keeps other terminals' door changes out until it ends)."""
+        if self.db.in_transaction and self._readers and self._readers[0] == self.db.serial:
+            return self._readers[1]
         rows = [r[0] for r in self.db.execute("SELECT DISTINCT readers FROM doors")]
-        if not rows or "" in rows:
-            return None
-        return sorted({name for r in rows for name in r.split(",")})
+        readers = (None if not rows or "" in rows
+                   else sorted({name for r in rows for name in r.split(",")}))
+        if self.db.in_transaction:
+            self._readers = (self.db.serial, readers)
+        return readers
 
     # ---- people ------------------------------------------------------------------------
     def person_ident(self, unit: str, name: str) -> bytes:
@@ -673,20 +681,23 @@ class SiteDB:
                                 "WHERE id = ?", [status, time.time(), credential_id])
         return held[0], held[1]
 
-    def _subject(self, subject: str) -> str:
-        """'person' or 'credential': what a grant names."""
-        person = self.db.execute("SELECT 1 FROM people WHERE id = ?", [subject]).fetchone()
-        cred = self.db.execute("SELECT 1 FROM credentials WHERE id = ?", [subject]).fetchone()
+    def _subject(self, subject: str, group_id: str | None = None) -> str:
+        """'person' or 'credential': what a grant names (and does the group exist?)."""
+        person, cred, group = self.db.execute(
+            "SELECT (SELECT count(*) FROM people WHERE id = ?), "
+            "(SELECT count(*) FROM credentials WHERE id = ?), "
+            "(SELECT count(*) FROM groups WHERE id = ?)", [subject, subject, group_id]).fetchone()
         if person and cred:
             raise StoreError(f"{subject!r} is both a person and a credential id")
         if not person and not cred:
             raise NotFoundError(f"no person or credential {subject!r}")
+        if group_id is not None and not group:
+            raise NotFoundError(f"no door group {group_id!r}")
         return "person" if person else "credential"
 
     def grant(self, subject: str, group_id: str) -> str:
         """Let a person's credentials, or one credential, open a door group."""
-        kind = self._subject(subject)
-        self.group_key(group_id)
+        kind = self._subject(subject, group_id)
         table = "grants" if kind == "person" else "credential_grants"
         with self.db.atomic():
             self.db.execute(f"INSERT INTO {table} VALUES (?, ?) ON CONFLICT DO NOTHING",

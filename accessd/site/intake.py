@@ -84,13 +84,13 @@ def pull(site: SiteDB, store, *, progress=None) -> dict[str, DoorIntake]:
         except (OSError, ValueError, EOFError) as exc:
             rep.bad.append((0, f"{name}: unreadable batch ({exc})"))
             continue
+        checked = [v for v in (_checked(name, door, log_id, r, rep) for r in rows) if v]
         with site.db.atomic():
-            for r in rows:
-                _load_record(site, name, door, log_id, r, rep)
+            _store(site, name, door, log_id, checked, rep)
             site.db.execute("INSERT INTO batches (name, door, first, last, pulled, log, sha256, "
                             "tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [name, door, rows[0]["seq"] if rows else 0,
-                             rows[-1]["seq"] if rows else 0, time.time(), log_id,
+                            [name, door, checked[0][0] if checked else 0,
+                             checked[-1][0] if checked else 0, time.time(), log_id,
                              sha256(data).hexdigest(), tag])
         rep.batches += 1
         if log_id not in rep.logs:
@@ -123,50 +123,71 @@ def load_live(site: SiteDB, door: str, payload: bytes,
         rep.bad.append((0, f"live: unreadable record ({str(exc)[:80]})"))
         return rep
     log_id = r.get("log", "")
+    log_id = log_id if isinstance(log_id, str) else ""
+    checked = _checked("live", door, log_id, r, rep)
     with site.db.atomic():
-        _load_record(site, "live", door, log_id if isinstance(log_id, str) else "", r, rep)
+        _store(site, "live", door, log_id, [checked] if checked else [], rep)
     return rep
 
 
-def _load_record(site: SiteDB, name: str, door: str, log_id: str, r: dict,
-                 rep: DoorIntake) -> None:
+def _checked(name: str, door: str, log_id: str, r, rep: DoorIntake) -> list | None:
+    """A record's column values (COLS order), or None with the reason in rep.bad."""
     try:
         seq = r["seq"]
         if not _well_typed(r):
             rep.bad.append((0, f"{name}: a record with a field of the wrong type"))
-            return
+            return None
         if r.get("door") != door:
             rep.bad.append((seq, f"{name}: record of door {r.get('door')!r}"))
-            return
+            return None
         if r.get("log", "") != log_id:
             rep.bad.append((seq, f"{name}: record of log {r.get('log')!r}"))
-            return
+            return None
         if record_hash(seq, r["ts"], r["door"], r["kind"], r["credential"],
                        r["reason"], r["detail"], r["prev_hash"]) != r["hash"]:
             rep.bad.append((seq, "record hash does not match its contents"))
             if name == "live":   # never let a forged live record stand in for the real one
-                return
-        values = [r[c] for c in COLS]
+                return None
+        return [r[c] for c in COLS]
     except (KeyError, TypeError):
         rep.bad.append((0, f"{name}: a record lacks a field"))
+        return None
+
+
+_SEQ, _TS, _KIND, _REASON, _HASH = (COLS.index(c) for c in ("seq", "ts", "kind", "reason",
+                                                           "hash"))
+
+
+def _store(site: SiteDB, name: str, door: str, log_id: str, records: list[list],
+           rep: DoorIntake) -> None:
+    """Add checked records not loaded yet (in one statement per table, not one per
+    record: a round trip each on PostgreSQL); one already loaded under its number is
+    a duplicate, or tampering if it differs. Call inside site.db.atomic()."""
+    if not records:
         return
-    # (a conflict is not an error: it would end the whole batch's PostgreSQL transaction)
-    if site.db.execute(f"INSERT INTO events (log, {', '.join(COLS)}) VALUES "
-                       f"(?, {', '.join('?' * len(COLS))}) ON CONFLICT DO NOTHING",
-                       [log_id, *values]).rowcount:
-        rep.added += 1
-        if r["kind"] in ALARM_KINDS:   # open until staff acknowledge it
-            site.db.execute("INSERT INTO alarms (door, log, seq, ts, kind, reason, "
-                            "received) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                            [door, log_id, seq, r["ts"], r["kind"], r["reason"], time.time()])
-    else:
-        had = site.db.execute("SELECT hash FROM events WHERE door = ? AND log = ? AND seq = ?",
-                              [door, log_id, seq]).fetchone()
-        if had and had[0] != r["hash"]:
-            rep.bad.append((seq, f"{name}: differs from record #{seq} loaded before "
-                                 "(tampering?); the first one is kept"))
-        else:
-            rep.duplicates += 1
+    seqs = [v[_SEQ] for v in records]
+    had = dict(site.db.execute("SELECT seq, hash FROM events WHERE door = ? AND log = ? "
+                               "AND seq BETWEEN ? AND ?", [door, log_id, min(seqs), max(seqs)]))
+    new, alarms, now = [], [], time.time()
+    for v in records:
+        seq = v[_SEQ]
+        if seq in had:
+            if had[seq] != v[_HASH]:
+                rep.bad.append((seq, f"{name}: differs from record #{seq} loaded before "
+                                     "(tampering?); the first one is kept"))
+            else:
+                rep.duplicates += 1
+            continue
+        had[seq] = v[_HASH]
+        new.append([log_id, *v])
+        if v[_KIND] in ALARM_KINDS:   # open until staff acknowledge it
+            alarms.append([door, log_id, seq, v[_TS], v[_KIND], v[_REASON], now])
+    # under the write lock no one else adds these rows: ON CONFLICT only as a guard
+    site.db.executemany(f"INSERT INTO events (log, {', '.join(COLS)}) VALUES "
+                        f"(?, {', '.join('?' * len(COLS))}) ON CONFLICT DO NOTHING", new)
+    site.db.executemany("INSERT INTO alarms (door, log, seq, ts, kind, reason, received) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", alarms)
+    rep.added += len(new)
 
 
 def _check_replaced(site: SiteDB, store, name: str, tag: str, was, out) -> None:

@@ -56,6 +56,11 @@ class Database:
 
     _depth = 0
     _failed = False
+    serial = 0   # counts transactions: what a cache valid for one transaction keys on
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
 
     @contextlib.contextmanager
     def atomic(self):
@@ -73,6 +78,7 @@ class Database:
                 self._depth -= 1
             return
         self._depth, self._failed = 1, False
+        self.serial += 1
         try:
             with self._transaction():
                 yield self
