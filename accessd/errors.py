@@ -43,3 +43,7 @@ class DaemonUnavailable(AccessdError, ConnectionError):
 
 class BrokerError(AccessdError, ValueError):
     """The site's broker settings (office side) are missing or wrong."""
+
+
+class CardAuthError(AccessdError, ValueError):
+    """A secure card's answer is malformed or fails its cryptographic check."""

@@ -1,0 +1,114 @@
+"""NXP EV2 card cryptography, pure (bytes in, bytes out): the pieces an NTAG 424 DNA
+or a MIFARE DESFire EV2/EV3 card and its reader compute, with no I/O.
+
+- AES-128 key diversification (NXP AN10922 section 2.2): a card's own key from a
+  site master key and the card's UID (plus application id and system identifier),
+  so one card's key opens no other card.
+- AuthenticateEV2First with AES-128 (NXP AN12196 section 5 / NT4H2421Gx data sheet
+  9.1.5): the reader's second message from the card's encrypted RndB, then the card's
+  answer checked (it must hold the key: RndA comes back rotated) and the session
+  keys derived (SV1/SV2 through AES-CMAC).
+- The truncated MAC of secure messaging (MACt: the odd bytes of the AES-CMAC).
+
+Every function is checked byte for byte against the worked examples the application
+notes publish (tests/test_ev2_vectors.py). The APDU exchange and the card emulator
+that use them are separate modules.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from ..errors import CardAuthError
+
+BLOCK = 16
+_IV0 = bytes(BLOCK)
+
+
+def aes_cmac(key: bytes, data: bytes) -> bytes:
+    c = cmac.CMAC(algorithms.AES(key))
+    c.update(data)
+    return c.finalize()
+
+
+def _cbc(key: bytes, data: bytes, *, decrypt: bool) -> bytes:
+    if len(data) % BLOCK:
+        raise CardAuthError(f"{len(data)} bytes is not a whole number of AES blocks")
+    c = Cipher(algorithms.AES(key), modes.CBC(_IV0))
+    op = c.decryptor() if decrypt else c.encryptor()
+    return op.update(data) + op.finalize()
+
+
+def _check_key(key: bytes) -> None:
+    if len(key) != 16:
+        raise ValueError(f"an AES-128 key is 16 bytes, got {len(key)}")
+
+
+def diversify_aes128(master: bytes, uid: bytes, aid: bytes = b"", system: bytes = b"") -> bytes:
+    """AN10922 AES-128 diversification: AES-CMAC(master, 0x01 || UID || AID || system).
+    (The note's padding 80 00.. with subkey K2 for a short input, K1 for a whole
+    32-byte one, is exactly CMAC's own.) The diversification input is 1-31 bytes."""
+    _check_key(master)
+    m = uid + aid + system
+    if not uid or len(m) > 31:
+        raise ValueError(f"diversification input must be 1-31 bytes with a UID, got {len(m)}")
+    return aes_cmac(master, b"\x01" + m)
+
+
+def _rotl(b: bytes) -> bytes:
+    return b[1:] + b[:1]
+
+
+def ev2_first_reply(key: bytes, enc_rndb: bytes, rnd_a: bytes) -> tuple[bytes, bytes]:
+    """AuthenticateEV2First part 2, the reader's side: from the card's encrypted RndB
+    (16 bytes), (E(key, RndA || RndB<<8) to send, RndB)."""
+    _check_key(key)
+    if len(enc_rndb) != BLOCK or len(rnd_a) != BLOCK:
+        raise CardAuthError(f"the card's challenge is {len(enc_rndb)} bytes, not 16")
+    rnd_b = _cbc(key, enc_rndb, decrypt=True)
+    return _cbc(key, rnd_a + _rotl(rnd_b), decrypt=False), rnd_b
+
+
+@dataclass(frozen=True)
+class Session:
+    """An authenticated EV2 session (its keys never in repr or a log)."""
+    ti: bytes                          # transaction identifier (4 bytes)
+    key_no: int
+    enc_key: bytes = field(repr=False)
+    mac_key: bytes = field(repr=False)
+    pd_cap2: bytes = b""
+    pcd_cap2: bytes = b""
+    cmd_counter: int = 0
+
+
+def session_vectors(rnd_a: bytes, rnd_b: bytes) -> tuple[bytes, bytes]:
+    """SV1 (encryption) and SV2 (MAC): label || 00 01 00 80 || RndA[0:2] ||
+    (RndA[2:8] xor RndB[0:6]) || RndB[6:16] || RndA[8:16]."""
+    mix = bytes(a ^ b for a, b in zip(rnd_a[2:8], rnd_b[0:6]))
+    body = b"\x00\x01\x00\x80" + rnd_a[0:2] + mix + rnd_b[6:16] + rnd_a[8:16]
+    return b"\xa5\x5a" + body, b"\x5a\xa5" + body
+
+
+def ev2_first_finish(key: bytes, key_no: int, rnd_a: bytes, rnd_b: bytes,
+                     answer: bytes) -> Session:
+    """AuthenticateEV2First, the card's last answer (32 bytes, status word removed):
+    E(key, TI || RndA<<8 || PDcap2 || PCDcap2). Refused unless it carries our RndA
+    rotated, which only a card holding the key can produce."""
+    _check_key(key)
+    if len(answer) != 2 * BLOCK:
+        raise CardAuthError(f"the card's answer is {len(answer)} bytes, not 32")
+    plain = _cbc(key, answer, decrypt=True)
+    ti, rnd_a2, pd_cap2, pcd_cap2 = plain[0:4], plain[4:20], plain[20:26], plain[26:32]
+    if not hmac.compare_digest(rnd_a2, _rotl(rnd_a)):
+        raise CardAuthError("the card did not prove it holds the key (RndA mismatch)")
+    sv1, sv2 = session_vectors(rnd_a, rnd_b)
+    return Session(ti, key_no, aes_cmac(key, sv1), aes_cmac(key, sv2), pd_cap2, pcd_cap2)
+
+
+def mac_t(mac_key: bytes, data: bytes) -> bytes:
+    """Secure messaging's 8-byte MAC: bytes 1, 3, 5 … 15 of AES-CMAC(mac_key, data)."""
+    return aes_cmac(mac_key, data)[1::2]

@@ -1,0 +1,79 @@
+"""The EV2 card cryptography against NXP's published worked examples, byte for byte:
+AN10922 section 2.2.1 (AES-128 key diversification) and AN12196 (NTAG 424 DNA
+AuthenticateEV2First with key 0, Table 14; CommMode.MAC of GetFileSettings)."""
+
+import pytest
+
+from accessd.errors import CardAuthError
+from accessd.protocols import ev2
+
+h = bytes.fromhex
+
+
+def test_an10922_aes128_diversification_example():
+    master = h("00112233445566778899AABBCCDDEEFF")
+    key = ev2.diversify_aes128(master, uid=h("04782E21801D80"), aid=h("3042F5"),
+                               system=b"NXP Abu")              # 4E585020416275
+    assert key == h("A8DD63A3B89D54B37CA802473FDA9175")
+    # another card's UID gives another key: a cloned UID without its key is useless
+    assert ev2.diversify_aes128(master, uid=h("04782E21801D81"), aid=h("3042F5"),
+                                system=b"NXP Abu") != key
+
+
+def test_diversification_input_is_checked():
+    with pytest.raises(ValueError, match="1-31 bytes"):
+        ev2.diversify_aes128(bytes(16), uid=b"")
+    with pytest.raises(ValueError, match="got 32"):
+        ev2.diversify_aes128(bytes(16), uid=bytes(7), system=bytes(25))
+    with pytest.raises(ValueError, match="16 bytes, got 8"):
+        ev2.diversify_aes128(bytes(8), uid=bytes(7))
+    assert len(ev2.diversify_aes128(bytes(16), uid=bytes(7), system=bytes(24))) == 16  # 31
+
+
+RND_A = h("13C5DB8A5930439FC3DEF9A4C675360F")
+ENC_RND_B = h("A04C124213C186F22399D33AC2A30215")             # the card's 91AF answer
+CARD_ANSWER = h("3FA64DB5446D1F34CD6EA311167F5E4985B89690C04A05F17FA7AB2F08120663")
+
+
+def test_an12196_authenticate_ev2_first_key0():
+    key0 = bytes(16)
+    reply, rnd_b = ev2.ev2_first_reply(key0, ENC_RND_B, RND_A)
+    assert rnd_b == h("B9E2FC789B64BF237CCCAA20EC7E6E48")
+    assert reply == h("35C3E05A752E0144BAC0DE51C1F22C56B34408A23D8AEA266CAB947EA8E0118D")
+    sv1, sv2 = ev2.session_vectors(RND_A, rnd_b)
+    assert sv1 == h("A55A0001008013C56268A548D8FBBF237CCCAA20EC7E6E48C3DEF9A4C675360F")
+    assert sv2 == h("5AA50001008013C56268A548D8FBBF237CCCAA20EC7E6E48C3DEF9A4C675360F")
+    s = ev2.ev2_first_finish(key0, 0, RND_A, rnd_b, CARD_ANSWER)
+    assert (s.ti, s.pd_cap2, s.pcd_cap2) == (h("9D00C4DF"), bytes(6), bytes(6))
+    assert s.enc_key == h("1309C877509E5A215007FF0ED19CA564")
+    assert s.mac_key == h("4C6626F5E72EA694202139295C7A7FC7")
+    assert "1309" not in repr(s).upper() and "4C66" not in repr(s).upper()
+
+
+def test_a_card_without_the_key_is_refused():
+    # the reader holds key0; the card answers as if it held another key
+    _, rnd_b = ev2.ev2_first_reply(bytes(16), ENC_RND_B, RND_A)
+    with pytest.raises(CardAuthError, match="did not prove it holds the key"):
+        ev2.ev2_first_finish(bytes(16), 0, RND_A, rnd_b,
+                             ev2._cbc(h("00" * 15 + "01"), h("9D00C4DF") + RND_A[1:]
+                                      + RND_A[:1] + bytes(12), decrypt=False))
+    with pytest.raises(CardAuthError, match="did not prove"):   # a replayed answer
+        ev2.ev2_first_finish(bytes(16), 0, bytes(16), rnd_b, CARD_ANSWER)
+
+
+@pytest.mark.parametrize("answer, why", [(CARD_ANSWER[:31], "31 bytes, not 32"),
+                                         (b"", "0 bytes, not 32")])
+def test_a_cut_answer_is_refused(answer, why):
+    with pytest.raises(CardAuthError, match=why):
+        ev2.ev2_first_finish(bytes(16), 0, RND_A, bytes(16), answer)
+
+
+def test_a_cut_challenge_is_refused():
+    with pytest.raises(CardAuthError, match="15 bytes, not 16"):
+        ev2.ev2_first_reply(bytes(16), ENC_RND_B[:15], RND_A)
+
+
+def test_an12196_mac_of_get_file_settings():
+    # Cmd F5, CmdCtr 0000, TI 7A21085E, file 02 under SesAuthMACKey 8248134A...
+    mac_key = h("8248134A386E86EB7FAF54A52E536CB6")
+    assert ev2.mac_t(mac_key, h("F5" "0000" "7A21085E" "02")) == h("6597A457C8CD442C")
