@@ -77,3 +77,30 @@ def test_an12196_mac_of_get_file_settings():
     # Cmd F5, CmdCtr 0000, TI 7A21085E, file 02 under SesAuthMACKey 8248134A...
     mac_key = h("8248134A386E86EB7FAF54A52E536CB6")
     assert ev2.mac_t(mac_key, h("F5" "0000" "7A21085E" "02")) == h("6597A457C8CD442C")
+
+
+PICC = h("EF963FF7828658A599F3041510671E88")     # AN12196 3.4: e= of the SUN URL
+SDMMAC = h("94EED9EE65337086")                   # c=, MAC input starting at the MAC
+
+
+def test_an12196_sun_message_with_factory_keys():
+    sun = ev2.sun_verify(bytes(16), bytes(16), PICC, SDMMAC)
+    assert (sun.uid, sun.counter) == (h("04DE5F1EACC040"), 61)    # SDMReadCtr 3D0000
+
+
+@pytest.mark.parametrize("meta, file, picc, mac, why", [
+    (bytes(16), bytes(16), PICC, h("94EED9EE65337087"), "MAC does not match"),
+    (bytes(16), bytes(15) + b"\x01", PICC, SDMMAC, "MAC does not match"),  # another site
+    (bytes(15) + b"\x01", bytes(16), PICC, SDMMAC, "wrong SDM meta-read key"),
+    (bytes(16), bytes(16), PICC[:8], SDMMAC, "8 bytes, not 16"),
+    (bytes(16), bytes(16), PICC, SDMMAC[:4], "MAC does not match"),
+])
+def test_a_forged_or_foreign_sun_message_is_refused(meta, file, picc, mac, why):
+    with pytest.raises(CardAuthError, match=why):
+        ev2.sun_verify(meta, file, picc, mac)
+
+
+def test_the_sun_mac_covers_the_counter():
+    # the same card one read later: same UID, counter 62; the old MAC does not fit it
+    later = ev2.Sun(h("04DE5F1EACC040"), 62)
+    assert ev2.sdm_mac(bytes(16), later) != SDMMAC

@@ -9,6 +9,9 @@ or a MIFARE DESFire EV2/EV3 card and its reader compute, with no I/O.
   answer checked (it must hold the key: RndA comes back rotated) and the session
   keys derived (SV1/SV2 through AES-CMAC).
 - The truncated MAC of secure messaging (MACt: the odd bytes of the AES-CMAC).
+- NTAG 424 DNA Secure Unique NFC (SUN/SDM, AN12196 section 3.4): the encrypted
+  PICCData (UID and read counter) opened with the SDM meta-read key, and the SDMMAC
+  checked with a session key derived from the SDM file-read key, the UID and counter.
 
 Every function is checked byte for byte against the worked examples the application
 notes publish (tests/test_ev2_vectors.py). The APDU exchange and the card emulator
@@ -112,3 +115,45 @@ def ev2_first_finish(key: bytes, key_no: int, rnd_a: bytes, rnd_b: bytes,
 def mac_t(mac_key: bytes, data: bytes) -> bytes:
     """Secure messaging's 8-byte MAC: bytes 1, 3, 5 … 15 of AES-CMAC(mac_key, data)."""
     return aes_cmac(mac_key, data)[1::2]
+
+
+@dataclass(frozen=True)
+class Sun:
+    """What a verified SUN message says: the card's UID and its read counter."""
+    uid: bytes
+    counter: int
+
+
+def sun_picc(meta_key: bytes, enc_picc: bytes) -> Sun:
+    """Open encrypted PICCData: AES-CBC(IV 0) to PICCDataTag || UID || SDMReadCtr
+    (3 bytes, least significant first) || padding."""
+    _check_key(meta_key)
+    if len(enc_picc) != BLOCK:
+        raise CardAuthError(f"PICCData is {len(enc_picc)} bytes, not 16")
+    plain = _cbc(meta_key, enc_picc, decrypt=True)
+    tag = plain[0]
+    uid_len = tag & 0x0F
+    if not tag & 0x80 or uid_len != 7 or not tag & 0x40:
+        raise CardAuthError(f"PICCData tag {tag:02X}: not a 7-byte UID with a counter "
+                            "(wrong SDM meta-read key?)")
+    return Sun(plain[1:8], int.from_bytes(plain[8:11], "little"))
+
+
+def sdm_mac(file_key: bytes, sun: Sun, mac_input: bytes = b"") -> bytes:
+    """The SDMMAC over mac_input (the mirrored text before the MAC; empty when the MAC
+    input starts at the MAC), under the session key CMAC(file_key, SV2) with
+    SV2 = 3C C3 00 01 00 80 || UID || SDMReadCtr."""
+    _check_key(file_key)
+    sv2 = b"\x3c\xc3\x00\x01\x00\x80" + sun.uid + sun.counter.to_bytes(3, "little")
+    return mac_t(aes_cmac(file_key, sv2), mac_input)
+
+
+def sun_verify(meta_key: bytes, file_key: bytes, enc_picc: bytes, mac: bytes,
+               mac_input: bytes = b"") -> Sun:
+    """A SUN message checked: its UID and counter, or CardAuthError (a forged, altered
+    or foreign message). The caller refuses a counter not above the last it saw."""
+    sun = sun_picc(meta_key, enc_picc)
+    if len(mac) != 8 or not hmac.compare_digest(sdm_mac(file_key, sun, mac_input), mac):
+        raise CardAuthError("the SUN message's MAC does not match (forged, altered, or "
+                            "another site's card)")
+    return sun
