@@ -341,7 +341,8 @@ def wait_listening(proc: subprocess.Popen, port: int, timeout: float, name: str)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited: {proc.stderr.read().decode()}")
+            said = proc.stderr.read().decode() if proc.stderr else "(see its log)"
+            raise RuntimeError(f"{name} exited: {said}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
@@ -597,16 +598,20 @@ class Postgres:
             self._rm(self.dir, ignore_errors=True)
             raise RuntimeError(f"initdb failed: {init.stderr.decode()[-500:]}")
         self.port = free_tcp_port()
-        self.proc = subprocess.Popen(
-            [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **run_as)
+        # its log to a file: a pipe nobody reads would stall the server once full
+        self.log = self.dir / "server.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
+                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+                stdout=subprocess.DEVNULL, stderr=log, **run_as)
         try:
             wait_listening(self.proc, self.port, 30, "postgres")
-        except RuntimeError:
+        except RuntimeError as exc:
+            said = self.log.read_text(errors="replace")[-500:]
             self.stop()
-            raise
+            raise RuntimeError(f"{exc}\n{said}") from None
         self._n = 0
 
     def url(self, database: str = "postgres", *, password: bool = True) -> str:

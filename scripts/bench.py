@@ -610,7 +610,6 @@ def bench_live(directory: Path, n: int = 10_000, taps: int = 500,
     return res
 
 
-
 def _estate_files(blocks: int = 25, doors: int = 9, residents: int = 5000):
     """The doors file (blocks groups of `doors` doors) and a residents file (a fob
     each, by its full EM ID, granted their block)."""
@@ -674,20 +673,20 @@ def bench_estate(directory: Path, database: str, *, residents: int = 5000,
         doors_csv, people_csv = _estate_files(residents=residents)
         t0 = time.monotonic()
         rep = import_doors(site, doors_csv)
-        res[f"door_import_{rep.doors_added}"] = {"seconds": round(time.monotonic() - t0, 2),
-                                  "doors": rep.doors_added, "groups": rep.groups_added}
+        res[f"door_import_{rep.doors_added}"] = {
+            "seconds": round(time.monotonic() - t0, 2), "doors": rep.doors_added,
+            "groups": rep.groups_added}
         t0 = time.monotonic()
         rep = csvimport.import_csv(site, people_csv)
-        res[f"import_{residents}_residents"] = {"seconds": round(time.monotonic() - t0, 2),
-                                        "people": rep.people_added,
-                                        "credentials": rep.credentials_added,
-                                        "errors": len(rep.errors)}
+        res[f"import_{residents}_residents"] = {
+            "seconds": round(time.monotonic() - t0, 2), "people": rep.people_added,
+            "credentials": rep.credentials_added, "errors": len(rep.errors)}
         store = FileStore(directory / f"store-{database}")
         t0 = time.monotonic()
         out = publish(site, store)
-        res[f"publish_{len(out)}_groups"] = {"seconds": round(time.monotonic() - t0, 2),
-                                    "groups": len(out),
-                                    "credentials": sum(r["credentials"] for r in out)}
+        res[f"publish_{len(out)}_groups"] = {
+            "seconds": round(time.monotonic() - t0, 2), "groups": len(out),
+            "credentials": sum(r["credentials"] for r in out)}
         doors = [d["id"] for d in site.doors()]
         for door in doors:
             _door_batches(store, door, events)
@@ -701,7 +700,7 @@ def bench_estate(directory: Path, database: str, *, residents: int = 5000,
         t0 = time.monotonic()
         doc = doctor(site)
         res[f"site_doctor_{len(doc)}"] = {"seconds": round(time.monotonic() - t0, 2),
-                                  "doors": len(doc)}
+                                          "doors": len(doc)}
         site.close()
     finally:
         if server:

@@ -34,3 +34,14 @@ class SiteLocation:
     def open(self):
         from accessd.site.db import SiteDB
         return SiteDB.open(self.dir, self.url)
+
+
+def setup_site(site_dir, *args) -> str:
+    """A setup step before the test proper: accessctl --site DIR ... in this process
+    (CliRunner, no process start-up); it must succeed. Returns what it printed."""
+    from click.testing import CliRunner
+
+    from accessd.cli import accessctl
+    r = CliRunner().invoke(accessctl.main, ["--site", str(site_dir), *args])
+    assert r.exit_code == 0, r.output
+    return r.stdout

@@ -14,10 +14,8 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from accessd.cli import accessctl
 from accessd.live import commands as wire
 from accessd.site import broker as site_broker
 from accessd.site.db import SiteDB
@@ -26,7 +24,7 @@ from accessd.storage.keys import write_key_file
 from accessd.sync.token import issue
 from accessd.testing import DaemonProcess, Mosquitto, free_tcp_port, write_sim_config
 
-from .helpers import wait_until
+from .helpers import setup_site, wait_until
 
 UID = "04A1B2C3"
 
@@ -61,9 +59,7 @@ class Estate:
         self.doors = {}
 
     def setup_ctl(self, *args) -> str:
-        r = CliRunner().invoke(accessctl.main, ["--site", str(self.site_dir), *args])
-        assert r.exit_code == 0, r.output
-        return r.stdout
+        return setup_site(self.site_dir, *args)
 
     def ctl(self, *args, ok=True, stdin=None):
         r = run("--site", str(self.site_dir), *args, stdin=stdin)

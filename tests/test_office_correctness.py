@@ -12,15 +12,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from accessd.cli import accessctl
 from accessd.core import when
 from accessd.site.db import SiteDB
 from accessd.site.publish import door_keys
 from accessd.storage.keys import write_key_file
 from accessd.sync.door import reply_seconds
 from accessd.testing import DaemonProcess, write_sim_config
+
+from .helpers import setup_site
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,10 +41,8 @@ def office(tmp_path):
             assert (r.returncode == 0) == ok, r.stdout + r.stderr
         return r
 
-    def setup(*args):             # the steps before the test: in this process
-        r = CliRunner().invoke(accessctl.main, ["--site", str(site_dir), *args])
-        assert r.exit_code == 0, r.output
-        return r.stdout
+    def setup(*args):
+        return setup_site(site_dir, *args)
 
     setup("site", "init", "riverside")
     setup("site", "timezone", "Europe/Oslo")

@@ -123,6 +123,18 @@ def test_a_failed_step_inside_a_transaction_saves_nothing_even_if_caught(site):
     assert sorted(p.name for p in site.people()) == ["Yan", "Zed"]
 
 
+def test_a_taken_card_inside_a_larger_change_names_its_holder(site):
+    """Found before the insert, not from a failed one (which would end a PostgreSQL
+    transaction and leave no way to ask whose it is)."""
+    a, b = site.person_add("Anna", "1A", "resident"), site.person_add("Bo", "1B", "resident")
+    site.credential_add(a, "nfc", "04A1B2C3")
+    with pytest.raises(StoreError, match=r"that nfc is already enrolled to Anna \(1A\)"):
+        with site.db.atomic():
+            site.grant(b, "bldg-a")
+            site.credential_add(b, "nfc", "04A1B2C3")
+    assert site.grants(b) == []                         # the larger change is not half-saved
+
+
 def test_header_errors(site):
     rows, errors = csvimport.parse("name,flat,role\nA,1,resident\n", site)
     assert errors == [(1, "header: missing column(s) unit; unknown column(s) flat (columns: "

@@ -119,8 +119,9 @@ def mac_t(mac_key: bytes, data: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Sun:
-    """What a verified SUN message says: the card's UID and its read counter."""
-    uid: bytes
+    """What a verified SUN message says: the card's UID (never in repr or a log) and
+    its read counter."""
+    uid: bytes = field(repr=False)
     counter: int
 
 

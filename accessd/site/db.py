@@ -529,17 +529,17 @@ class SiteDB:
                "lookup": digest, "fingerprint": fingerprint(digest), "assurance": ASSURANCE[kind],
                "valid_from": valid_from, "valid_until": valid_until, "status": "active",
                "created": time.time(), "duress": int(duress), "max_uses": max_uses}
-        try:
-            # under the write lock: no other terminal enrols between the check and this
-            with self.db.atomic():
-                aliases = self._check_new(kind, value)
+        # under the write lock: no other terminal enrols between the checks and this
+        with self.db.atomic():
+            aliases = self._check_new(kind, value)
+            other = self.db.execute("SELECT id, person_id FROM credentials WHERE lookup = ?",
+                                    [digest]).fetchone()
+            if other is None:
                 self.db.insert("credentials", row)
                 self.db.insert_all("credential_aliases", (
                     {"credential_id": row["id"], "family": family, "lookup": lookup}
                     for family, lookup in aliases))
-        except Conflict:
-            other = self.db.execute("SELECT id, person_id FROM credentials WHERE lookup = ?",
-                                    [digest]).fetchone()
+        if other is not None:
             if kind == "pin":
                 # Never say whose: the clerk would learn another resident's PIN. An
                 # administrator can see the clash (accessctl audit) and ask that
@@ -551,9 +551,9 @@ class SiteDB:
                            "refused (ask the holder to change it if it may be known)")
                 raise StoreError("this PIN cannot be used: choose another one (PINs are "
                                  "unique on a site; an administrator can see the clash "
-                                 "with 'accessctl audit')") from None
+                                 "with 'accessctl audit')")
             raise StoreError(f"that {kind} is already enrolled to "
-                             f"{self.label(self.person(other[1]))} ({other[0]})") from None
+                             f"{self.label(self.person(other[1]))} ({other[0]})")
         return {k: v for k, v in row.items() if k != "lookup"}
 
     def credential_check(self, kind: str, value: str) -> None:

@@ -16,6 +16,8 @@ from ..storage.eventlog import GENESIS, record_hash, utc_iso
 from .db import SiteDB
 
 COLS = ("seq", "ts", "door", "kind", "credential", "reason", "detail", "prev_hash", "hash")
+_SEQ, _TS, _KIND, _REASON, _HASH = (COLS.index(c) for c in ("seq", "ts", "kind", "reason",
+                                                           "hash"))
 
 
 def _well_typed(r: dict) -> bool:
@@ -89,8 +91,8 @@ def pull(site: SiteDB, store, *, progress=None) -> dict[str, DoorIntake]:
             _store(site, name, door, log_id, checked, rep)
             site.db.execute("INSERT INTO batches (name, door, first, last, pulled, log, sha256, "
                             "tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [name, door, checked[0][0] if checked else 0,
-                             checked[-1][0] if checked else 0, time.time(), log_id,
+                            [name, door, checked[0][_SEQ] if checked else 0,
+                             checked[-1][_SEQ] if checked else 0, time.time(), log_id,
                              sha256(data).hexdigest(), tag])
         rep.batches += 1
         if log_id not in rep.logs:
@@ -152,10 +154,6 @@ def _checked(name: str, door: str, log_id: str, r, rep: DoorIntake) -> list | No
     except (KeyError, TypeError):
         rep.bad.append((0, f"{name}: a record lacks a field"))
         return None
-
-
-_SEQ, _TS, _KIND, _REASON, _HASH = (COLS.index(c) for c in ("seq", "ts", "kind", "reason",
-                                                           "hash"))
 
 
 def _store(site: SiteDB, name: str, door: str, log_id: str, records: list[list],

@@ -109,25 +109,24 @@ class Database:
         raise NotImplementedError
         yield
 
+    @staticmethod
+    def _insert_sql(table: str, cols: list[str]) -> str:
+        return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
     def insert(self, table: str, row: dict) -> None:
-        cols = list(row)
-        self.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
-                     f"({', '.join('?' * len(cols))})", [row[c] for c in cols])
+        self.execute(self._insert_sql(table, list(row)), list(row.values()))
 
     def insert_all(self, table: str, rows) -> None:
         rows = list(rows)
         if not rows:
             return
         cols = list(rows[0])
-        self.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
-                         f"({', '.join('?' * len(cols))})", [[r[c] for c in cols] for r in rows])
+        self.executemany(self._insert_sql(table, cols), [[r[c] for c in cols] for r in rows])
 
     def upsert(self, table: str, row: dict, pk: str) -> None:
-        cols = list(row)
-        sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c != pk)
-        self.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
-                     f"({', '.join('?' * len(cols))}) ON CONFLICT ({pk}) DO UPDATE SET {sets}",
-                     [row[c] for c in cols])
+        sets = ", ".join(f"{c} = excluded.{c}" for c in row if c != pk)
+        self.execute(f"{self._insert_sql(table, list(row))} ON CONFLICT ({pk}) DO UPDATE "
+                     f"SET {sets}", list(row.values()))
 
     def count(self, table: str) -> int:
         return self.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
