@@ -104,3 +104,87 @@ def test_the_sun_mac_covers_the_counter():
     # the same card one read later: same UID, counter 62; the old MAC does not fit it
     later = ev2.Sun(h("04DE5F1EACC040"), 62)
     assert ev2.sdm_mac(bytes(16), later) != SDMMAC
+
+
+# ---- secure messaging: AN12196 tables 18, 19, 26 and 27 ------------------------------
+
+def _channel(ti: str, enc: str, mac: str, counter: int) -> ev2.Channel:
+    return ev2.Channel(ev2.Session(h(ti), 0, h(enc), h(mac)), counter)
+
+
+AUTH0 = ("9D00C4DF", "1309C877509E5A215007FF0ED19CA564", "4C6626F5E72EA694202139295C7A7FC7")
+
+
+def test_an12196_change_file_settings_commmode_full():
+    ch = _channel(*AUTH0, counter=1)
+    assert ch.iv_cmd() == h("3E27082AB2ACC1EF55C57547934E9962")
+    apdu = ch.wrap_full(0x5F, h("02"), h("4000E0C1F121200000430000430000"))
+    assert apdu == h("905F0000190261B6D97903566E84C3AE5274467E89EAD799B7C1A0EF7A0400")
+    assert ch.open_response(0x00, h("57BFF87B1241E93D")) == b""
+    assert ch.counter == 2
+
+
+def test_an12196_write_data_commmode_full_iv():
+    assert _channel(*AUTH0, counter=0).iv_cmd() == h("D2CB7277A17841A06654A48188C1F8F5")
+
+
+def test_a_response_with_a_wrong_mac_is_refused_and_the_counter_stays():
+    ch = _channel(*AUTH0, counter=1)
+    with pytest.raises(CardAuthError, match="wrong MAC"):
+        ch.open_response(0x00, h("57BFF87B1241E93E"))
+    with pytest.raises(CardAuthError, match="too short"):
+        ch.open_response(0x00, h("57BF"))
+    assert ch.counter == 1
+    # the same answer one command later is another session's: refused
+    with pytest.raises(CardAuthError):
+        _channel(*AUTH0, counter=2).open_response(0x00, h("57BFF87B1241E93D"))
+
+
+CHANGE = ("7614281A", "4CF3CB41A22583A61E89B158D252FC53", "5529860B2FC5FB6154B7F28361D30BF9")
+
+
+def test_an12196_change_key_of_another_key():
+    new = h("F3847D627727ED3BC9C4CC050489B966")
+    assert ev2.crc32_nk(new) == h("789DFADC")
+    data = ev2.change_key_data(2, 0, new, bytes(16), 1)
+    assert ev2.pad_m2(data) == h("F3847D627727ED3BC9C4CC050489B96601789DFADC8000000000000000000000")
+    ch = _channel(*CHANGE, counter=2)
+    assert ch.iv_cmd() == h("307EDE1814707F30CFE603DD6CA62353")
+    assert ch.wrap_full(0xC4, h("02"), data) == h(
+        "90C4000029022CF362B7BF4311FF3BE1DAA295E8C68DE09050560D19B9E16C2393AE9CD1FAC75D0CE20B"
+        "CD1D06E600")
+    ch.open_response(0x00, h("203BB55D1089D587"))
+    assert ch.counter == 3
+
+
+def test_an12196_change_key_of_the_authenticated_key():
+    data = ev2.change_key_data(0, 0, h("5004BF991F408672B1EF00F08F9E8647"), None, 1)
+    ch = _channel(*CHANGE, counter=3)
+    assert ch.iv_cmd() == h("01602D579423B2797BE8B478B0B4D27B")
+    assert ch.wrap_full(0xC4, h("00"), data) == h(
+        "90C400002900C0EB4DEEFEDDF0B513A03A95A75491818580503190D4D05053FF75668A01D6FDA661023"
+        "4BDED643200")
+    with pytest.raises(ValueError, match="old value"):
+        ev2.change_key_data(2, 0, bytes(16), None, 1)
+
+
+def test_the_card_side_opens_what_the_reader_side_wraps():
+    reader, card = _channel(*AUTH0, counter=5), _channel(*AUTH0, counter=5)
+    apdu = reader.wrap_full(0x8D, h("02000000050000"), b"hello")
+    header, data = card.open_command(0x8D, apdu[5:-1], 7, full=True)
+    assert (header, data) == (h("02000000050000"), b"hello")
+    answer = card.seal_response(0x00, b"uid-ish", full=True)
+    assert reader.open_response(0x00, answer, full=True) == b"uid-ish"
+    assert reader.counter == card.counter == 6
+    tampered = bytearray(apdu[5:-1])
+    tampered[9] ^= 1
+    with pytest.raises(CardAuthError, match="MAC"):
+        card.open_command(0x8D, bytes(tampered), 7, full=True)
+
+
+def test_m2_padding():
+    assert ev2.pad_m2(b"") == h("80") + bytes(15)
+    assert len(ev2.pad_m2(bytes(16))) == 32
+    assert ev2.unpad_m2(ev2.pad_m2(h("0100"))) == h("0100")
+    with pytest.raises(CardAuthError, match="padded"):
+        ev2.unpad_m2(bytes(16))

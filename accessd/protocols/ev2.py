@@ -8,7 +8,10 @@ or a MIFARE DESFire EV2/EV3 card and its reader compute, with no I/O.
   9.1.5): the reader's second message from the card's encrypted RndB, then the card's
   answer checked (it must hold the key: RndA comes back rotated) and the session
   keys derived (SV1/SV2 through AES-CMAC).
-- The truncated MAC of secure messaging (MACt: the odd bytes of the AES-CMAC).
+- The truncated MAC of secure messaging (MACt: the odd bytes of the AES-CMAC), and
+  secure messaging itself (`Channel`): CommMode.MAC and CommMode.Full commands and
+  responses, both the reader's side and the card's, with the command counter.
+- ChangeKey's command data (the new key XOR the old one, its version and NXP's CRC32).
 - NTAG 424 DNA Secure Unique NFC (SUN/SDM, AN12196 section 3.4): the encrypted
   PICCData (UID and read counter) opened with the SDM meta-read key, and the SDMMAC
   checked with a session key derived from the SDM file-read key, the UID and counter.
@@ -21,6 +24,7 @@ that use them are separate modules.
 from __future__ import annotations
 
 import hmac
+import zlib
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import cmac
@@ -38,10 +42,10 @@ def aes_cmac(key: bytes, data: bytes) -> bytes:
     return c.finalize()
 
 
-def _cbc(key: bytes, data: bytes, *, decrypt: bool) -> bytes:
+def _cbc(key: bytes, data: bytes, *, decrypt: bool, iv: bytes = _IV0) -> bytes:
     if len(data) % BLOCK:
         raise CardAuthError(f"{len(data)} bytes is not a whole number of AES blocks")
-    c = Cipher(algorithms.AES(key), modes.CBC(_IV0))
+    c = Cipher(algorithms.AES(key), modes.CBC(iv))
     op = c.decryptor() if decrypt else c.encryptor()
     return op.update(data) + op.finalize()
 
@@ -158,3 +162,116 @@ def sun_verify(meta_key: bytes, file_key: bytes, enc_picc: bytes, mac: bytes,
         raise CardAuthError("the SUN message's MAC does not match (forged, altered, or "
                             "another site's card)")
     return sun
+
+
+# ---- secure messaging ----------------------------------------------------------------
+
+def pad_m2(data: bytes) -> bytes:
+    """ISO/IEC 9797-1 padding method 2: 80 then zeros to a whole block (always added)."""
+    return data + b"\x80" + bytes(-(len(data) + 1) % BLOCK)
+
+
+def unpad_m2(data: bytes) -> bytes:
+    stripped = data.rstrip(b"\x00")
+    if not stripped.endswith(b"\x80") or len(data) - len(stripped) >= BLOCK:
+        raise CardAuthError("decrypted data is not padded as it should be (wrong session?)")
+    return stripped[:-1]
+
+
+def crc32_nk(data: bytes) -> bytes:
+    """NXP's CRC32 for ChangeKey: IEEE 802.3 without the final complement, LSB first."""
+    return ((~zlib.crc32(data)) & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def change_key_data(key_no: int, auth_key_no: int, new: bytes, old: bytes | None,
+                    version: int) -> bytes:
+    """ChangeKey's plain command data: for the key authenticated with, the new key and
+    its version; for another key, (new XOR old) || version || CRC32NK(new)."""
+    _check_key(new)
+    if key_no == auth_key_no:
+        return new + bytes([version])
+    if old is None:
+        raise ValueError("changing a key other than the authenticated one needs its old value")
+    _check_key(old)
+    return bytes(a ^ b for a, b in zip(new, old)) + bytes([version]) + crc32_nk(new)
+
+
+def native_apdu(cmd: int, data: bytes = b"") -> bytes:
+    """A native command wrapped in ISO 7816-4: 90 cmd 00 00 [Lc data] 00."""
+    return bytes([0x90, cmd, 0, 0]) + (bytes([len(data)]) + data if data else b"") + b"\x00"
+
+
+class Channel:
+    """Secure messaging over an authenticated session, as both ends compute it.
+
+    Every command and its response advance the command counter by one. A reader
+    wraps commands (`wrap_mac`, `wrap_full`) and opens responses (`open_response`);
+    an emulated card checks commands (`open_command`) and seals its answers
+    (`seal_response`). A failed check raises CardAuthError and does not advance
+    the counter.
+    """
+
+    def __init__(self, session: Session, counter: int = 0):
+        self.session = session
+        self.counter = counter
+
+    def _iv(self, label: bytes, counter: int) -> bytes:
+        block = label + self.session.ti + counter.to_bytes(2, "little") + bytes(8)
+        return _cbc(self.session.enc_key, block, decrypt=False)
+
+    def iv_cmd(self) -> bytes:
+        return self._iv(b"\xa5\x5a", self.counter)
+
+    def iv_resp(self) -> bytes:
+        return self._iv(b"\x5a\xa5", self.counter + 1)
+
+    def _cmd_mac(self, cmd: int, body: bytes) -> bytes:
+        return mac_t(self.session.mac_key, bytes([cmd]) + self.counter.to_bytes(2, "little")
+                     + self.session.ti + body)
+
+    def _resp_mac(self, status: int, body: bytes) -> bytes:
+        return mac_t(self.session.mac_key, bytes([status]) +
+                     (self.counter + 1).to_bytes(2, "little") + self.session.ti + body)
+
+    # reader side
+    def wrap_mac(self, cmd: int, header: bytes = b"", data: bytes = b"") -> bytes:
+        return native_apdu(cmd, header + data + self._cmd_mac(cmd, header + data))
+
+    def wrap_full(self, cmd: int, header: bytes = b"", data: bytes = b"") -> bytes:
+        enc = (_cbc(self.session.enc_key, pad_m2(data), decrypt=False, iv=self.iv_cmd())
+               if data else b"")
+        return native_apdu(cmd, header + enc + self._cmd_mac(cmd, header + enc))
+
+    def open_response(self, status: int, body: bytes, *, full: bool = False) -> bytes:
+        """A response (data and MAC, status word removed) checked: its plain data."""
+        if len(body) < 8:
+            raise CardAuthError(f"the card's answer is {len(body)} bytes, too short for its MAC")
+        data, mac = body[:-8], body[-8:]
+        if not hmac.compare_digest(self._resp_mac(status, data), mac):
+            raise CardAuthError("the card's answer has a wrong MAC (altered or another session)")
+        if full and data:
+            data = unpad_m2(_cbc(self.session.enc_key, data, decrypt=True, iv=self.iv_resp()))
+        self.counter += 1
+        return data
+
+    # card side
+    def open_command(self, cmd: int, body: bytes, header_len: int, *,
+                     full: bool = False) -> tuple[bytes, bytes]:
+        """A command's (header, plain data), its MAC checked."""
+        if len(body) < header_len + 8:
+            raise CardAuthError("command too short for its MAC")
+        payload, mac = body[:-8], body[-8:]
+        if not hmac.compare_digest(self._cmd_mac(cmd, payload), mac):
+            raise CardAuthError("command MAC does not match")
+        header, data = payload[:header_len], payload[header_len:]
+        if full and data:
+            data = unpad_m2(_cbc(self.session.enc_key, data, decrypt=True, iv=self.iv_cmd()))
+        return header, data
+
+    def seal_response(self, status: int, data: bytes = b"", *, full: bool = False) -> bytes:
+        """The card's answer (data || MAC) to the command just opened; advances the counter."""
+        if full and data:
+            data = _cbc(self.session.enc_key, pad_m2(data), decrypt=False, iv=self.iv_resp())
+        out = data + self._resp_mac(status, data)
+        self.counter += 1
+        return out
