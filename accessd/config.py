@@ -95,6 +95,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "unsynced_clock": ((str,), "residents"),   # deny | residents | trust
         "card_pin": ((str,), "never"),             # never | always | a schedule's name
         "card_pin_timeout_seconds": ((int, float), 10.0),
+        "high_assurance": ((str,), "never"),       # never | always | a schedule's name
         "held_open_schedule": ((str,), ""),       # a schedule that holds the door open
     },
     "pin": {
@@ -207,6 +208,7 @@ class PolicyConfig:
     unsynced_clock: str
     card_pin: str
     card_pin_timeout_seconds: float
+    high_assurance: str
     held_open_schedule: str
 
 
@@ -505,9 +507,10 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
                 "stranger_window_seconds", "temporary_max_age_hours"):
         _positive(path, f"policy.{key}", po[key])
     _choice(path, "policy.unsynced_clock", po["unsynced_clock"], ("deny", "residents", "trust"))
-    if not re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$", po["card_pin"]):
-        raise _err(path, "policy.card_pin", "must be never, always, or a schedule's name, got "
-                                            f"{po['card_pin']!r}")
+    for key in ("card_pin", "high_assurance"):
+        if not re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$", po[key]):
+            raise _err(path, f"policy.{key}", "must be never, always, or a schedule's name, "
+                                              f"got {po[key]!r}")
     _positive(path, "policy.card_pin_timeout_seconds", po["card_pin_timeout_seconds"])
     if po["held_open_schedule"] and not re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$",
                                                  po["held_open_schedule"]):

@@ -186,8 +186,20 @@ class Controller:
         try:
             if what in ("tap", "fob"):
                 field, kind = ("uid", "nfc") if what == "tap" else ("number", "fob")
+                card = None
+                if what == "tap" and req.get("card") is not None:  # an emulated secure card
+                    from .protocols.cards import Ntag424Card
+                    card = Ntag424Card.from_image(req["card"])
+                    req = {**req, "uid": card.uid.hex()}
                 value = normalize(kind, _field(req, field))
-                self._sim_reader(req, what).sim_present(kind, value, fut)
+                reader = self._sim_reader(req, what)
+                if card is not None:
+                    if reader.kind != "nfc":
+                        raise ProtocolError(f"reader {reader.name!r} ({reader.kind}) cannot "
+                                            "talk to a secure card: use an nfc reader on udp")
+                    reader.sim_present(kind, value, fut, card=card)
+                    return {**self._wait(fut), "card": card.image()}
+                reader.sim_present(kind, value, fut)
             elif what == "pin":
                 keys = _field(req, "keys")
                 if not keys or any(k not in KEYS for k in keys) or len(keys) > 32:

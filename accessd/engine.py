@@ -173,7 +173,8 @@ class Engine(CoreLoop):
         wall = self.clock.wall()
         at = access.Situation(self.mode, wall, self.whitelist.policy,
                               self.whitelist.age_hours(wall), self._clock_synced(), unreadable)
-        outcome = access.present(self.access, access.Presented(item.reader, item.kind, fp),
+        outcome = access.present(self.access, access.Presented(item.reader, item.kind, fp,
+                                                               item.assurance, item.refusal),
                                  record, at, self.access_cfg, now)
         self._carry_out(outcome, now, item, captured)
 

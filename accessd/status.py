@@ -34,8 +34,13 @@ def door_status(engine) -> dict:
                 "degraded": logw.degraded_since is not None, "error": logw.last_error},
         "readers": engine.readers_health(),
         "clock": {**engine.clock.sync_state().as_dict(), "policy": cfg.policy.unsynced_clock},
-        "assurance_note": "NFC UIDs, 125 kHz fobs and PINs are low-assurance "
-                          "credentials: they can be cloned or observed.",
+        "assurance": {"high": ["secure NFC cards (NTAG 424 DNA), checked with their own keys"],
+                      "low": ["NFC UIDs", "125 kHz fobs", "Wiegand card numbers", "PINs"],
+                      "required": cfg.policy.high_assurance},
+        "assurance_note": "NFC UIDs, 125 kHz fobs, Wiegand numbers and PINs are "
+                          "low-assurance credentials: they can be cloned or observed. Secure "
+                          "cards (NTAG 424 DNA) are high: they prove their keys. High "
+                          f"assurance required: {cfg.policy.high_assurance}.",
     }
 
 

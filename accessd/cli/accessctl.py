@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import click
 from rich.table import Table
 
 from .. import __version__
 from ..config import DEFAULT_CONFIG
-from ..core.credentials import KINDS, normalize
-from ..errors import CredentialFormatError
+from ..core.credentials import KINDS, SECURE_CARDS, normalize
+from ..errors import CredentialFormatError, StoreError
 from ..storage import eventlog as evlog
 from ..storage.crypto import fingerprint
 from ..storage.keys import generate, write_key_file
@@ -84,7 +85,9 @@ def keys_init(obj: Ctx) -> None:
 
 # ---- enrolment ------------------------------------------------------------
 @main.command()
-@click.option("--kind", type=click.Choice(KINDS), required=True, help="Credential kind.")
+@click.option("--kind", type=click.Choice(KINDS + SECURE_CARDS), required=True,
+              help="Credential kind; ntag424: personalise a blank NTAG 424 DNA on the office "
+                   "reader (--site, --nfc-reader) as a high-assurance card.")
 @click.option("--holder", help="At a door (without --site): who holds it, an id from the "
                                 "office, e.g. 12A-1.")
 @click.option("--person", help="At the office (--site): the person it belongs to.")
@@ -128,7 +131,13 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capt
       accessctl enroll --kind pin --holder 12A-1
       accessctl --site /srv/site enroll --person p1a2b3c4 --kind nfc --nfc-reader usb
       accessctl --site /srv/site enroll --person p1a2b3c4 --kind fob --capture-at front
+      accessctl --site /srv/site enroll --person p1a2b3c4 --kind ntag424 --nfc-reader usb
     """
+    if kind in SECURE_CARDS:
+        _enroll_secure(obj, kind, person, holder, nfc_reader, capture_timeout, valid_from,
+                       valid_until, force, as_json,
+                       others=value or capture or capture_at or pin_stdin or duress)
+        return
     if obj.site_dir:
         if not person or holder:
             raise click.UsageError("with --site, name the --person (not --holder)")
@@ -168,6 +177,42 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capt
     _out(as_json, result, lambda: click.echo(
         f"enrolled {kind} {rec.credential_id} ({fp}) for {rec.holder}"
         + _validity_words(vf, vu, None)))
+
+
+def _enroll_secure(obj: Ctx, kind, person, holder, nfc_reader, timeout, valid_from,
+                   valid_until, force, as_json, others) -> None:
+    """Personalise a blank secure card on the office reader and enrol it (high)."""
+    from ..site import secure_cards
+    if not obj.site_dir or not person or holder:
+        raise click.UsageError(f"--kind {kind} is enrolled at the office: give --site and "
+                               "--person")
+    if not nfc_reader:
+        raise click.UsageError(f"--kind {kind} needs the office's --nfc-reader: the card is "
+                               "personalised on it")
+    if others:
+        raise click.UsageError(f"--kind {kind} takes its UID from the card itself (no --uid, "
+                               "--capture, --capture-at, --pin-stdin or --duress)")
+    site = site_of(obj)
+    who = site.person(person)
+    vf, vu = _validity(valid_from, valid_until, site.timezone, force)
+    master = site.card_master()
+
+    def free(value: str) -> None:
+        holder_id = site.credential_holder("nfc", value)
+        if holder_id is not None:
+            raise StoreError(f"that card is already enrolled to "
+                             f"{site.label(site.person(holder_id))}")
+        site.credential_check("nfc", value)
+
+    click.echo(f"hold the blank card on the reader (waiting {timeout} s)...", err=True)
+    value, keys, done = secure_cards.on_office_reader(
+        nfc_reader, timeout, lambda tag, uid: secure_cards.personalise(tag, uid, master, free))
+    rec = site.credential_add(who.id, "nfc", value, valid_from=vf, valid_until=vu,
+                              card=(kind, keys.to_hex()))
+    _out(as_json, {**rec, "card": kind, "done": done}, lambda: click.echo(
+        f"enrolled {kind} card {rec['id']} ({rec['fingerprint']}, assurance high; card "
+        f"{done}) for {site.label(who)}" + _validity_words(vf, vu, site.timezone)
+        + "; run 'accessctl publish' to update the doors"))
 
 
 def _validity(valid_from, valid_until, tz, force) -> tuple[float | None, float | None]:
@@ -268,6 +313,52 @@ def _read_office_nfc(path: str, timeout: float) -> str:
     if not tag:
         fail("no card was presented in time")
     return bytes(tag.identifier).hex().upper()
+
+
+@main.group("card")
+def card_group() -> None:
+    """Secure cards (NTAG 424 DNA) on the office's NFC reader.
+
+    \b
+    Example:
+      accessctl --site /srv/site card check --nfc-reader usb
+    """
+
+
+@card_group.command("check")
+@click.option("--nfc-reader", required=True, help="The office's NFC reader (an nfcpy path, "
+                                                  "e.g. usb or tty:USB0:pn532).")
+@click.option("--timeout", default=30, show_default=True, type=click.IntRange(1, 600),
+              help="Seconds to wait for a card.")
+@json_opt
+@click.pass_obj
+def card_check(obj: Ctx, nfc_reader, timeout, as_json) -> None:
+    """Read a card's state back: blank (factory keys, ready to enrol), this site's
+    (its keys, SUN message and door key check out; its read counter, and who it is
+    enrolled to), or foreign (keys unknown here).
+
+    \b
+    Example:
+      accessctl --site /srv/site card check --nfc-reader usb
+    """
+    from ..site import secure_cards
+    site = site_of(obj) if obj.site_dir else None
+    master = site.card_master() if site is not None else None
+    click.echo(f"hold the card on the reader (waiting {timeout} s)...", err=True)
+    doc = secure_cards.on_office_reader(
+        nfc_reader, timeout,
+        lambda tag, uid: {**secure_cards.check(tag, uid, master), "uid": uid.hex().upper()})
+    uid = doc.pop("uid")
+    if site is not None:
+        doc["fingerprint"] = site.fingerprint("nfc", uid)
+        pid = site.credential_holder("nfc", uid)
+        doc["enrolled_to"] = site.label(site.person(pid)) if pid else None
+    _out(as_json, doc, lambda: click.echo(
+        f"{doc['state']}: {doc['detail']}"
+        + (f"; read counter {doc['counter']}" if "counter" in doc else "")
+        + (f"; card {doc['fingerprint']}" if "fingerprint" in doc else "")
+        + (f", enrolled to {doc['enrolled_to']}" if doc.get("enrolled_to") else
+           (", not enrolled" if site is not None else ""))))
 
 
 @main.command("list")
@@ -588,18 +679,115 @@ reader_opt = click.option("--reader", help="Which simulated reader (default: the
 
 
 @sim.command()
-@click.argument("uid")
+@click.argument("uid", required=False)
+@click.option("--card", "card_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Tap this simulated secure card instead (a file from 'sim card new'; its "
+                   "read counter is written back). Needs an nfc reader on udp.")
 @reader_opt
 @json_opt
 @click.pass_obj
-def tap(obj, uid, reader, as_json):
-    """Tap an NFC card with this UID.
+def tap(obj, uid, card_file, reader, as_json):
+    """Tap an NFC card with this UID, or a simulated secure card.
+
+    \b
+    Examples:
+      accessctl sim tap 04A1B2C3
+      accessctl sim tap --card resident.card
+    """
+    if (uid is None) == (card_file is None):
+        raise click.UsageError("give a UID or --card FILE")
+    req = {"input": "tap", **({"reader": reader} if reader else {})}
+    if card_file is None:
+        _sim(obj, {**req, "uid": uid}, as_json)
+        return
+    image = _card_image(card_file)
+    with obj.client() as c:
+        r = c.request({"op": "sim", **req, "card": image})
+    if isinstance(r, dict) and isinstance(r.get("card"), dict):
+        _write_card_image(card_file, r.pop("card"))
+    r = _reply(r)
+    _out(as_json, r, lambda: click.echo(sim_words(r)))
+
+
+def _card_image(path: Path) -> dict:
+    from ..protocols.cards import Ntag424Card
+    try:
+        doc = json.loads(path.read_text())
+        Ntag424Card.from_image(doc)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--card")
+    except ValueError as exc:   # JSONDecodeError is one
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--card")
+    return doc
+
+
+def _write_card_image(path: Path, image: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(image, indent=1) + "\n")
+    tmp.replace(path)
+
+
+@sim.group("card")
+def sim_card() -> None:
+    """Simulated secure cards (NTAG 424 DNA) kept in files.
 
     \b
     Example:
-      accessctl sim tap 04A1B2C3
+      accessctl sim card new resident.card
     """
-    _sim(obj, {"input": "tap", "uid": uid, **({"reader": reader} if reader else {})}, as_json)
+
+
+@sim_card.command("new")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--uid", help="Its 7-byte UID in hex (default: a random NXP one, 04...).")
+def sim_card_new(path, uid):
+    """Make a blank NTAG 424 DNA (factory keys), as NXP ships it, in PATH.
+
+    \b
+    Example:
+      accessctl sim card new resident.card --uid 04DE5F1EACC040
+    """
+    import secrets
+    from ..protocols.cards import Ntag424Card
+    if path.exists():
+        raise click.BadParameter(f"{path} exists; not overwriting a card", param_hint="PATH")
+    try:
+        raw = bytes.fromhex(normalize("nfc", uid)) if uid else b"\x04" + secrets.token_bytes(6)
+        card = Ntag424Card(raw)
+    except (CredentialFormatError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--uid")
+    _write_card_image(path, card.image())
+    click.echo(f"blank NTAG 424 DNA in {path}")
+
+
+@sim_card.command("present")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--nfc-link", required=True, help="The udp link of the reader to hold it on "
+                                                "(udp:HOST:PORT), e.g. the office reader's.")
+@click.option("--hold", default=10.0, show_default=True, type=click.FloatRange(0.1, 600),
+              help="Seconds to hold it there once a reader has found it.")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 600),
+              help="Seconds to wait for a reader.")
+def sim_card_present(path, nfc_link, hold, timeout):
+    """Hold a simulated card on a reader's udp link (for 'enroll --kind ntag424
+    --nfc-reader udp:...' or 'card check'); what the reader wrote is saved back.
+
+    \b
+    Example:
+      accessctl sim card present resident.card --nfc-link udp:localhost:50090 &
+      accessctl --site site enroll --person p1 --kind ntag424 --nfc-reader udp:localhost:50090
+    """
+    from ..hw.nfc_emulator import CardEmulator
+    from ..protocols.cards import Ntag424Card
+    if not nfc_link.startswith("udp:"):
+        raise click.BadParameter("must be udp:HOST:PORT", param_hint="--nfc-link")
+    card = Ntag424Card.from_image(_card_image(path))
+    found = CardEmulator(nfc_link).present(card.uid, kind="type4", hold=hold, timeout=timeout,
+                                           applet=card.apdu)
+    _write_card_image(path, card.image())
+    if not found:
+        fail(f"no reader found the card on {nfc_link} within {timeout:g} s")
+    click.echo(f"card held on {nfc_link}; saved to {path}")
 
 
 @sim.command()

@@ -294,10 +294,12 @@ def register(main) -> None:
                   help="Ask as if the door's clock were not synchronised, with this policy.")
     @click.option("--card-pin", is_flag=True, help="Ask as if the door required card+PIN.")
     @click.option("--pin-lockout", is_flag=True, help="Ask as if the keypad were locked out.")
+    @click.option("--high-assurance", is_flag=True,
+                  help="Ask as if the door required high assurance (policy.high_assurance).")
     @json_opt
     @click.pass_obj
     def explain(obj, credential_id, door_id, at, mode, used, whitelist_age_hours,
-                clock_unsynced, card_pin, pin_lockout, as_json):
+                clock_unsynced, card_pin, pin_lockout, high_assurance, as_json):
         """Why a credential would or would not open a door at a given time.
 
         Runs the door's own access pipeline (accessd/core/access.py) on the row
@@ -309,6 +311,7 @@ def register(main) -> None:
         Examples:
           accessctl --site /srv/accessd-site explain c1a2b3c4d5 --door bldg-a-main --at 2026-12-24T18:30
           accessctl --site /srv/accessd-site explain c1a2b3c4d5 --door bldg-a-main --mode lockdown
+          accessctl --site /srv/accessd-site explain c1a2b3c4d5 --door gate --high-assurance
         """
         import math
         import time as _time
@@ -327,14 +330,16 @@ def register(main) -> None:
             rec = CredentialRecord.from_row(row)
             cfg = access.Settings(guards.LockoutSettings(5, 300, 60, 900),
                                   guards.StrangerSettings(5, 120), 24.0,
-                                  clock_unsynced or "trust", "always" if card_pin else "never")
+                                  clock_unsynced or "trust", "always" if card_pin else "never",
+                                  high_assurance="always" if high_assurance else "never")
             state = access.AccessState().with_used(rec.credential_id, used)
             if pin_lockout:  # locked for as long as the door says; here: still locked
                 state = state.with_lockout("keypad", guards.Lockout(locked_until=math.inf))
             at_door = access.Situation(mode, when, site.policy(), whitelist_age_hours,
                                        clock_unsynced is None)
-            o = access.present(state, access.Presented("keypad", row["kind"], ""), rec,
-                               at_door, cfg, 0.0)
+            # a secure card as it is when genuine: its check at the reader succeeded
+            o = access.present(state, access.Presented("keypad", row["kind"], "",
+                                                       row["assurance"]), rec, at_door, cfg, 0.0)
             reason, granted = o.reason, o.granted
             if o.decision == "pending":
                 reason = ("card accepted; PIN required (the holder's PIN then gives "
@@ -345,11 +350,15 @@ def register(main) -> None:
         doc = {"credential": credential_id, "door": door_id, "at": when,
                "at_local": f"{fmt_time(when, tz)} {tz}", "granted": granted,
                "reason": reason, "schedule": row.get("schedule"), "person": row["holder"],
-               "name": site.label(holder)}
+               "name": site.label(holder), "assurance": row["assurance"],
+               "card": row.get("card") or None}
+        what = f"{row['card']} card" if row.get("card") else row["kind"]
         out(as_json, doc, lambda: click.echo(
             f"{'OPENS' if granted else 'DOES NOT OPEN'}: {reason}\n"
-            f"  {site.label(holder)}'s {row['kind']} {credential_id} at door {door_id}, "
-            f"{doc['at_local']}"))
+            f"  {site.label(holder)}'s {what} {credential_id} (assurance {row['assurance']}) "
+            f"at door {door_id}, {doc['at_local']}"
+            + ("\n  a copy of its UID alone is denied: the door checks the card's keys"
+               if row.get("card") else "")))
 
     # ---- door groups and doors ----------------------------------------------------
     @main.group("group")

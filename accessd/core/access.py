@@ -31,8 +31,8 @@ from typing import NamedTuple
 
 from . import guards
 from .credentials import CredentialRecord
-from .decide import (CARD_PIN_REQUIRED, NO_PIN, PIN_LOCKOUT, PIN_MISMATCH, UNREADABLE,
-                     Decision, decide)
+from .decide import (CARD_PIN_REQUIRED, HIGH_REQUIRED, NO_PIN, NOT_PROVEN, PIN_LOCKOUT,
+                     PIN_MISMATCH, UNREADABLE, Decision, decide)
 from .schedule import Policy, in_schedule
 
 PENDING = "card accepted; PIN required"
@@ -43,6 +43,8 @@ class Presented(NamedTuple):
     reader: str
     kind: str          # nfc | fob | pin
     fingerprint: str   # the log's name for a credential the whitelist does not hold
+    assurance: str = "low"   # "high": a secure card proved its keys at the reader
+    refusal: str = ""        # why a secure card's check failed, if it did
 
 
 class PendingCard(NamedTuple):
@@ -85,6 +87,7 @@ class Settings:
     unsynced: str = "trust"          # deny | residents | trust
     card_pin: str = "never"          # never | always | a schedule's name
     card_pin_timeout: float = 10.0
+    high_assurance: str = "never"    # never | always | a schedule's name
 
 
 def settings_from(pol) -> Settings:
@@ -94,7 +97,7 @@ def settings_from(pol) -> Settings:
                                pol.pin_lockout_seconds, pol.pin_lockout_max_seconds),
         guards.StrangerSettings(pol.stranger_attempts, pol.stranger_window_seconds),
         pol.temporary_max_age_hours, pol.unsynced_clock, pol.card_pin,
-        pol.card_pin_timeout_seconds)
+        pol.card_pin_timeout_seconds, pol.high_assurance)
 
 
 class Situation(NamedTuple):
@@ -128,7 +131,15 @@ class Outcome(NamedTuple):
 
 
 def card_pin_required(settings: Settings, policy: Policy | None, wall: float) -> bool:
-    mode = settings.card_pin
+    return _required(settings.card_pin, policy, wall)
+
+
+def high_required(settings: Settings, policy: Policy | None, wall: float) -> bool:
+    """Does the door take only high-assurance credentials now (a secure card proven)?"""
+    return _required(settings.high_assurance, policy, wall)
+
+
+def _required(mode: str, policy: Policy | None, wall: float) -> bool:
     if mode in ("never", "always"):
         return mode == "always"
     if policy is None or mode not in policy.schedules:
@@ -145,11 +156,21 @@ def present(state: AccessState, p: Presented, record: CredentialRecord | None,
         d = Decision(False, PIN_LOCKOUT if math.isinf(left) else f"{PIN_LOCKOUT} ({left:.0f} s left)")
     elif at.unreadable:
         d = Decision(False, UNREADABLE)
+    elif record is not None and record.card and p.assurance != "high":
+        # a secure card's UID without the card's proof: a copy, or a failed read
+        d = Decision(False, f"{NOT_PROVEN} ({p.refusal or 'its keys were not checked'})",
+                     record.credential_id, "low")
     else:
         used = state.used(record.credential_id) if record is not None and record.uses else 0
         d = decide(record, at.mode, at.wall, p.kind, at.policy,
                    whitelist_age_h=at.whitelist_age_h, temporary_max_age_h=cfg.temporary_max_age_h,
                    clock_synced=at.clock_synced, unsynced=cfg.unsynced, used=used or 0)
+        if d.credential_id:   # what this presentation proved, not what was enrolled
+            d = Decision(d.granted, d.reason, d.credential_id,
+                         "high" if record.card and p.assurance == "high" else "low")
+        if d.granted and d.assurance != "high" and high_required(cfg, at.policy, at.wall):
+            d = Decision(False, f"{HIGH_REQUIRED} (a {p.kind} is low assurance)",
+                         d.credential_id, d.assurance)
     d, state = _card_pin(state, p, d, record, at, cfg)
     if d is None:  # a card accepted: wait for its PIN
         state = replace(state, pending=PendingCard(record, p.reader, now + cfg.card_pin_timeout))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import CredentialFormatError
 
@@ -11,8 +11,11 @@ KINDS = ("nfc", "fob", "pin")
 STATUSES = ("active", "suspended", "lost")
 # Roles whose passes fail closed when the door's whitelist is too old.
 TEMPORARY_ROLES = ("visitor", "courier", "contractor")
-# Cloneable identifiers: a 13.56 MHz UID, a 125 kHz fob number, a PIN alone.
+# Cloneable identifiers: a 13.56 MHz UID, a 125 kHz fob number, a PIN alone. An NFC
+# credential enrolled as a secure card (one of SECURE_CARDS) is "high": a door opens
+# for it only when the card proves it holds its own keys.
 ASSURANCE = {"nfc": "low", "fob": "low", "pin": "low"}
+SECURE_CARDS = ("ntag424",)
 
 _HEX = re.compile(r"^[0-9A-F]+$")
 
@@ -303,6 +306,8 @@ class CredentialRecord:
     schedule: str = ""        # from the office: the schedule that limits when it opens
     duress: bool = False      # a duress PIN: opens, and raises a silent alarm
     uses: int | None = None   # a pass good for this many entries at each door
+    card: str = ""            # a secure card's type (SECURE_CARDS); "" for a bare UID
+    card_keys: str = field(default="", repr=False)  # its door keys, hex (sealed row only)
 
     def to_row(self) -> dict:
         row = {"id": self.credential_id, "kind": self.kind, "holder": self.holder,
@@ -316,6 +321,8 @@ class CredentialRecord:
             row["duress"] = True
         if self.uses:
             row["uses"] = self.uses
+        if self.card:
+            row["card"], row["card_keys"] = self.card, self.card_keys
         return row
 
     @classmethod
@@ -324,4 +331,5 @@ class CredentialRecord:
                    assurance=row.get("assurance", "low"), status=row["status"],
                    valid_from=row.get("from"), valid_until=row.get("until"),
                    role=row.get("role", ""), schedule=row.get("schedule", ""),
-                   duress=bool(row.get("duress", False)), uses=row.get("uses"))
+                   duress=bool(row.get("duress", False)), uses=row.get("uses"),
+                   card=row.get("card", ""), card_keys=row.get("card_keys", ""))

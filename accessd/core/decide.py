@@ -24,6 +24,8 @@ UNSYNCED = "denied: clock not synchronised"
 CARD_PIN_REQUIRED = "denied: card+PIN required"
 PIN_MISMATCH = "denied: PIN does not match the card"
 NO_PIN = "denied: no PIN after the card"
+NOT_PROVEN = "denied: secure card failed its key check"
+HIGH_REQUIRED = "denied: high-assurance credential required"
 
 
 @dataclass(frozen=True)

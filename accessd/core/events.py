@@ -18,6 +18,8 @@ class CredentialPresented:
     value: str       # normalised value; never logged
     reply: Future | None = None
     t_queued: int = field(default_factory=_now_ns)
+    assurance: str = "low"   # "high": a secure card proved its keys at the reader
+    refusal: str = ""        # why a secure card's check failed
 
 
 @dataclass(frozen=True)

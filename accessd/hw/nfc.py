@@ -17,6 +17,15 @@ the reader counts once: nfcpy holds the connection until it leaves. The value
 is the card's identifier in upper-case hex (UID, PUPI or IDm). Phones emulate
 cards with random UIDs; they need the cryptographic credentials of a later
 release. An unplugged reader is a reader.fault, retried until it is back.
+
+Secure cards (NTAG 424 DNA, README "Secure cards"): when the whitelist holds a UID
+as a secure card, the reader checks the card in the same tap through nfcpy's
+ISO-DEP exchange (protocols/ntag424.py: SUN message, AuthenticateEV2First with the
+card's door key, its UID under secure messaging) and its read counter against the
+last one seen (storage/secure_cards.py). The credential goes to the core as
+assurance "high", or "low" with the reason the check failed (a copied UID, a
+replayed or foreign card), which the access pipeline denies. A card that leaves
+or garbles its answers mid-check is a reader.bad_frame, never a decision.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from ..errors import CardAuthError, ProtocolError, StoreError
 from .readers import Reader
 
 log = logging.getLogger(__name__)
@@ -70,8 +80,42 @@ class NfcReader(Reader):
 
     def _on_connect(self, tag) -> bool:
         self.field_clear.clear()
-        self.credential("nfc", bytes(tag.identifier).hex().upper())
+        value = bytes(tag.identifier).hex().upper()
+        record = None
+        if self.secure is not None:
+            try:
+                record = self.secure.lookup(value)
+            except StoreError as exc:   # the core finds it unreadable too, and denies
+                log.error("reader %s: %s", self.name, exc)
+        if record is None:
+            self.credential("nfc", value)
+        else:
+            self._check_secure(tag, value, record)
         return True  # hold until the card leaves: one presentation, one event
+
+    def _check_secure(self, tag, value: str, record) -> None:
+        """A secure card's check in this tap (module docstring)."""
+        import nfc.tag
+        from ..protocols import ntag424
+        refusal = ""
+        try:
+            if not hasattr(tag, "transceive") or tag.type != "Type4Tag":
+                raise CardAuthError(f"a {tag.type} card showed a secure card's UID "
+                                    "(a copy of the UID?)")
+            keys = ntag424.CardKeys.from_hex(record.card_keys)
+            v = ntag424.verify(lambda apdu: tag.transceive(apdu), bytes.fromhex(value), keys)
+            last = self.secure.advance(value, v.counter)
+            if last is not None:
+                raise CardAuthError(f"read counter {v.counter} is not above the last seen "
+                                    f"({last}): a replayed or cloned card")
+        except CardAuthError as exc:
+            refusal = str(exc)
+        except (ProtocolError, nfc.tag.TagCommandError) as exc:
+            self.no_credential("nfc", value, f"secure card check cut short: {exc}")
+            return
+        except StoreError as exc:
+            refusal = f"cannot check the card's counter: {exc}"
+        self.credential("nfc", value, assurance="low" if refusal else "high", refusal=refusal)
 
     def close(self) -> None:
         if self.clf is not None:
@@ -84,7 +128,9 @@ class NfcReader(Reader):
     def sim_inputs(self) -> set[str]:
         return {"tap"} if self.path.startswith("udp") else set()
 
-    def sim_present(self, kind: str, value: str, reply) -> None:
+    def sim_present(self, kind: str, value: str, reply, card=None) -> None:
+        """A simulated card on the udp link: a plain one with this UID, or `card`, an
+        emulated secure card (protocols/cards.py) that answers the reader's APDUs."""
         from .nfc_emulator import CardEmulator
         if kind != "nfc":
             raise ValueError(f"reader {self.name} reads NFC cards, not {kind}")
@@ -97,7 +143,9 @@ class NfcReader(Reader):
         # the previous card must have left the field first, as with real cards
         self.field_clear.wait(3)
         self._expect(value, reply, kind="nfc")
-        card = CardEmulator(self.path)
-        threading.Thread(target=card.present, args=(uid,),
-                         kwargs={"kind": "felica" if len(uid) == 8 else "type2", "hold": 0.8},
+        emulator = CardEmulator(self.path)
+        kind = "felica" if len(uid) == 8 else ("type4" if card is not None else "type2")
+        threading.Thread(target=emulator.present, args=(uid,),
+                         kwargs={"kind": kind, "hold": 0.8,
+                                 "applet": card.apdu if card is not None else None},
                          name=f"card-{self.name}", daemon=True).start()

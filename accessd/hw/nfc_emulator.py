@@ -7,10 +7,14 @@ NfcReader senses it through the unchanged nfcpy reader code. Cards:
 |--------|----------------------------------------------|-----------------------|
 | type2  | ISO 14443A, SAK 0x00, 4- or 7-byte UID, READ | answers READ commands |
 | type4  | ISO 14443A ISO-DEP, SAK 0x20: RATS/ATS, APDUs| answers I/R/S blocks  |
+|        | with `applet`: an emulated secure card        | (protocols/cards.py)  |
 | felica | FeliCa 212 kbps, 8-byte IDm                  | nfcpy Type3 emulation |
 
 `present()` keeps the card in the field for `hold` seconds, answering the
-reader's presence checks, then takes it away.
+reader's presence checks, then takes it away. A type4 card's APDUs go to its
+`applet` (an NTAG 424 DNA of protocols/cards.py, say); without one every APDU is
+answered "file not found". An applet raising CardRemoved takes the card away at
+once, mid-exchange.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ class CardEmulator:
         self.path = path
 
     def present(self, uid: bytes, *, kind: str = "type2", hold: float = 0.5,
-                timeout: float = 5.0) -> bool:
+                timeout: float = 5.0, applet=None) -> bool:
         """Hold a card in the field; return True if a reader activated it."""
         clf = nfc.ContactlessFrontend(self.path)
         try:
@@ -51,7 +55,8 @@ class CardEmulator:
                 if activated is None:
                     continue
                 cmd = activated.tt2_cmd if kind == "type2" else activated.tt4_cmd
-                self._answer(clf, kind, target, cmd, time.monotonic() + hold, activated._addr)
+                self._answer(clf, kind, target, cmd, time.monotonic() + hold, activated._addr,
+                             applet)
                 return True
             return False
         finally:
@@ -74,7 +79,7 @@ class CardEmulator:
         return table
 
     @classmethod
-    def _answer(cls, clf, kind: str, target, cmd, until: float, addr) -> None:
+    def _answer(cls, clf, kind: str, target, cmd, until: float, addr, applet=None) -> None:
         """Answer the reader's commands until `until`, then go silent (card removed).
 
         Each answer goes to the address its command came from: a reader that
@@ -83,8 +88,10 @@ class CardEmulator:
         of the first activation, so this loop uses the udp driver's datagram
         helpers (stable: nfcpy 1.0.4 is its last release).
         """
+        from ..protocols.cards import CardRemoved
         dev = clf.device
         reselect = cls._anticollision(target)
+        chained = b""
         while cmd is not None and time.monotonic() < until:
             cmd = bytes(cmd)
             rsp = None
@@ -97,8 +104,18 @@ class CardEmulator:
                     rsp = bytes(16)
             elif cmd[0] == 0xE0:                      # RATS
                 rsp = ATS
-            elif cmd[0] & 0xE2 == 0x02:               # I-block: no such file
-                rsp = bytes([cmd[0]]) + SW_NOT_FOUND
+            elif cmd[0] & 0xE2 == 0x02 and cmd[0] & 0x10:   # chained I-block: ACK
+                chained += cmd[1:]
+                rsp = bytes([0xA2 | (cmd[0] & 1)])
+            elif cmd[0] & 0xE2 == 0x02:               # I-block: an APDU
+                apdu, chained = chained + cmd[1:], b""
+                if applet is None:
+                    rsp = bytes([cmd[0]]) + SW_NOT_FOUND
+                else:
+                    try:
+                        rsp = bytes([cmd[0] & 0x03 | 0x02]) + applet(apdu)
+                    except CardRemoved:
+                        return                        # gone: the reader hears nothing more
             elif cmd[0] & 0xE6 == 0xA2:               # R-block: acknowledge
                 rsp = bytes([0xA2 | (cmd[0] & 1)])
             elif cmd[0] & 0xF7 == 0xC2:               # S(DESELECT)

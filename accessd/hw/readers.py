@@ -42,13 +42,14 @@ class Reader:
     kind = "base"
 
     def __init__(self, cfg: ReaderConfig, post: Callable[[object], None], clock, *,
-                 factory=None, retry_initial: float = 1.0):
+                 factory=None, retry_initial: float = 1.0, secure=None):
         self.name = cfg.name
         self.cfg = cfg
         self.options = cfg.options
         self.post = post
         self.clock = clock
         self.factory = factory
+        self.secure = secure  # storage.secure_cards.SecureCards: checks secure NFC cards
         self.retry_initial = retry_initial
         self.retry_max = float(cfg.options.get("retry_max_seconds", 30.0))
         self.stopping = threading.Event()
@@ -149,11 +150,22 @@ class Reader:
             extra = f" ({count} bad frames since the last notice)" if count > 1 else ""
             self.post(ReaderNotice(self.name, "reader.bad_frame", reason + extra))
 
-    def credential(self, kind: str, value: str, reply=None) -> None:
+    def credential(self, kind: str, value: str, reply=None, *, assurance: str = "low",
+                   refusal: str = "") -> None:
         with self._lock:
             self.last_seen = self.clock.wall()
             reply = reply or self._expected.pop((kind, value), None)
-        self.post(CredentialPresented(self.name, kind, value, reply))
+        self.post(CredentialPresented(self.name, kind, value, reply, assurance=assurance,
+                                      refusal=refusal))
+
+    def no_credential(self, kind: str, value: str, reason: str) -> None:
+        """A read that ended without a credential (a card pulled away mid-check): a bad
+        frame, and a simulated input waiting for it is answered with the reason."""
+        with self._lock:
+            reply = self._expected.pop((kind, value), None)
+        self.bad_frame(reason)
+        if reply is not None and not reply.done():
+            reply.set_result({"ok": False, "error": reason})
 
     def key(self, key: str, reply=None) -> None:
         with self._lock:
@@ -228,5 +240,5 @@ def reader_class(kind: str) -> type[Reader]:
     return getattr(importlib.import_module(module), cls)
 
 
-def build_readers(cfgs, post, clock, *, factory=None) -> list[Reader]:
-    return [reader_class(c.kind)(c, post, clock, factory=factory) for c in cfgs]
+def build_readers(cfgs, post, clock, *, factory=None, secure=None) -> list[Reader]:
+    return [reader_class(c.kind)(c, post, clock, factory=factory, secure=secure) for c in cfgs]

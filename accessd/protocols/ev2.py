@@ -275,3 +275,37 @@ class Channel:
         out = data + self._resp_mac(status, data)
         self.counter += 1
         return out
+
+
+# ---- the card's side (the emulated cards of accessd.protocols.cards) -----------------
+
+def card_challenge(key: bytes, rnd_b: bytes) -> bytes:
+    """AuthenticateEV2First part 1 as the card sends it: E(key, RndB)."""
+    _check_key(key)
+    return _cbc(key, rnd_b, decrypt=False)
+
+
+def card_answer(key: bytes, key_no: int, rnd_b: bytes, part2: bytes, ti: bytes,
+                caps: bytes = bytes(12)) -> tuple[bytes, Session]:
+    """The card's check of the reader's part 2 (it must hold the key: RndB comes back
+    rotated) and its answer E(key, TI || RndA<<8 || PDcap2 || PCDcap2), with the
+    session both sides now share."""
+    _check_key(key)
+    if len(part2) != 2 * BLOCK:
+        raise CardAuthError(f"the reader's part 2 is {len(part2)} bytes, not 32")
+    plain = _cbc(key, part2, decrypt=True)
+    rnd_a, rnd_b2 = plain[:BLOCK], plain[BLOCK:]
+    if not hmac.compare_digest(rnd_b2, _rotl(rnd_b)):
+        raise CardAuthError("the reader does not hold the key (RndB mismatch)")
+    answer = _cbc(key, ti + _rotl(rnd_a) + caps, decrypt=False)
+    sv1, sv2 = session_vectors(rnd_a, rnd_b)
+    return answer, Session(ti, key_no, aes_cmac(key, sv1), aes_cmac(key, sv2),
+                           caps[:6], caps[6:])
+
+
+def sun_encrypt_picc(meta_key: bytes, uid: bytes, counter: int, fill: bytes = bytes(5)) -> bytes:
+    """The card's encrypted PICCData (the inverse of `sun_picc`)."""
+    _check_key(meta_key)
+    if len(uid) != 7 or not 0 <= counter < 1 << 24:
+        raise ValueError("PICCData carries a 7-byte UID and a 24-bit counter")
+    return _cbc(meta_key, b"\xc7" + uid + counter.to_bytes(3, "little") + fill, decrypt=False)

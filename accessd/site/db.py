@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import schedule as sched
-from ..core.credentials import (ASSURANCE, KINDS, STATUSES, check_reader_name, gives_any,
+from ..core.credentials import (ASSURANCE, KINDS, SECURE_CARDS, STATUSES, check_reader_name,
+                                gives_any,
                                 parse_fob, reader_gives, unreadable_reason)
 from ..errors import AccessdError, KeyFileError, NotFoundError, StoreError
 from ..storage.crypto import Sealer, fingerprint, lookup_digest
@@ -145,6 +146,12 @@ SITE_MIGRATIONS = [
     """
     CREATE INDEX events_door_ts ON events(door, ts);
     CREATE INDEX events_door_kind_ts ON events(door, kind, ts);
+    """,
+    # 12: secure cards (NTAG 424 DNA): the card's type, and its door keys sealed under
+    #     the data key (doors get them inside their group's sealed bundle)
+    """
+    ALTER TABLE credentials ADD COLUMN card TEXT NOT NULL DEFAULT '';
+    ALTER TABLE credentials ADD COLUMN card_sealed BLOB;
     """,
 ]
 
@@ -280,6 +287,22 @@ class SiteDB:
 
     def store_url_set(self, url: str) -> None:
         self.meta_set("store_url", url)
+
+    def card_master(self) -> bytes:
+        """The site's card master key (keys/card-master.key, made on first use). The
+        database keeps its check value: a terminal whose copy differs is refused
+        before it can personalise a card the doors would not know."""
+        key = site_keys.card_master(self.dir / "keys")
+        check = hmac.digest(key, b"accessd card master check", "sha256").hex()[:16]
+        with self.db.atomic():
+            have = self.meta("card_master_check")
+            if not have:
+                self.meta_set("card_master_check", check)
+        if have and have != check:
+            raise KeyFileError(f"{self.dir / 'keys' / 'card-master.key'} is not the card "
+                               "master key this site's secure cards were made with: copy "
+                               "it from the terminal that made the first one")
+        return key
 
     def meta_set(self, key: str, value: str) -> None:
         with self.db.atomic():
@@ -507,9 +530,11 @@ class SiteDB:
 
     def credential_add(self, person_id: str, kind: str, value: str, *,
                        valid_from: float | None = None, valid_until: float | None = None,
-                       duress: bool = False, max_uses: int | None = None) -> dict:
+                       duress: bool = False, max_uses: int | None = None,
+                       card: tuple[str, str] | None = None) -> dict:
         """value must be normalised (core.credentials.normalize). A duress credential
-        (a PIN only) opens the door and raises a silent alarm."""
+        (a PIN only) opens the door and raises a silent alarm. card: (type, door keys
+        in hex) for a secure card personalised at the office (assurance high)."""
         self.person(person_id)
         if duress and kind != "pin":
             raise StoreError("only a PIN can be a duress credential")
@@ -524,11 +549,19 @@ class SiteDB:
                 raise StoreError(str(exc)) from None
         if valid_from is not None and valid_until is not None and valid_until <= valid_from:
             raise StoreError("valid-until must be later than valid-from")
+        if card is not None and (kind != "nfc" or card[0] not in SECURE_CARDS):
+            raise StoreError(f"a secure card is an nfc credential of a known type "
+                             f"({', '.join(SECURE_CARDS)})")
         digest = self.digest(kind, value)
-        row = {"id": "c" + secrets.token_hex(5), "person_id": person_id, "kind": kind,
-               "lookup": digest, "fingerprint": fingerprint(digest), "assurance": ASSURANCE[kind],
+        cid = "c" + secrets.token_hex(5)
+        row = {"id": cid, "person_id": person_id, "kind": kind,
+               "lookup": digest, "fingerprint": fingerprint(digest),
+               "assurance": "high" if card else ASSURANCE[kind],
                "valid_from": valid_from, "valid_until": valid_until, "status": "active",
                "created": time.time(), "duress": int(duress), "max_uses": max_uses}
+        if card is not None:
+            row["card"] = card[0]
+            row["card_sealed"] = self._data.seal(f"card:{cid}".encode(), {"keys": card[1]})
         # under the write lock: no other terminal enrols between the checks and this
         with self.db.atomic():
             aliases = self._check_new(kind, value)
@@ -554,7 +587,7 @@ class SiteDB:
                                  "with 'accessctl audit')")
             raise StoreError(f"that {kind} is already enrolled to "
                              f"{self.label(self.person(other[1]))} ({other[0]})")
-        return {k: v for k, v in row.items() if k != "lookup"}
+        return {k: v for k, v in row.items() if k not in ("lookup", "card_sealed")}
 
     def credential_check(self, kind: str, value: str) -> None:
         """Raise StoreError if this (normalised) credential could not be enrolled: no
@@ -823,7 +856,8 @@ class SiteDB:
         """(lookup digest, door row) for every credential of a person granted this group."""
         for row in self.db.execute(
                 "SELECT c.lookup, c.id, c.kind, c.person_id, c.assurance, c.status, c.valid_from, "
-                "c.valid_until, p.role, coalesce(p.schedule, r.schedule), c.duress, c.max_uses "
+                "c.valid_until, p.role, coalesce(p.schedule, r.schedule), c.duress, c.max_uses, "
+                "c.card, c.card_sealed "
                 "FROM credentials c JOIN people p ON p.id = c.person_id "
                 "LEFT JOIN role_schedules r ON r.role = p.role "
                 "WHERE c.person_id IN (SELECT person_id FROM grants WHERE group_id = ?) "
@@ -831,11 +865,14 @@ class SiteDB:
                 [group_id, group_id]):
             yield row[0], self._door_row(row[1:])
 
-    @staticmethod
-    def _door_row(r) -> dict:
-        cid, kind, pid, assurance, status, vf, vu, role, schedule, duress, max_uses = r
+    def _door_row(self, r) -> dict:
+        cid, kind, pid, assurance, status, vf, vu, role, schedule, duress, max_uses, card, \
+            card_sealed = r
         row = {"id": cid, "kind": kind, "holder": pid, "assurance": assurance,
                "status": status, "from": vf, "until": vu, "role": role}
+        if card:  # the card's door keys, for the door's sealed row only
+            row["card"] = card
+            row["card_keys"] = self._data.open(f"card:{cid}".encode(), bytes(card_sealed))["keys"]
         if schedule:
             row["schedule"] = schedule
         if duress:
@@ -848,7 +885,8 @@ class SiteDB:
         """The row a door would get for this credential (for `explain`)."""
         r = self.db.execute(
             "SELECT c.id, c.kind, c.person_id, c.assurance, c.status, c.valid_from, "
-            "c.valid_until, p.role, coalesce(p.schedule, rs.schedule), c.duress, c.max_uses "
+            "c.valid_until, p.role, coalesce(p.schedule, rs.schedule), c.duress, c.max_uses, "
+            "c.card, c.card_sealed "
             "FROM credentials c "
             "JOIN people p ON p.id = c.person_id LEFT JOIN role_schedules rs ON rs.role = p.role "
             "WHERE c.id = ?", [credential_id]).fetchone()

@@ -3,7 +3,9 @@
 All live in `<site>/keys/`, mode 0600, created once by `accessctl site init`.
 The lookup key is shared with every door (a door finds a credential by the same
 HMAC the office computed); the signing key never leaves the office; the data
-key seals personal data and the door-group keys in the site database.
+key seals personal data and the door-group keys in the site database. The card
+master key (card-master.key, made when the first secure card is enrolled) never
+leaves the office: each secure card's own keys are diversified from it.
 """
 
 from __future__ import annotations
@@ -72,6 +74,25 @@ def create(keydir: Path) -> SiteKeys:
     _write_0600(keydir / "lookup.key", keys.lookup.hex().encode())
     _write_0600(keydir / "data.key", keys.data.hex().encode())
     return keys
+
+
+def card_master(keydir: Path) -> bytes:
+    """The AES-128 key every secure card's keys are diversified from (office only),
+    created on first use."""
+    path = keydir / "card-master.key"
+    if not path.exists():
+        try:
+            _write_0600(path, secrets.token_bytes(16).hex().encode())
+        except KeyFileError:
+            pass  # another terminal process made it just now
+    raw = _read_key(path)
+    try:
+        key = bytes.fromhex(raw.decode().strip())
+    except (ValueError, UnicodeDecodeError):
+        raise KeyFileError(f"{path}: not a hex key") from None
+    if len(key) != 16:
+        raise KeyFileError(f"{path}: must be 16 bytes (AES-128)")
+    return key
 
 
 def load(keydir: Path) -> SiteKeys:
