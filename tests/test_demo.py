@@ -26,6 +26,10 @@ def test_demo_shows_granted_and_denied_taps_with_the_relay(tmp_path):
     assert "denied: outside schedule 'delivery'" in out
     assert "DOES NOT OPEN: denied: outside schedule 'delivery'" in out
     assert "alarm.duress" in out and "duress PIN used" in out
+    # a secure card: personalised at the office, opens; a copy of its UID does not
+    assert "enrolled ntag424 card" in out and "assurance high" in out
+    assert "denied: secure card failed its key check" in out
+    assert "04D1A2B3C4D5E6" not in (tmp_path / "demo/daemon.log").read_text()
     assert "accessd stopped" in out
     assert "04A1B2C3" not in (tmp_path / "demo/daemon.log").read_text()
     # the live channel (Mosquitto is installed by scripts/test): the office's watch view
