@@ -121,10 +121,8 @@ class DoorService:
         secure = None
         if any(r.kind == "nfc" for r in cfg.readers):  # secure cards are checked at the reader
             from .storage.secure_cards import SecureCards
-            secure = SecureCards(cfg.storage.whitelist_path,
-                                 cfg.storage.data_dir / "card-counters.db", keys)
+            secure = SecureCards(self.whitelist, cfg.storage.data_dir / "card-counters.db", keys)
             self._closers.append(secure.close)
-        self.secure_cards = secure
         self.readers = build_readers(cfg.readers, self.q.put, self.clock, factory=factory,
                                      secure=secure)
         self.engine = Engine(cfg, self.whitelist, self.safe_outputs, self.logw, self.clock,

@@ -22,8 +22,9 @@ from accessd.protocols import ntag424
 from accessd.protocols.cards import Ntag424Card, Recorder, ReplayCard
 from accessd.site.db import SiteDB
 from accessd.site.publish import door_keys
-from accessd.storage.keys import write_key_file
+from accessd.storage.keys import load_key_file, write_key_file
 from accessd.storage.secure_cards import SecureCards
+from accessd.storage.whitelist import Whitelist
 from accessd.storage.whitelist_admin import build_whitelist_file
 from accessd.testing import DaemonProcess, free_udp_port, write_sim_config
 
@@ -215,13 +216,18 @@ def test_a_door_requiring_high_assurance_takes_the_card_not_the_fob(tmp_path, si
 
 # ---- the reader alone: faults a tap can bring ----------------------------------------
 
+def door_secure_cards(tmp_path, config):
+    """The door's whitelist as its core opens it, and the readers' SecureCards on it."""
+    cfg = load_config(config)
+    keys = load_key_file(cfg.storage.key_file)
+    whitelist = Whitelist(cfg.storage.whitelist_path, keys)
+    return whitelist, SecureCards(whitelist, tmp_path / "counters.db", keys)
+
+
 @pytest.fixture
 def secure_reader(tmp_path, site):
     config, card = door_with_card(tmp_path, site)
-    cfg = load_config(config)
-    from accessd.storage.keys import load_key_file
-    secure = SecureCards(cfg.storage.whitelist_path, tmp_path / "counters.db",
-                         load_key_file(cfg.storage.key_file))
+    whitelist, secure = door_secure_cards(tmp_path, config)
     path = f"udp:localhost:{free_udp_port()}"
     q = queue.Queue()
     r = NfcReader(ReaderConfig("front-nfc", "nfc", {"path": path, "targets": ["106A"],
@@ -231,6 +237,7 @@ def secure_reader(tmp_path, site):
     yield r, q, CardEmulator(path), card, secure
     r.stop(5)
     secure.close()
+    whitelist.close()
 
 
 def present(reader, emulator, uid, applet, q, hold=1.0):
@@ -262,20 +269,26 @@ def test_a_replayed_session_and_a_card_pulled_mid_check(secure_reader):
     assert q.empty()
 
 
-def test_counters_survive_a_reopen_and_refuse_going_back(tmp_path, secure_reader):
-    *_, secure = secure_reader
+def test_counters_survive_a_reopen_and_refuse_going_back(tmp_path, site):
+    config, _ = door_with_card(tmp_path, site)
+    whitelist, secure = door_secure_cards(tmp_path, config)
     assert secure.advance(UID, 5) is None
     assert secure.advance(UID, 5) == 5
-    path, wl = secure.counters_path, secure.whitelist_path
     secure.close()
-    from accessd.storage.keys import load_key_file
-    keys = load_key_file(tmp_path / "door-a/keys/door-keys.json")
-    again = SecureCards(wl, path, keys)
+    again = SecureCards(whitelist, secure.counters_path,
+                        load_key_file(load_config(config).storage.key_file))
     assert again.advance(UID, 4) == 5 and again.advance(UID, 6) is None
     assert again.lookup(UID).card == "ntag424"
     assert again.lookup("04000000") is None
+    # the core swaps in a whitelist without the card: the readers follow at once
+    dk = door_keys(site, "door-a")
+    new = tmp_path / "new-whitelist.db"
+    build_whitelist_file(new, [], lookup_key=dk.lookup, seal_key=dk.seal,
+                         meta={"version": "2"})
+    whitelist.replace_with(new)
+    assert again.lookup(UID) is None
     again.close()
-    secure_reader[-1].__init__(wl, path, keys)    # the fixture closes it
+    whitelist.close()
 
 
 def test_sun_and_uid_must_agree():

@@ -206,7 +206,7 @@ def _enroll_secure(obj: Ctx, kind, person, holder, nfc_reader, timeout, valid_fr
 
     click.echo(f"hold the blank card on the reader (waiting {timeout} s)...", err=True)
     value, keys, done = secure_cards.on_office_reader(
-        nfc_reader, timeout, lambda tag, uid: secure_cards.personalise(tag, uid, master, free))
+        nfc_reader, timeout, lambda send, uid: secure_cards.personalise(send, uid, master, free))
     rec = site.credential_add(who.id, "nfc", value, valid_from=vf, valid_until=vu,
                               card=(kind, keys.to_hex()))
     _out(as_json, {**rec, "card": kind, "done": done}, lambda: click.echo(
@@ -347,7 +347,7 @@ def card_check(obj: Ctx, nfc_reader, timeout, as_json) -> None:
     click.echo(f"hold the card on the reader (waiting {timeout} s)...", err=True)
     doc = secure_cards.on_office_reader(
         nfc_reader, timeout,
-        lambda tag, uid: {**secure_cards.check(tag, uid, master), "uid": uid.hex().upper()})
+        lambda send, uid: {**secure_cards.check(send, uid, master), "uid": uid.hex().upper()})
     uid = doc.pop("uid")
     if site is not None:
         doc["fingerprint"] = site.fingerprint("nfc", uid)

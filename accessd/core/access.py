@@ -165,9 +165,8 @@ def present(state: AccessState, p: Presented, record: CredentialRecord | None,
         d = decide(record, at.mode, at.wall, p.kind, at.policy,
                    whitelist_age_h=at.whitelist_age_h, temporary_max_age_h=cfg.temporary_max_age_h,
                    clock_synced=at.clock_synced, unsynced=cfg.unsynced, used=used or 0)
-        if d.credential_id:   # what this presentation proved, not what was enrolled
-            d = Decision(d.granted, d.reason, d.credential_id,
-                         "high" if record.card and p.assurance == "high" else "low")
+        if d.credential_id:   # what this tap proved: a secure card got here only proven
+            d = Decision(d.granted, d.reason, d.credential_id, "high" if record.card else "low")
         if d.granted and d.assurance != "high" and high_required(cfg, at.policy, at.wall):
             d = Decision(False, f"{HIGH_REQUIRED} (a {p.kind} is low assurance)",
                          d.credential_id, d.assurance)

@@ -99,11 +99,11 @@ class NfcReader(Reader):
         from ..protocols import ntag424
         refusal = ""
         try:
-            if not hasattr(tag, "transceive") or tag.type != "Type4Tag":
+            if tag.type != "Type4Tag":
                 raise CardAuthError(f"a {tag.type} card showed a secure card's UID "
                                     "(a copy of the UID?)")
             keys = ntag424.CardKeys.from_hex(record.card_keys)
-            v = ntag424.verify(lambda apdu: tag.transceive(apdu), bytes.fromhex(value), keys)
+            v = ntag424.verify(tag.transceive, bytes.fromhex(value), keys)
             last = self.secure.advance(value, v.counter)
             if last is not None:
                 raise CardAuthError(f"read counter {v.counter} is not above the last seen "

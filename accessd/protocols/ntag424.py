@@ -62,9 +62,6 @@ class CardKeys:
     meta: bytes = field(repr=False)
     master: bytes | None = field(default=None, repr=False)
 
-    def door_part(self) -> "CardKeys":
-        return CardKeys(self.door, self.meta)
-
     def to_hex(self) -> str:
         """The door's part, for its sealed whitelist row."""
         return (self.door + self.meta).hex()
@@ -116,9 +113,13 @@ def select_app(send: Send) -> None:
     _iso(send, b"\x00\xa4\x04\x0c\x07" + NDEF_APP + b"\x00", "select application")
 
 
+def select_ndef_file(send: Send) -> None:
+    _iso(send, b"\x00\xa4\x00\x0c\x02" + NDEF_FILE_ID, "select NDEF file")
+
+
 def read_ndef(send: Send) -> bytes:
     """The NDEF file's content (its NLEN-long message), read in the clear."""
-    _iso(send, b"\x00\xa4\x00\x0c\x02" + NDEF_FILE_ID, "select NDEF file")
+    select_ndef_file(send)
     data = _iso(send, b"\x00\xb0\x00\x00\x00", "read NDEF file")
     if len(data) < 2:
         raise ProtocolError("read NDEF file: no length field")
@@ -212,7 +213,7 @@ def personalise(send: Send, uid: bytes, keys: CardKeys, *, factory_key: bytes = 
     select_app(send)
     data, e_at, c_at = ndef_template()
     # a blank card's NDEF file is free to write: the template goes in the clear first
-    _iso(send, b"\x00\xa4\x00\x0c\x02" + NDEF_FILE_ID, "select NDEF file")
+    select_ndef_file(send)
     _iso(send, b"\x00\xd6\x00\x00" + bytes([len(data)]) + data, "write NDEF template")
     ch = authenticate(send, MASTER_KEY_NO, factory_key, rnd=rnd)
     _secure(send, ch, ch.wrap_full(0x5F, bytes([NDEF_FILE_NO]), sdm_settings(e_at, c_at)),
@@ -225,10 +226,11 @@ def personalise(send: Send, uid: bytes, keys: CardKeys, *, factory_key: bytes = 
     _native(send, ch.wrap_full(0xC4, bytes([MASTER_KEY_NO]), plain), "change key 0")
 
 
-def state(send: Send, uid: bytes, keys: CardKeys, *, factory_key: bytes = bytes(16),
+def state(send: Send, uid: bytes, keys: CardKeys | None, *, factory_key: bytes = bytes(16),
           rnd=os.urandom) -> dict:
     """What `accessctl card check` reports: blank, this site's (with its counter), or
-    unknown (another site's keys, or not an NTAG 424 DNA)."""
+    unknown (another site's keys, or not an NTAG 424 DNA). keys None: no site to
+    compare with, so a card that is not blank is unknown."""
     select_app(send)
     try:
         authenticate(send, MASTER_KEY_NO, factory_key, rnd=rnd)
@@ -236,6 +238,8 @@ def state(send: Send, uid: bytes, keys: CardKeys, *, factory_key: bytes = bytes(
     except CardAuthError:
         pass
     try:
+        if keys is None:
+            raise CardAuthError("no site keys given")
         authenticate(send, MASTER_KEY_NO, keys.master, rnd=rnd)
     except CardAuthError:
         return {"state": "foreign", "detail": "keys unknown here (another site's card?)"}

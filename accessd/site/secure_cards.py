@@ -19,7 +19,7 @@ from ..protocols import ntag424
 
 def on_office_reader(path: str, timeout: float, fn: Callable) -> object:
     """Wait up to `timeout` s for an ISO-DEP card on the reader at `path` and return
-    fn(tag, uid) run while it is held there. HardwareError when no reader or card,
+    fn(send, uid) run while it is held there (send: the card's APDU exchange). HardwareError when no reader or card,
     or when the card leaves mid-way."""
     import nfc
     import nfc.tag
@@ -39,7 +39,7 @@ def on_office_reader(path: str, timeout: float, fn: Callable) -> object:
             result["error"] = CardAuthError(f"this is a {tag.type} card, not an NTAG 424 DNA")
             return False
         try:
-            result["value"] = fn(tag, uid)
+            result["value"] = fn(tag.transceive, uid)
         except (ProtocolError, nfc.tag.TagCommandError) as exc:
             result["error"] = HardwareError(f"the card left or stopped answering: {exc}")
         except Exception as exc:  # noqa: BLE001 - handed to the caller as it was
@@ -59,13 +59,12 @@ def on_office_reader(path: str, timeout: float, fn: Callable) -> object:
     return result["value"]
 
 
-def personalise(tag, uid: bytes, card_master: bytes,
+def personalise(send: ntag424.Send, uid: bytes, card_master: bytes,
                 check_free: Callable[[str], None]) -> tuple[str, ntag424.CardKeys, str]:
     """Make the card on the reader this site's: (UID hex, its keys, what was done).
     check_free(uid_hex) raises if the UID cannot be enrolled (so a card already
     enrolled to someone is not touched). A card already personalised by this site
     (re-enrolment after a revocation) is taken as it is; another site's is refused."""
-    send = lambda apdu: tag.transceive(apdu)  # noqa: E731
     value = uid.hex().upper()
     check_free(value)
     keys = ntag424.card_keys(card_master, uid)
@@ -80,8 +79,7 @@ def personalise(tag, uid: bytes, card_master: bytes,
     return value, keys, "already this site's"
 
 
-def check(tag, uid: bytes, card_master: bytes | None) -> dict:
+def check(send: ntag424.Send, uid: bytes, card_master: bytes | None) -> dict:
     """A card's state: blank, this site's (and its read counter), or foreign."""
-    send = lambda apdu: tag.transceive(apdu)  # noqa: E731
-    keys = ntag424.card_keys(card_master or bytes(16), uid)
+    keys = ntag424.card_keys(card_master, uid) if card_master is not None else None
     return ntag424.state(send, uid, keys)

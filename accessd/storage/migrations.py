@@ -10,6 +10,11 @@ WHITELIST_MIGRATIONS = [
     CREATE TABLE credentials (lookup BLOB PRIMARY KEY, sealed BLOB NOT NULL) WITHOUT ROWID;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: which digests are secure cards, so a reader knows which UIDs to check in the
+    #    tap without opening any row
+    """
+    CREATE TABLE secure_cards (lookup BLOB PRIMARY KEY) WITHOUT ROWID;
+    """,
 ]
 
 EVENTLOG_MIGRATIONS = [

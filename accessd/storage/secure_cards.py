@@ -1,9 +1,12 @@
 """What a door's NFC readers need to check secure cards (NTAG 424 DNA) in a tap.
 
+- Which UIDs are secure cards: the whitelist lists their digests (a small table),
+  held here as a set, so a plain card's tap costs one HMAC and no row is opened.
 - A card's door keys: they come from the office inside the card's whitelist row
   (sealed under the door-group key; the door never holds the site's card master
   key). The reader threads read them through their own read-only connection to
-  the whitelist file, reopened when the core swaps a new file in.
+  the whitelist file, reopened when the core swaps a new file in (its
+  `generation` goes up).
 - The last read counter seen from each card, in `card-counters.db` in the data
   directory: a counter not above the last one is a replayed or cloned SUN message
   and is refused. Rows are keyed by the card's lookup digest (HMAC, never the UID)
@@ -14,7 +17,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -27,14 +29,16 @@ from .whitelist import Whitelist
 
 
 class SecureCards:
-    def __init__(self, whitelist_path: Path, counters_path: Path, keys: DoorKeys):
-        self.whitelist_path = Path(whitelist_path)
+    def __init__(self, whitelist: Whitelist, counters_path: Path, keys: DoorKeys):
+        """whitelist: the core's (its file and generation are followed, never read)."""
+        self._core_wl = whitelist
         self.counters_path = Path(counters_path)
         self._keys = keys
         self._sealer = Sealer(keys.seal)
         self._lock = threading.Lock()
         self._wl: Whitelist | None = None
-        self._wl_id: tuple | None = None
+        self._generation = -1
+        self._secure: frozenset[bytes] = frozenset()
         try:
             self._conn = sqlite3.connect(self.counters_path, check_same_thread=False,
                                          timeout=5, isolation_level=None)
@@ -53,18 +57,20 @@ class SecureCards:
         """The whitelist record of a secure card with this UID; None for anything else
         (an unknown UID, a bare UID enrolment). Raises StoreError if unreadable."""
         with self._lock:
-            try:
-                st = os.stat(self.whitelist_path)
-            except OSError as exc:
-                raise StoreError(f"whitelist unreadable: {exc}") from None
-            ident = (st.st_ino, st.st_mtime_ns, st.st_size)
-            if self._wl is None or ident != self._wl_id:
+            generation = self._core_wl.generation
+            if generation != self._generation:
                 if self._wl is not None:
                     self._wl.close()
                     self._wl = None
-                self._wl = Whitelist(self.whitelist_path, self._keys)
-                self._wl_id = ident
-            rec = self._wl.lookup(self._digest(uid_hex))
+                self._wl = Whitelist(self._core_wl.path, self._keys)
+                self._secure = self._wl.secure_card_digests()
+                self._generation = generation
+            if not self._secure:
+                return None
+            digest = self._digest(uid_hex)
+            if digest not in self._secure:
+                return None
+            rec = self._wl.lookup(digest)
         return rec if rec is not None and rec.card else None
 
     def advance(self, uid_hex: str, counter: int) -> int | None:
@@ -90,10 +96,6 @@ class SecureCards:
                 return None
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot record the card's counter ({exc})") from None
-
-    def count(self) -> int:
-        with self._lock:
-            return self._conn.execute("SELECT count(*) FROM counters").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

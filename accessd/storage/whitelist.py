@@ -31,6 +31,7 @@ class Whitelist:
         self.path = Path(path)
         self._keys = keys
         self._sealer = Sealer(keys.seal)
+        self.generation = 0  # one up each time a file is opened (a new whitelist swapped in)
         self._open()
 
     def _open(self) -> None:
@@ -53,6 +54,15 @@ class Whitelist:
         except (ValueError, AccessdError) as exc:
             raise StoreError(f"{self.path}: the access policy in the whitelist is unreadable: "
                              f"{exc}") from None
+        self.generation += 1
+
+    def secure_card_digests(self) -> frozenset[bytes]:
+        """The digests of the secure cards in this whitelist (none in one made before
+        secure cards, or enrolled at the door)."""
+        try:
+            return frozenset(r[0] for r in self._conn.execute("SELECT lookup FROM secure_cards"))
+        except sqlite3.OperationalError:
+            return frozenset()
 
     def meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta"))

@@ -146,14 +146,17 @@ def build_whitelist_file(path: Path, rows, *, lookup_key: bytes, seal_key: bytes
         migrate(conn, WHITELIST_MIGRATIONS)
         count = 0
         with conn:
-            batch = []
+            batch, secure = [], []
             for digest, row in rows:
                 batch.append((digest, sealer.seal(digest, row)))
                 count += not row.get("alias")
+                if row.get("card"):
+                    secure.append((digest,))
                 if len(batch) >= 10_000:
                     conn.executemany("INSERT INTO credentials VALUES (?, ?)", batch)
                     batch = []
             conn.executemany("INSERT INTO credentials VALUES (?, ?)", batch)
+            conn.executemany("INSERT INTO secure_cards VALUES (?)", secure)
             conn.executemany("INSERT INTO meta VALUES (?, ?)",
                              [("key_check", key_check(lookup_key)), ("count", str(count)),
                               *meta.items()])
