@@ -21,7 +21,8 @@ from .errors import ConfigError, KeyFileError
 
 DEFAULT_CONFIG = Path("/etc/accessd/accessd.toml")
 PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
-READER_KINDS = ("sim", "nfc", "em4100-serial", "wiegand", "keypad-matrix")
+READER_KINDS = ("sim", "nfc", "em4100-serial", "wiegand", "keypad-matrix", "osdp")
+OSDP_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400)
 NFC_TARGETS = ("106A", "106B", "212F")
 FOB_FORMATS = ("rdm6300", "ascii-decimal")
 FAIL_MODES = ("secure", "safe")
@@ -133,6 +134,14 @@ _READER_OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "col_pins": ((list,), _REQUIRED),
         "keys": ((list,), ["123", "456", "789", "*0#"]),
         "debounce_ms": ((int,), 20),
+    },
+    "osdp": {
+        "port": ((str,), _REQUIRED),          # /dev/ttyUSB0, /dev/serial0, "sim"
+        "address": ((int,), 0),               # the reader's OSDP address, 0-126
+        "baudrate": ((int,), 115200),
+        "install_mode": ((bool,), False),     # first start of a new reader: hand it its key
+        "rs485_rts": ((bool,), False),        # the RS-485 driver is switched by RTS
+        "raw_bits": ((list,), []),            # extra Wiegand lengths accepted without parity
     },
 }
 _PIN_KEYS = ("relay_pin", "door_contact_pin", "rex_pin", "tamper_pin", "fire_pin",
@@ -364,6 +373,13 @@ def check_key_file(path: Path, key_file: Path, data_dir: Path, *, must_exist: bo
                    f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {key_file}'", KeyFileError)
 
 
+def _check_raw_bits(path: Path, where: str, raw_bits: list) -> None:
+    for n in raw_bits:
+        if isinstance(n, bool) or not isinstance(n, int) or not 9 <= n <= 64 or n in (26, 34, 37):
+            raise _err(path, f"{where}.raw_bits", "must list frame lengths 9-64 other than "
+                                                  f"26, 34 and 37; got {n!r}")
+
+
 def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, str]) -> None:
     """Kind-specific checks; reader GPIO pins join the 'used twice' check."""
     def pin(key: str, value) -> None:
@@ -391,11 +407,7 @@ def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, st
         pin("d1_pin", o["d1_pin"])
         if not 2 <= o["gap_ms"] <= 500:
             raise _err(path, f"{where}.gap_ms", f"must be 2-500 ms, got {o['gap_ms']}")
-        for n in o["raw_bits"]:
-            if isinstance(n, bool) or not isinstance(n, int) or not 9 <= n <= 64 \
-                    or n in (26, 34, 37):
-                raise _err(path, f"{where}.raw_bits", "must list frame lengths 9-64 other than "
-                                                      f"26, 34 and 37; got {n!r}")
+        _check_raw_bits(path, where, o["raw_bits"])
     elif kind == "keypad-matrix":
         for key in ("row_pins", "col_pins"):
             if not o[key]:
@@ -412,6 +424,15 @@ def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, st
             raise _err(path, f"{where}.keys", f"unknown keys {''.join(sorted(bad))!r}")
         if o["debounce_ms"] < 0:
             raise _err(path, f"{where}.debounce_ms", f"must be 0 or more, got {o['debounce_ms']}")
+    elif kind == "osdp":
+        if not o["port"].strip():
+            raise _err(path, f"{where}.port", "must name a serial port (/dev/ttyUSB0) or \"sim\"")
+        if not 0 <= o["address"] <= 126:
+            raise _err(path, f"{where}.address", f"must be an OSDP address 0-126, got {o['address']}")
+        if o["baudrate"] not in OSDP_BAUDS:
+            raise _err(path, f"{where}.baudrate", "must be one of "
+                       + ", ".join(map(str, OSDP_BAUDS)) + f"; got {o['baudrate']}")
+        _check_raw_bits(path, where, o["raw_bits"])
 
 
 def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = True) -> Config:
@@ -532,6 +553,7 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         raise _err(path, "readers", "must be an array of tables ([[readers]])")
     readers = []
     names: set[str] = set()
+    ports: dict[str, str] = {}
     for i, r in enumerate(readers_raw):
         where = f"readers[{i}]"
         if not isinstance(r, dict):
@@ -548,6 +570,12 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         _positive(path, f"{where}.retry_max_seconds", rv["retry_max_seconds"])
         opts = {k: v for k, v in rv.items() if k not in ("name", "kind")}
         _check_reader(path, where, kind, opts, seen)
+        port = opts.get("port")
+        if port is not None and port != "sim":
+            if port in ports:
+                raise _err(path, f"{where}.port", f"{port} is also used by {ports[port]} "
+                                                  "(one reader per serial port)")
+            ports[port] = where
         readers.append(ReaderConfig(name=rv["name"], kind=kind, options=opts))
 
     return Config(

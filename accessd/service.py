@@ -35,10 +35,13 @@ log = logging.getLogger("accessd")
 
 
 class _SafeOutputs:
-    """Wraps DoorOutputs so that once safe() ran, nothing re-energises the relay."""
+    """Wraps DoorOutputs so that once safe() ran, nothing re-energises the relay.
+    Readers with their own LED and beeper (OSDP) are shown the outputs after the
+    relay is set (`indicators`: each only queues them for its reader thread)."""
 
     def __init__(self, outputs: DoorOutputs):
         self.inner = outputs
+        self.indicators: list = []
         self._lock = threading.Lock()
         self._frozen = False
 
@@ -46,6 +49,8 @@ class _SafeOutputs:
         with self._lock:
             if not self._frozen:
                 self.inner.apply(out)
+                for indicate in self.indicators:
+                    indicate(out)
 
     def safe(self) -> None:
         with self._lock:
@@ -123,8 +128,15 @@ class DoorService:
             from .storage.secure_cards import SecureCards
             secure = SecureCards(self.whitelist, cfg.storage.data_dir / "card-counters.db", keys)
             self._closers.append(secure.close)
+        reader_keys = None
+        if any(r.kind == "osdp" for r in cfg.readers):  # their secure channel keys
+            from .storage.reader_keys import ReaderKeys
+            reader_keys = ReaderKeys(cfg.storage.data_dir / "reader-keys.db", keys)
+            self._closers.append(reader_keys.close)
         self.readers = build_readers(cfg.readers, self.q.put, self.clock, factory=factory,
-                                     secure=secure)
+                                     secure=secure, reader_keys=reader_keys)
+        self.safe_outputs.indicators = [r.indicate for r in self.readers
+                                        if hasattr(r, "indicate")]
         self.engine = Engine(cfg, self.whitelist, self.safe_outputs, self.logw, self.clock,
                              door_open=self.inputs.door_open(), tamper=self.inputs.tampered(),
                              fire=self.inputs.fire(),

@@ -59,6 +59,14 @@ name = "front"
 kind = "sim"
 """
 
+OSDP_SIM_READER = """
+[[readers]]
+name = "entry-osdp"
+kind = "osdp"
+port = "sim"
+install_mode = true
+"""
+
 REAL_READERS = """
 [[readers]]
 name = "front-nfc"

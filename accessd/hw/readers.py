@@ -15,6 +15,7 @@ recovers, with no daemon restart.
 | em4100-serial | hw/fob_serial.py   | RDM6300-style 125 kHz reader on a serial port |
 | wiegand       | hw/wiegand.py      | Wiegand reader / keypad on two GPIO inputs    |
 | keypad-matrix | hw/keypad_matrix.py| row/column matrix keypad on GPIO              |
+| osdp          | hw/osdp.py         | OSDP reader on RS-485, secure channel only    |
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Reader:
     """
 
     kind = "base"
+    healthy_when_open = True  # False: the subclass says when it is back (after a handshake)
 
     def __init__(self, cfg: ReaderConfig, post: Callable[[object], None], clock, *,
                  factory=None, retry_initial: float = 1.0, secure=None):
@@ -92,7 +94,8 @@ class Reader:
                 delay = min(delay * 2, self.retry_max)
                 continue
             self.opened.set()
-            self._recovered()
+            if self.healthy_when_open:
+                self._recovered()
             delay = self.retry_initial
             try:
                 self.serve()
@@ -232,6 +235,7 @@ READER_CLASSES: dict[str, str] = {
     "em4100-serial": "accessd.hw.fob_serial:FobSerialReader",
     "wiegand": "accessd.hw.wiegand:WiegandReader",
     "keypad-matrix": "accessd.hw.keypad_matrix:MatrixKeypadReader",
+    "osdp": "accessd.hw.osdp:OsdpReader",
 }
 
 
@@ -240,5 +244,9 @@ def reader_class(kind: str) -> type[Reader]:
     return getattr(importlib.import_module(module), cls)
 
 
-def build_readers(cfgs, post, clock, *, factory=None, secure=None) -> list[Reader]:
-    return [reader_class(c.kind)(c, post, clock, factory=factory, secure=secure) for c in cfgs]
+def build_readers(cfgs, post, clock, *, factory=None, secure=None,
+                  reader_keys=None) -> list[Reader]:
+    """reader_keys (storage.reader_keys.ReaderKeys) goes to the OSDP readers."""
+    return [reader_class(c.kind)(c, post, clock, factory=factory, secure=secure,
+                                 **({"reader_keys": reader_keys} if c.kind == "osdp" else {}))
+            for c in cfgs]

@@ -140,17 +140,7 @@ class WiegandReader(Reader):
         if kind != "fob":
             raise ValueError(f"reader {self.name} reads card numbers, not {kind}")
         self._require_open()
-        fob = parse_fob(value)
-        if fob.family.startswith("raw"):
-            if fob.bits not in self.raw_lengths:
-                raise ValueError(f"reader {self.name} does not take raw {fob.bits}-bit frames "
-                                 "(raw_bits in its config)")
-            bits, reading = wiegand.encode_raw(fob.bits, fob.number), fob.canonical
-        elif fob.family == "w37":
-            bits, reading = wiegand.encode_card(37, fob.number), fob.canonical
-        else:  # an EM fob at a Wiegand-26 reader: its low 24 bits, facility:card
-            number = fob.number & 0xFFFFFF
-            bits, reading = wiegand.encode_card(26, number), reading_wiegand(26, number)
+        bits, reading = wiegand.frame_for(parse_fob(value), self.raw_lengths, self.name)
         self._expect(reading, reply)
         self.pulse(bits)
 

@@ -112,3 +112,19 @@ def encode_key(key: str, bits: int = 8) -> list[int]:
     v = _KEYS.index(key)
     nib = [int(c) for c in f"{v:04b}"]
     return nib if bits == 4 else [1 - b for b in nib] + nib
+
+
+def frame_for(fob, raw_lengths: tuple[int, ...], reader: str) -> tuple[list[int], str]:
+    """The frame a Wiegand reader sends for a fob (core.credentials.Fob), and the
+    reading the door makes of it (simulation): a raw frame as enrolled, a 37-bit
+    card, or an EM fob's low 24 bits as a 26-bit facility:card frame."""
+    from ..core.credentials import reading_wiegand
+    if fob.family.startswith("raw"):
+        if fob.bits not in raw_lengths:
+            raise ValueError(f"reader {reader} does not take raw {fob.bits}-bit frames "
+                             "(raw_bits in its config)")
+        return encode_raw(fob.bits, fob.number), fob.canonical
+    if fob.family == "w37":
+        return encode_card(37, fob.number), fob.canonical
+    number = fob.number & 0xFFFFFF
+    return encode_card(26, number), reading_wiegand(26, number)
