@@ -21,7 +21,8 @@ from .errors import ConfigError, KeyFileError
 
 DEFAULT_CONFIG = Path("/etc/accessd/accessd.toml")
 PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
-READER_KINDS = ("sim", "nfc", "em4100-serial", "wiegand", "keypad-matrix", "osdp")
+READER_KINDS = ("sim", "nfc", "em4100-serial", "wiegand", "keypad-matrix", "osdp",
+                "qr-serial")
 OSDP_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400)
 NFC_TARGETS = ("106A", "106B", "212F")
 FOB_FORMATS = ("rdm6300", "ascii-decimal")
@@ -134,6 +135,11 @@ _READER_OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "col_pins": ((list,), _REQUIRED),
         "keys": ((list,), ["123", "456", "789", "*0#"]),
         "debounce_ms": ((int,), 20),
+    },
+    "qr-serial": {
+        "port": ((str,), _REQUIRED),          # /dev/serial0, /dev/ttyACM0, "sim"
+        "baudrate": ((int,), 9600),
+        "hold_ms": ((int,), 2000),            # the same code again within this: one scan
     },
     "osdp": {
         "port": ((str,), _REQUIRED),          # /dev/ttyUSB0, /dev/serial0, "sim"
@@ -424,6 +430,13 @@ def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, st
             raise _err(path, f"{where}.keys", f"unknown keys {''.join(sorted(bad))!r}")
         if o["debounce_ms"] < 0:
             raise _err(path, f"{where}.debounce_ms", f"must be 0 or more, got {o['debounce_ms']}")
+    elif kind == "qr-serial":
+        if not o["port"].strip():
+            raise _err(path, f"{where}.port", "must name a serial port (/dev/serial0) or \"sim\"")
+        if o["baudrate"] <= 0:
+            raise _err(path, f"{where}.baudrate", f"must be positive, got {o['baudrate']}")
+        if o["hold_ms"] < 0:
+            raise _err(path, f"{where}.hold_ms", f"must be 0 or more, got {o['hold_ms']}")
     elif kind == "osdp":
         if not o["port"].strip():
             raise _err(path, f"{where}.port", "must name a serial port (/dev/ttyUSB0) or \"sim\"")

@@ -45,7 +45,7 @@ from .errors import (AccessdError, CredentialFormatError, DaemonUnavailable, Har
 log = logging.getLogger(__name__)
 MAX_LINE = 64 * 1024
 REPLY_TIMEOUT = 10.0
-SIM_INPUTS = ("tap", "fob", "pin", "door", "rex", "tamper", "fire")
+SIM_INPUTS = ("tap", "fob", "pin", "qr", "door", "rex", "tamper", "fire")
 
 
 def _field(req: dict, name: str, kind=str, choices=None):
@@ -200,6 +200,11 @@ class Controller:
                     reader.sim_present(kind, value, fut, card=card)
                     return {**self._wait(fut), "card": card.image()}
                 reader.sim_present(kind, value, fut)
+            elif what == "qr":
+                text = _field(req, "text")
+                if not text or len(text) > 2048 or any(c in text for c in "\r\n"):
+                    raise ProtocolError("field 'text' must be one line of 1-2048 characters")
+                self._sim_reader(req, what).sim_present("qr", text, fut)
             elif what == "pin":
                 keys = _field(req, "keys")
                 if not keys or any(k not in KEYS for k in keys) or len(keys) > 32:

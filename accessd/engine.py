@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 
 from .config import Config
 from .core import door as fsm
-from .core import access, pinentry, watch
+from .core import access, passes, pinentry, watch
 from .core.credentials import lookup_values
 from .core.events import (Barrier, CaptureRequest, CredentialPresented, InputChanged,
                           KeyPressed, Notice, ReaderNotice, RemoteUnlock, SetMode,
@@ -41,9 +41,12 @@ class Engine(CoreLoop):
     def __init__(self, cfg: Config, whitelist, outputs: OutputPort, logw, clock, *,
                  door_open: bool = False, tamper: bool = False, fire: bool = False,
                  readers_health: Callable[[], list] = lambda: [], notifier=None,
-                 q: queue.SimpleQueue | None = None):
+                 q: queue.SimpleQueue | None = None, pass_check=None):
+        """pass_check: (site public key, site id, door group) to check QR passes with;
+        None on a door enrolled locally."""
         super().__init__(logw, clock, notifier=notifier, q=q)
         self.cfg = cfg
+        self.pass_check = pass_check
         self.whitelist = whitelist
         self.hw = outputs
         self.readers_health = readers_health
@@ -151,21 +154,24 @@ class Engine(CoreLoop):
     # ---- handlers -------------------------------------------------------
     def _credential(self, item: CredentialPresented, now: float) -> None:
         """Look the credential up, ask the access pipeline, carry out its outcome."""
-        (first, _), *narrower = lookup_values(item.kind, item.value)
-        digest = self.whitelist.digest(item.kind, first)
-        fp = fingerprint(digest)
-        captured = self._capture(item, fp)
-        record, unreadable = None, False
-        try:
-            record = self.whitelist.lookup(digest)
-            for value, alias_ok in narrower:  # a fob enrolled with fewer bits
-                if record is not None:
-                    break
-                record = self.whitelist.lookup(self.whitelist.digest(item.kind, value),
-                                               alias_ok=alias_ok)
-        except StoreError as exc:
-            log.error("%s", exc)
-            unreadable = True
+        record, unreadable, captured, refusal = None, False, None, item.refusal
+        if item.kind == "qr":
+            record, fp, refusal = self._pass(item.value)
+        else:
+            (first, _), *narrower = lookup_values(item.kind, item.value)
+            digest = self.whitelist.digest(item.kind, first)
+            fp = fingerprint(digest)
+            captured = self._capture(item, fp)
+            try:
+                record = self.whitelist.lookup(digest)
+                for value, alias_ok in narrower:  # a fob enrolled with fewer bits
+                    if record is not None:
+                        break
+                    record = self.whitelist.lookup(self.whitelist.digest(item.kind, value),
+                                                   alias_ok=alias_ok)
+            except StoreError as exc:
+                log.error("%s", exc)
+                unreadable = True
         if record is not None and record.uses and self.access.used(record.credential_id) is None:
             # a use-counted pass: its grants here, counted once from the log
             self.access = self.access.with_used(record.credential_id,
@@ -174,9 +180,23 @@ class Engine(CoreLoop):
         at = access.Situation(self.mode, wall, self.whitelist.policy,
                               self.whitelist.age_hours(wall), self._clock_synced(), unreadable)
         outcome = access.present(self.access, access.Presented(item.reader, item.kind, fp,
-                                                               item.assurance, item.refusal),
+                                                               item.assurance, refusal),
                                  record, at, self.access_cfg, now)
         self._carry_out(outcome, now, item, captured)
+
+    def _pass(self, text: str):
+        """A scanned QR pass: (its record, its name in the log, why it is refused)."""
+        if self.pass_check is None:
+            return None, "pass-?", ("denied: this door cannot check passes (it has no site "
+                                    "key: enrolled locally)")
+        pk, site, group = self.pass_check
+        try:
+            p, refusal = passes.verify(text, pk, site=site, group=group,
+                                       revoked=self.whitelist.revoked_passes)
+        except passes.PassFormatError as exc:   # the reader lets only passes through
+            return None, "pass-?", f"denied: {exc}"
+        fp = p.credential_id if p is not None else "pass-?"
+        return (p.record() if p is not None and not refusal else None), fp, refusal
 
     def _carry_out(self, outcome: access.Outcome, now: float, item=None, captured=None) -> None:
         """The door machine, the outputs, then the log records and the reply."""

@@ -137,7 +137,13 @@ class DoorService:
                                      secure=secure, reader_keys=reader_keys)
         self.safe_outputs.indicators = [r.indicate for r in self.readers
                                         if hasattr(r, "indicate")]
+        pass_check = None
+        if keys.site is not None:   # QR passes are signed by the site's key
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+            pass_check = (Ed25519PublicKey.from_public_bytes(keys.site.public_key),
+                          keys.site.site, keys.site.group)
         self.engine = Engine(cfg, self.whitelist, self.safe_outputs, self.logw, self.clock,
+                             pass_check=pass_check,
                              door_open=self.inputs.door_open(), tamper=self.inputs.tampered(),
                              fire=self.inputs.fire(),
                              readers_health=lambda: [r.health() for r in self.readers],

@@ -709,6 +709,29 @@ def tap(obj, uid, card_file, reader, as_json):
     _out(as_json, r, lambda: click.echo(sim_words(r)))
 
 
+@sim.command("qr")
+@click.argument("text")
+@reader_opt
+@json_opt
+@click.pass_obj
+def sim_qr(obj, text, reader, as_json):
+    """Scan a QR code: TEXT is what the scanner prints (a pass from 'accessctl pass
+    issue', or anything else). A file name prefixed with @ is read instead.
+
+    \b
+    Examples:
+      accessctl sim qr @visitor.pass
+      accessctl sim qr "https://example.com/not-a-pass"
+    """
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text().strip()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {text[1:]}: {exc.strerror}",
+                                     param_hint="TEXT")
+    _sim(obj, {"input": "qr", "text": text, **({"reader": reader} if reader else {})}, as_json)
+
+
 def _card_image(path: Path) -> dict:
     from ..protocols.cards import Ntag424Card
     try:
@@ -881,10 +904,11 @@ def tamper(obj, state, as_json):
     _sim(obj, {"input": "tamper", "state": state}, as_json)
 
 
-from . import live_cmds, site_cmds  # noqa: E402  (the office commands)
+from . import live_cmds, pass_cmds, site_cmds  # noqa: E402  (the office commands)
 
 site_cmds.register(main)
 live_cmds.register(main)
+pass_cmds.register(main)
 
 if __name__ == "__main__":
     main()

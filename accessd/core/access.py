@@ -41,10 +41,10 @@ _NO_LOCKOUT = guards.Lockout()
 
 class Presented(NamedTuple):
     reader: str
-    kind: str          # nfc | fob | pin
+    kind: str          # nfc | fob | pin | qr
     fingerprint: str   # the log's name for a credential the whitelist does not hold
     assurance: str = "low"   # "high": a secure card proved its keys at the reader
-    refusal: str = ""        # why a secure card's check failed, if it did
+    refusal: str = ""        # why a secure card's check failed, or a QR pass is refused
 
 
 class PendingCard(NamedTuple):
@@ -156,6 +156,8 @@ def present(state: AccessState, p: Presented, record: CredentialRecord | None,
         d = Decision(False, PIN_LOCKOUT if math.isinf(left) else f"{PIN_LOCKOUT} ({left:.0f} s left)")
     elif at.unreadable:
         d = Decision(False, UNREADABLE)
+    elif p.kind == "qr" and p.refusal:
+        d = Decision(False, p.refusal)   # forged, foreign or revoked: core/passes.py
     elif record is not None and record.card and p.assurance != "high":
         # a secure card's UID without the card's proof: a copy, or a failed read
         d = Decision(False, f"{NOT_PROVEN} ({p.refusal or 'its keys were not checked'})",

@@ -19,49 +19,29 @@ with back-off until it comes back.
 
 from __future__ import annotations
 
-import os
-import tty
-
-import serial
-
 from ..core.credentials import parse_fob, reading_em
 from ..protocols.em4100 import PARSERS, BadFrame, frame_rdm6300
-from .readers import Reader
+from .serial_reader import SerialReader
 
 
-class FobSerialReader(Reader):
+class FobSerialReader(SerialReader):
     kind = "em4100-serial"
-    READ_TIMEOUT = 0.5  # how often serve() looks at `stopping` when the line is quiet
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.hold = self.options["hold_ms"] / 1000
         self._last: tuple[int, float] | None = None
-        self._ser = None
-        self._sim_master: int | None = None
-        self._sim_slave: int | None = None
-        self.port = self.options["port"]
-        if self.port == "sim":
-            self._sim_master, self._sim_slave = os.openpty()
-            tty.setraw(self._sim_slave)
-            self.port = os.ttyname(self._sim_slave)
 
     def open(self) -> None:
         self.parser = PARSERS[self.options["format"]]()
-        self._ser = serial.serial_for_url(self.port, baudrate=self.options["baudrate"],
-                                          timeout=self.READ_TIMEOUT)
+        super().open()
 
-    def serve(self) -> None:
-        ser = self._ser
-        while not self.stopping.is_set():
-            data = ser.read(ser.in_waiting or 1)
-            if not data:
-                continue
-            for item in self.parser.feed(data):
-                if isinstance(item, BadFrame):
-                    self.bad_frame(item.reason)
-                else:
-                    self._tag(reading_em(item.number, item.version))
+    def received(self, data: bytes) -> None:
+        for item in self.parser.feed(data):
+            if isinstance(item, BadFrame):
+                self.bad_frame(item.reason)
+            else:
+                self._tag(reading_em(item.number, item.version))
 
     def _tag(self, reading: str) -> None:
         now = self.clock.monotonic()
@@ -70,26 +50,6 @@ class FobSerialReader(Reader):
         if last is not None and last[0] == reading and now - last[1] < self.hold:
             return  # the same fob still held: its frame repeats
         self.credential("fob", reading)
-
-    def wake(self) -> None:
-        ser = self._ser
-        if ser is not None and hasattr(ser, "cancel_read"):
-            try:
-                ser.cancel_read()
-            except Exception:
-                pass  # closing anyway
-
-    def close(self) -> None:
-        if self._ser is not None:
-            self._ser.close()
-            self._ser = None
-
-    def stop(self, timeout: float = 3.0) -> None:
-        super().stop(timeout)
-        for fd in (self._sim_master, self._sim_slave):
-            if fd is not None:
-                os.close(fd)
-        self._sim_master = self._sim_slave = None
 
     # ---- simulation: real frames into the pseudo-terminal --------------------------
     def sim_inputs(self) -> set[str]:
@@ -115,4 +75,4 @@ class FobSerialReader(Reader):
             self._expect(reading_em(number, None), reply)
             frame = f"{number:010d}\r\n".encode()
         self._last = None  # a new presentation, even of the same fob
-        os.write(self._sim_master, frame)
+        self._sim_write(frame)

@@ -16,6 +16,7 @@ recovers, with no daemon restart.
 | wiegand       | hw/wiegand.py      | Wiegand reader / keypad on two GPIO inputs    |
 | keypad-matrix | hw/keypad_matrix.py| row/column matrix keypad on GPIO              |
 | osdp          | hw/osdp.py         | OSDP reader on RS-485, secure channel only    |
+| qr-serial     | hw/qr_serial.py    | UART QR scanner module: signed visitor passes |
 """
 
 from __future__ import annotations
@@ -236,6 +237,7 @@ READER_CLASSES: dict[str, str] = {
     "wiegand": "accessd.hw.wiegand:WiegandReader",
     "keypad-matrix": "accessd.hw.keypad_matrix:MatrixKeypadReader",
     "osdp": "accessd.hw.osdp:OsdpReader",
+    "qr-serial": "accessd.hw.qr_serial:QrSerialReader",
 }
 
 

@@ -153,6 +153,16 @@ SITE_MIGRATIONS = [
     ALTER TABLE credentials ADD COLUMN card TEXT NOT NULL DEFAULT '';
     ALTER TABLE credentials ADD COLUMN card_sealed BLOB;
     """,
+    # 13: signed QR passes for visitors and couriers (site/passes.py): what was issued,
+    #     never the pass text itself (a bearer credential); revoked ones go in bundles
+    """
+    CREATE TABLE passes (id TEXT PRIMARY KEY, group_id TEXT NOT NULL REFERENCES groups(id),
+                         role TEXT NOT NULL, label TEXT NOT NULL, valid_from REAL NOT NULL,
+                         valid_until REAL NOT NULL, uses INTEGER NOT NULL,
+                         issued REAL NOT NULL, issued_by TEXT NOT NULL,
+                         revoked REAL, revoked_by TEXT);
+    CREATE INDEX passes_group ON passes(group_id, valid_until);
+    """,
 ]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..storage.keys import DoorKeys, SiteLink
 from ..storage.whitelist_admin import build_whitelist_file
 from ..sync import bundle
+from . import passes
 from .db import SiteDB
 
 
@@ -42,11 +43,13 @@ def _publish(site: SiteDB, store, version: int, issued: float, expires: float,
         with tempfile.TemporaryDirectory(prefix="accessd-bundle-") as tmp:
             db = Path(tmp) / "whitelist.db"
             rows, ambiguous = site.group_whitelist(g["id"])
+            revoked = json.dumps(passes.revoked_ids(site, g["id"], issued))
             count = build_whitelist_file(db, rows,
                                          lookup_key=site.keys.lookup, seal_key=key,
                                          meta={"version": str(version), "site": site.site_id,
                                                "group": g["id"], "issued": str(issued),
-                                               "expires": str(expires), "policy": policy_json})
+                                               "expires": str(expires), "policy": policy_json,
+                                               "revoked_passes": revoked})
             blob = bundle.seal(bundle.Header(site.site_id, g["id"], doors, version, issued,
                                              expires, count), db.read_bytes(), key,
                                site.keys.signing)

@@ -54,6 +54,12 @@ class Whitelist:
         except (ValueError, AccessdError) as exc:
             raise StoreError(f"{self.path}: the access policy in the whitelist is unreadable: "
                              f"{exc}") from None
+        try:  # QR passes revoked before they ran out (ids only: core/passes.py)
+            revoked = json.loads(meta.get("revoked_passes") or "[]")
+            self.revoked_passes = frozenset(str(r) for r in revoked)
+        except (ValueError, TypeError):
+            raise StoreError(f"{self.path}: the revoked pass list in the whitelist is "
+                             "unreadable") from None
         self.generation += 1
 
     def secure_card_digests(self) -> frozenset[bytes]:

@@ -1,0 +1,90 @@
+"""Signed QR passes at the office: issue (sign, and the QR image), revoke, list.
+
+A pass is signed with the site's Ed25519 key (core/passes.py has the format) and
+is good at the doors of one group, in its window, for a number of entries at
+each door. The site database keeps what was issued and by whom, never the pass
+text (whoever holds the text holds the pass). A revoked pass's id goes into its
+group's next bundles until its window has passed; publish after revoking.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..core import passes
+from ..errors import CredentialFormatError, NotFoundError, StoreError
+from .db import SiteDB, os_user
+
+QR_FORMATS = (".png", ".svg", ".txt")
+
+
+def issue(site: SiteDB, *, group: str, role: str, label: str, valid_from: float,
+          valid_until: float, uses: int) -> tuple[passes.Pass, str]:
+    """Sign a new pass; returns it and its text (what the QR code holds)."""
+    site.group_key(group)  # the group exists (NotFoundError otherwise)
+    if valid_until <= time.time():
+        raise CredentialFormatError("the pass would already have ended: give a --until in "
+                                    "the future")
+    p = passes.new_pass(site=site.site_id, group=group, role=role, label=label,
+                        valid_from=int(valid_from), valid_until=int(valid_until), uses=uses)
+    text = passes.sign(p, site.keys.signing)
+    with site.db.atomic():
+        site.db.insert("passes", {"id": p.pass_id, "group_id": group, "role": role,
+                                  "label": label, "valid_from": p.valid_from,
+                                  "valid_until": p.valid_until, "uses": uses,
+                                  "issued": time.time(), "issued_by": os_user()})
+    site.audit("pass.issue", f"pass {p.pass_id} for {label!r} ({role}) at group {group}")
+    return p, text
+
+
+def revoke(site: SiteDB, pass_id: str) -> dict:
+    pass_id = pass_id.strip().lower().removeprefix("pass-")
+    with site.db.atomic():
+        done = site.db.execute("UPDATE passes SET revoked = ?, revoked_by = ? "
+                               "WHERE id = ? AND revoked IS NULL",
+                               [time.time(), os_user(), pass_id]).rowcount
+    if not done:
+        row = site.db.execute("SELECT revoked_by FROM passes WHERE id = ?",
+                              [pass_id]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no pass {pass_id!r} (see 'accessctl pass list --all')")
+        raise StoreError(f"pass {pass_id} was already revoked by {row[0]}")
+    site.audit("pass.revoke", f"pass {pass_id}")
+    return dict(_rows(site, "WHERE id = ?", [pass_id])[0])
+
+
+_COLS = ("id", "group_id", "role", "label", "valid_from", "valid_until", "uses", "issued",
+         "issued_by", "revoked", "revoked_by")
+
+
+def _rows(site: SiteDB, where: str, args) -> list[dict]:
+    sql = f"SELECT {', '.join(_COLS)} FROM passes {where} ORDER BY issued DESC, id"
+    return [dict(zip(_COLS, r)) for r in site.db.execute(sql, args)]
+
+
+def listing(site: SiteDB, *, all_passes: bool = False, now: float | None = None) -> list[dict]:
+    """Passes still running (or all of them), newest first."""
+    if all_passes:
+        return _rows(site, "", [])
+    return _rows(site, "WHERE valid_until > ? AND revoked IS NULL",
+                 [time.time() if now is None else now])
+
+
+def revoked_ids(site: SiteDB, group: str, now: float) -> list[str]:
+    """The ids a group's bundle must refuse: revoked passes not yet run out."""
+    return [r[0] for r in site.db.execute(
+        "SELECT id FROM passes WHERE group_id = ? AND revoked IS NOT NULL AND valid_until > ? "
+        "ORDER BY id", [group, now])]
+
+
+def write_qr(text: str, path: Path, *, scale: int = 6) -> None:
+    """The pass as a QR image (PNG or SVG, by the file's name) or as its text (.txt)."""
+    import segno
+    suffix = path.suffix.lower()
+    if suffix not in QR_FORMATS:
+        raise CredentialFormatError(f"{path}: write the pass as {', '.join(QR_FORMATS)}")
+    if suffix == ".txt":
+        path.write_text(text + "\n")
+        return
+    segno.make(text, error="m", micro=False).save(str(path), scale=scale, border=4)
