@@ -35,12 +35,14 @@ def door_status(engine) -> dict:
         "readers": engine.readers_health(),
         "clock": {**engine.clock.sync_state().as_dict(), "policy": cfg.policy.unsynced_clock},
         "assurance": {"high": ["secure NFC cards (NTAG 424 DNA), checked with their own keys"],
-                      "low": ["NFC UIDs", "125 kHz fobs", "Wiegand card numbers", "PINs"],
+                      "low": ["NFC UIDs", "125 kHz fobs", "Wiegand card numbers", "PINs",
+                              "QR passes (signed, but a photo of one works too)"],
                       "required": cfg.policy.high_assurance},
         "assurance_note": "NFC UIDs, 125 kHz fobs, Wiegand numbers and PINs are "
-                          "low-assurance credentials: they can be cloned or observed. Secure "
-                          "cards (NTAG 424 DNA) are high: they prove their keys. High "
-                          f"assurance required: {cfg.policy.high_assurance}.",
+                          "low-assurance credentials: they can be cloned or observed; a QR "
+                          "pass cannot be forged, but a photo of it works until it is used up "
+                          "or ends. Secure cards (NTAG 424 DNA) are high: they prove their "
+                          f"keys. High assurance required: {cfg.policy.high_assurance}.",
     }
 
 

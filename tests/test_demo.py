@@ -29,6 +29,11 @@ def test_demo_shows_granted_and_denied_taps_with_the_relay(tmp_path):
     # a secure card: personalised at the office, opens; a copy of its UID does not
     assert "enrolled ntag424 card" in out and "assurance high" in out
     assert "denied: secure card failed its key check" in out
+    assert "GRANTED c" in out.split("entry's OSDP reader")[1].split("\n")[2]    # OSDP
+    assert "at entry-osdp" in out and "osdp: ok, secure channel" in out
+    assert "(entry 1 of 1)" in out and "pass used up (1 of 1 entries)" in out   # QR pass
+    assert "scanned code is not a pass" in out
+    assert "Greta (Anna's guest) (visitor's QR pass)" in out   # named at the office
     assert "04D1A2B3C4D5E6" not in (tmp_path / "demo/daemon.log").read_text()
     assert "accessd stopped" in out
     assert "04A1B2C3" not in (tmp_path / "demo/daemon.log").read_text()

@@ -277,3 +277,22 @@ def test_the_scanner_line_reader_frames_repeats_and_junk(tmp_path):
         assert r.health()["bad_frames"] == 2
     finally:
         r.stop()
+
+
+def test_the_office_log_names_a_pass_by_whom_it_was_for(site):
+    from accessd.site import intake
+    from accessd.site import passes as site_passes
+    from accessd.storage.eventlog import utc_iso
+    now = time.time()
+    p, _ = site_passes.issue(site, group="g", role="courier", label="DHL", valid_from=now,
+                             valid_until=now + 3600, uses=3)
+    before = utc_iso(now)
+    assert intake.holder_of(site, site.holders(), p.credential_id, before, {}) == (
+        "DHL (courier's QR pass)", "")
+    site_passes.revoke(site, p.pass_id)
+    after = utc_iso(time.time() + 1)
+    assert intake.holder_of(site, site.holders(), p.credential_id, before, {}) == (
+        "DHL (courier's QR pass)", "")
+    assert intake.holder_of(site, site.holders(), p.credential_id, after, {}) == (
+        "revoked QR pass of DHL", "revoked")
+    assert intake.holder_of(site, site.holders(), "pass-ffffffffffffffff", after, {}) == ("", "")

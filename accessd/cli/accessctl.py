@@ -522,7 +522,8 @@ def status(obj: Ctx, as_json: bool) -> None:
         for r in st["readers"]:
             seen = _fmt_time(r["last_seen"]) if r["last_seen"] else "never"
             detail = f" ({r['detail']})" if r["detail"] and r["detail"] != r["state"] else ""
-            t.add_row(f"reader {r['name']}", f"{r['kind']}: {r['state']}{detail}, "
+            sc = ", secure channel" if r.get("secure_channel") else ""
+            t.add_row(f"reader {r['name']}", f"{r['kind']}: {r['state']}{detail}{sc}, "
                                              f"last credential {seen}")
         if "sync" in st:
             t.add_row("sync", f"{st['sync']['last']} (from {st['sync']['store']}, every "
@@ -661,7 +662,7 @@ def sim_words(r: dict) -> str:
         reason = r.get("reason") or ""
         for prefix in (f"{decision}: ", decision):   # 'denied: expired' -> 'expired'
             if reason.startswith(prefix):
-                reason = reason[len(prefix):]
+                reason = reason[len(prefix):].strip()
                 break
         cred = f" {r['credential']}" if r.get("credential") else ""
         where = f" at {r['reader']}" if r.get("reader") else ""

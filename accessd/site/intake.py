@@ -269,6 +269,17 @@ def holder_of(site: SiteDB, holders: dict, cred: str | None, ts: str,
     """(name, status) behind a logged credential id or fingerprint at the time `ts`:
     ("Anna Berg (12A)", ""), ("revoked card of Anna Berg (12A)", "revoked"), or ("", "")
     for a stranger. `holders` is site.holders(); `people` caches labels."""
+    if cred and cred.startswith("pass-"):   # a QR pass: its label, from the office's list
+        if cred not in people:
+            people[cred] = site.db.execute("SELECT label, role, revoked FROM passes WHERE id = ?",
+                                           [cred[5:]]).fetchone()
+        row = people[cred]
+        if row is None:
+            return "", ""
+        label, role, revoked = row
+        if revoked is not None and ts >= utc_iso(revoked):
+            return f"revoked QR pass of {label}", "revoked"
+        return f"{label} ({role}'s QR pass)", ""
     held = holders.get(cred) if cred else None
     if not held:
         return "", ""
