@@ -413,8 +413,90 @@ def bench_readers(directory: Path, taps: int = 12) -> dict:
                                            "beyond_gap_p50_ms": round(summ["p50"] - 25, 3),
                                            "beyond_gap_p99_ms": round(summ["p99"] - 25, 3),
                                            "frame_flush_late_ms": summary_ms(flush)}
+    res["osdp_card_to_relay_ms"] = _bench_osdp(directory, cfg, post, clock, one)
+    res["qr_scan_to_relay_ms"] = _bench_qr(engine, post, clock, one)
     stop()
     return res
+
+
+def _bench_osdp(directory: Path, cfg, post, clock, one, taps: int = 100) -> dict:
+    """An OSDP reader's card report: submitted at libosdp's peripheral device (our
+    simulated reader) -> the control panel's poll picks it up in the secure channel
+    -> the door's reader thread -> relay. On a pty, so without the wire time."""
+    from accessd.config import ReaderConfig
+    from accessd.hw.osdp import OsdpReader
+    from accessd.hw.osdp_peer import OsdpPeer
+    from accessd.storage.reader_keys import ReaderKeys
+    peer = OsdpPeer(0).start()
+    keys = ReaderKeys(directory / "reader-keys.db", load_key_file(cfg.storage.key_file))
+    r = OsdpReader(ReaderConfig("osdp", "osdp", {
+        "port": peer.port, "address": 0, "baudrate": 115200, "install_mode": True,
+        "rs485_rts": False, "raw_bits": []}), post, clock, reader_keys=keys)
+    r.start()
+    deadline = time.monotonic() + 15
+    while not r.sc_active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    samples = []
+    uid = bytes.fromhex("01020304")
+    for _ in range(taps):
+        def report():
+            t0 = time.perf_counter_ns()
+            peer.card_uid(uid)
+            return t0
+        got = one(report)
+        if got:
+            samples.append(got[1] * 1000)
+        time.sleep(random.uniform(0.005, 0.06))   # not in step with the polls
+    r.stop()
+    peer.stop()
+    keys.close()
+    # a card report in the secure channel is about 30 bytes each way, 10 bits a byte
+    wire_ms = round(2 * 30 * 10 / 115200 * 1000, 2)
+    return {**summary_ms(samples), "wire_time_at_115200_ms": wire_ms,
+            "note": "mostly waiting for the control panel's next poll (libosdp polls "
+                    "every 50 ms); add wire_time on a real RS-485 line"}
+
+
+def _bench_qr(engine, post, clock, one, scans: int = 200, checks: int = 2000) -> dict:
+    """A signed pass: its check alone (parse + Ed25519 verify), and a scanner's line
+    written to the qr-serial reader's pty -> pyserial -> the core's check -> relay."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from accessd.config import ReaderConfig
+    from accessd.core import passes
+    from accessd.hw.qr_serial import QrSerialReader
+    key = Ed25519PrivateKey.generate()
+    now = int(time.time())
+    text = passes.sign(passes.new_pass(site="bench", group="g", role="visitor", label="bench",
+                                       valid_from=now - 60, valid_until=now + 3600,
+                                       uses=passes.MAX_USES), key)
+    pk = key.public_key()
+    verify = []
+    for _ in range(checks):
+        t = time.perf_counter()
+        passes.verify(text, pk, site="bench", group="g")
+        verify.append((time.perf_counter() - t) * 1e6)
+    engine.pass_check = (pk, "bench", "g")
+    r = QrSerialReader(ReaderConfig("qr", "qr-serial", {"port": "sim", "baudrate": 9600,
+                                                        "hold_ms": 0}), post, clock)
+    r.start()
+    r.opened.wait(5)
+    line = text.encode() + b"\r\n"
+    samples = []
+    for _ in range(scans):
+        def scan():
+            t0 = time.perf_counter_ns()
+            os.write(r._sim_master, line)
+            return t0
+        got = one(scan)
+        if got:
+            samples.append(got[1] * 1000)
+        time.sleep(0.003)
+    r.stop()
+    return {"verify_ms": summary_ms(verify), "line_to_relay_ms": summary_ms(samples),
+            "pass_chars": len(text),
+            "wire_time_at_9600_ms": round(len(line) * 10 / 9600 * 1000, 1),
+            "wire_time_at_115200_ms": round(len(line) * 10 / 115200 * 1000, 1)}
 
 
 

@@ -81,8 +81,21 @@ class OsdpPeer:
         ])
         self._pd = osdp.PeripheralDevice(info, caps, log_level=osdp.LogLevel.Error,
                                          command_handler=self._command)
-        self._pd.start()
+        # refreshed here every 2 ms, as a reader's firmware answers a poll within a few
+        # ms (the wrapper's own thread sleeps 20 ms between refreshes)
+        self._pd.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"osdp-peer-{self.address}",
+                                        daemon=True)
+        self._thread.start()
         return self
+
+    def _run(self) -> None:
+        pd = self._pd
+        while not self._stop.is_set():
+            with pd.lock:
+                pd.ctx.refresh()
+            self._stop.wait(0.002)
 
     def _command(self, cmd: dict):
         with self._cond:
@@ -139,7 +152,8 @@ class OsdpPeer:
 
     def stop(self) -> None:
         if self._pd is not None:
-            self._pd.teardown()
+            self._stop.set()
+            self._thread.join(2)
             self._pd = None
         for fd in (self._master, self._slave):
             try:
