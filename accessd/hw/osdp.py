@@ -143,12 +143,12 @@ class OsdpReader(Reader):
             now_secure = bool(ctx.status() & 1) and bool(ctx.sc_status() & 1)
             if now_secure and not secure:
                 secure = True
-                self._secured.set()
                 if not key.installed:
                     key = type(key)(key.scbk, True)
                     self.keys.put(self.name, key)
                     log.warning("reader %s now holds its secure channel key; set "
                                 "install_mode = false", self.name)
+                self._secured.set()
                 if not self._tamper:
                     self._recovered()
             elif secure and not now_secure:
