@@ -188,8 +188,8 @@ class Controller:
                 field, kind = ("uid", "nfc") if what == "tap" else ("number", "fob")
                 card = None
                 if what == "tap" and req.get("card") is not None:  # an emulated secure card
-                    from .protocols.cards import Ntag424Card
-                    card = Ntag424Card.from_image(req["card"])
+                    from .protocols.cards import card_from_image
+                    card = card_from_image(req["card"])
                     req = {**req, "uid": card.uid.hex()}
                 value = normalize(kind, _field(req, field))
                 reader = self._sim_reader(req, what)

@@ -34,15 +34,17 @@ def door_status(engine) -> dict:
                 "degraded": logw.degraded_since is not None, "error": logw.last_error},
         "readers": engine.readers_health(),
         "clock": {**engine.clock.sync_state().as_dict(), "policy": cfg.policy.unsynced_clock},
-        "assurance": {"high": ["secure NFC cards (NTAG 424 DNA), checked with their own keys"],
+        "assurance": {"high": ["secure NFC cards (NTAG 424 DNA, MIFARE DESFire EV2/EV3), "
+                               "checked with their own keys"],
                       "low": ["NFC UIDs", "125 kHz fobs", "Wiegand card numbers", "PINs",
                               "QR passes (signed, but a photo of one works too)"],
                       "required": cfg.policy.high_assurance},
         "assurance_note": "NFC UIDs, 125 kHz fobs, Wiegand numbers and PINs are "
                           "low-assurance credentials: they can be cloned or observed; a QR "
                           "pass cannot be forged, but a photo of it works until it is used up "
-                          "or ends. Secure cards (NTAG 424 DNA) are high: they prove their "
-                          f"keys. High assurance required: {cfg.policy.high_assurance}.",
+                          "or ends. Secure cards (NTAG 424 DNA, DESFire EV2/EV3) are high: "
+                          "they prove their keys. High assurance required: "
+                          f"{cfg.policy.high_assurance}.",
     }
 
 

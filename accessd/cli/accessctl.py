@@ -86,8 +86,9 @@ def keys_init(obj: Ctx) -> None:
 # ---- enrolment ------------------------------------------------------------
 @main.command()
 @click.option("--kind", type=click.Choice(KINDS + SECURE_CARDS), required=True,
-              help="Credential kind; ntag424: personalise a blank NTAG 424 DNA on the office "
-                   "reader (--site, --nfc-reader) as a high-assurance card.")
+              help="Credential kind; ntag424, desfire: personalise a blank NTAG 424 DNA or "
+                   "MIFARE DESFire EV2/EV3 on the office reader (--site, --nfc-reader) as a "
+                   "high-assurance card.")
 @click.option("--holder", help="At a door (without --site): who holds it, an id from the "
                                 "office, e.g. 12A-1.")
 @click.option("--person", help="At the office (--site): the person it belongs to.")
@@ -132,6 +133,7 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capt
       accessctl --site /srv/site enroll --person p1a2b3c4 --kind nfc --nfc-reader usb
       accessctl --site /srv/site enroll --person p1a2b3c4 --kind fob --capture-at front
       accessctl --site /srv/site enroll --person p1a2b3c4 --kind ntag424 --nfc-reader usb
+      accessctl --site /srv/site enroll --person p1a2b3c4 --kind desfire --nfc-reader usb
     """
     if kind in SECURE_CARDS:
         _enroll_secure(obj, kind, person, holder, nfc_reader, capture_timeout, valid_from,
@@ -206,7 +208,8 @@ def _enroll_secure(obj: Ctx, kind, person, holder, nfc_reader, timeout, valid_fr
 
     click.echo(f"hold the blank card on the reader (waiting {timeout} s)...", err=True)
     value, keys, done = secure_cards.on_office_reader(
-        nfc_reader, timeout, lambda send, uid: secure_cards.personalise(send, uid, master, free))
+        nfc_reader, timeout,
+        lambda send, uid: secure_cards.personalise(send, uid, master, free, kind))
     rec = site.credential_add(who.id, "nfc", value, valid_from=vf, valid_until=vu,
                               card=(kind, keys.to_hex()))
     _out(as_json, {**rec, "card": kind, "done": done}, lambda: click.echo(
@@ -317,7 +320,7 @@ def _read_office_nfc(path: str, timeout: float) -> str:
 
 @main.group("card")
 def card_group() -> None:
-    """Secure cards (NTAG 424 DNA) on the office's NFC reader.
+    """Secure cards (NTAG 424 DNA, MIFARE DESFire EV2/EV3) on the office's NFC reader.
 
     \b
     Example:
@@ -333,8 +336,8 @@ def card_group() -> None:
 @json_opt
 @click.pass_obj
 def card_check(obj: Ctx, nfc_reader, timeout, as_json) -> None:
-    """Read a card's state back: blank (factory keys, ready to enrol), this site's
-    (its keys, SUN message and door key check out; its read counter, and who it is
+    """Read a card's type and state back: blank (ready to enrol), this site's (its
+    keys check out: an NTAG 424 DNA's SUN message and read counter too; and who it is
     enrolled to), or foreign (keys unknown here).
 
     \b
@@ -354,7 +357,8 @@ def card_check(obj: Ctx, nfc_reader, timeout, as_json) -> None:
         pid = site.credential_holder("nfc", uid)
         doc["enrolled_to"] = site.label(site.person(pid)) if pid else None
     _out(as_json, doc, lambda: click.echo(
-        f"{doc['state']}: {doc['detail']}"
+        f"{'DESFire' if doc['card'] == 'desfire' else 'NTAG 424 DNA'} {doc['state']}: "
+        f"{doc['detail']}"
         + (f"; read counter {doc['counter']}" if "counter" in doc else "")
         + (f"; card {doc['fingerprint']}" if "fingerprint" in doc else "")
         + (f", enrolled to {doc['enrolled_to']}" if doc.get("enrolled_to") else
@@ -734,10 +738,10 @@ def sim_qr(obj, text, reader, as_json):
 
 
 def _card_image(path: Path) -> dict:
-    from ..protocols.cards import Ntag424Card
+    from ..protocols.cards import card_from_image
     try:
         doc = json.loads(path.read_text())
-        Ntag424Card.from_image(doc)
+        card_from_image(doc)
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--card")
     except ValueError as exc:   # JSONDecodeError is one
@@ -753,7 +757,7 @@ def _write_card_image(path: Path, image: dict) -> None:
 
 @sim.group("card")
 def sim_card() -> None:
-    """Simulated secure cards (NTAG 424 DNA) kept in files.
+    """Simulated secure cards (NTAG 424 DNA, MIFARE DESFire EV3) kept in files.
 
     \b
     Example:
@@ -764,24 +768,29 @@ def sim_card() -> None:
 @sim_card.command("new")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--uid", help="Its 7-byte UID in hex (default: a random NXP one, 04...).")
-def sim_card_new(path, uid):
-    """Make a blank NTAG 424 DNA (factory keys), as NXP ships it, in PATH.
+@click.option("--type", "card_type", type=click.Choice(["ntag424", "desfire"]),
+              default="ntag424", show_default=True,
+              help="ntag424: a blank NTAG 424 DNA; desfire: a blank MIFARE DESFire EV3.")
+def sim_card_new(path, uid, card_type):
+    """Make a blank secure card, as NXP ships it, in PATH.
 
     \b
-    Example:
+    Examples:
       accessctl sim card new resident.card --uid 04DE5F1EACC040
+      accessctl sim card new staff.card --type desfire
     """
     import secrets
-    from ..protocols.cards import Ntag424Card
+    from ..protocols.cards import DesfireCard, Ntag424Card
     if path.exists():
         raise click.BadParameter(f"{path} exists; not overwriting a card", param_hint="PATH")
     try:
         raw = bytes.fromhex(normalize("nfc", uid)) if uid else b"\x04" + secrets.token_bytes(6)
-        card = Ntag424Card(raw)
+        card = DesfireCard(raw) if card_type == "desfire" else Ntag424Card(raw)
     except (CredentialFormatError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--uid")
     _write_card_image(path, card.image())
-    click.echo(f"blank NTAG 424 DNA in {path}")
+    click.echo(f"blank {'MIFARE DESFire EV3' if card_type == 'desfire' else 'NTAG 424 DNA'} "
+               f"in {path}")
 
 
 @sim_card.command("present")
@@ -802,10 +811,10 @@ def sim_card_present(path, nfc_link, hold, timeout):
       accessctl --site site enroll --person p1 --kind ntag424 --nfc-reader udp:localhost:50090
     """
     from ..hw.nfc_emulator import CardEmulator
-    from ..protocols.cards import Ntag424Card
+    from ..protocols.cards import card_from_image
     if not nfc_link.startswith("udp:"):
         raise click.BadParameter("must be udp:HOST:PORT", param_hint="--nfc-link")
-    card = Ntag424Card.from_image(_card_image(path))
+    card = card_from_image(_card_image(path))
     found = CardEmulator(nfc_link).present(card.uid, kind="type4", hold=hold, timeout=timeout,
                                            applet=card.apdu)
     _write_card_image(path, card.image())

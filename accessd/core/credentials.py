@@ -15,7 +15,7 @@ TEMPORARY_ROLES = ("visitor", "courier", "contractor")
 # credential enrolled as a secure card (one of SECURE_CARDS) is "high": a door opens
 # for it only when the card proves it holds its own keys.
 ASSURANCE = {"nfc": "low", "fob": "low", "pin": "low"}
-SECURE_CARDS = ("ntag424",)
+SECURE_CARDS = ("ntag424", "desfire")
 
 _HEX = re.compile(r"^[0-9A-F]+$")
 

@@ -18,11 +18,13 @@ is the card's identifier in upper-case hex (UID, PUPI or IDm). Phones emulate
 cards with random UIDs; they need the cryptographic credentials of a later
 release. An unplugged reader is a reader.fault, retried until it is back.
 
-Secure cards (NTAG 424 DNA, README "Secure cards"): when the whitelist holds a UID
-as a secure card, the reader checks the card in the same tap through nfcpy's
-ISO-DEP exchange (protocols/ntag424.py: SUN message, AuthenticateEV2First with the
-card's door key, its UID under secure messaging) and its read counter against the
-last one seen (storage/secure_cards.py). The credential goes to the core as
+Secure cards (NTAG 424 DNA and MIFARE DESFire EV2/EV3, README "Secure cards"):
+when the whitelist holds a UID as a secure card, the reader checks the card in the
+same tap through nfcpy's ISO-DEP exchange: an NTAG 424 DNA's SUN message,
+AuthenticateEV2First with the card's door key and its UID under secure messaging
+(protocols/ntag424.py), and its read counter against the last one seen
+(storage/secure_cards.py); a DESFire's site application, AuthenticateEV2First and
+its UID under secure messaging (protocols/desfire.py). The credential goes to the core as
 assurance "high", or "low" with the reason the check failed (a copied UID, a
 replayed or foreign card), which the access pipeline denies. A card that leaves
 or garbles its answers mid-check is a reader.bad_frame, never a decision.
@@ -96,18 +98,22 @@ class NfcReader(Reader):
     def _check_secure(self, tag, value: str, record) -> None:
         """A secure card's check in this tap (module docstring)."""
         import nfc.tag
-        from ..protocols import ntag424
+        from ..protocols import desfire, ntag424
         refusal = ""
         try:
             if tag.type != "Type4Tag":
                 raise CardAuthError(f"a {tag.type} card showed a secure card's UID "
                                     "(a copy of the UID?)")
-            keys = ntag424.CardKeys.from_hex(record.card_keys)
-            v = ntag424.verify(tag.transceive, bytes.fromhex(value), keys)
-            last = self.secure.advance(value, v.counter)
-            if last is not None:
-                raise CardAuthError(f"read counter {v.counter} is not above the last seen "
-                                    f"({last}): a replayed or cloned card")
+            if record.card == "desfire":
+                desfire.verify(tag.transceive, bytes.fromhex(value),
+                               desfire.DesfireKeys.from_hex(record.card_keys))
+            else:
+                keys = ntag424.CardKeys.from_hex(record.card_keys)
+                v = ntag424.verify(tag.transceive, bytes.fromhex(value), keys)
+                last = self.secure.advance(value, v.counter)
+                if last is not None:
+                    raise CardAuthError(f"read counter {v.counter} is not above the last "
+                                        f"seen ({last}): a replayed or cloned card")
         except CardAuthError as exc:
             refusal = str(exc)
         except (ProtocolError, nfc.tag.TagCommandError) as exc:

@@ -7,6 +7,8 @@ the counter one up on each read), AuthenticateEV2First, GetCardUID,
 ChangeFileSettings and ChangeKey under secure messaging. It starts blank, as NXP
 ships it: five AES keys of zeros, an NDEF file anyone may write.
 
+`DesfireCard` answers as a MIFARE DESFire EV2/EV3 does (its class docstring).
+
 The faults a test needs: a card holding other keys (another site's, or a cloned
 UID written onto a blank card), `ReplayCard` (answers recorded from a genuine card's
 earlier session, replayed), and `pull_after` (the card leaves the field after that
@@ -39,30 +41,22 @@ def _native(status: int) -> bytes:
     return bytes([0x91, status])
 
 
-class Ntag424Card:
-    def __init__(self, uid: bytes, keys: list[bytes] | None = None, *,
-                 pull_after: int | None = None, rnd=os.urandom):
-        if len(uid) != 7:
-            raise ValueError("an NTAG 424 DNA has a 7-byte UID")
+class _Ev2Card:
+    """What both cards share: the APDU entry (ISO or wrapped native commands, a card
+    pulled from the field), AuthenticateEV2First, GetCardUID and ChangeKey on the
+    keys of `keys` (the selected application's)."""
+
+    keys: list[bytes]
+    key_versions: list[int]
+
+    def __init__(self, uid: bytes, *, pull_after: int | None, rnd):
         self.uid = uid
-        self.keys = list(keys) if keys else [bytes(16)] * 5
-        self.key_versions = [0] * 5
-        self.ndef = bytearray(256)
-        self.access = {"read": FREE, "write": FREE, "rw": FREE, "change": 0}
-        self.sdm: dict | None = None
-        self.counter = 0
         self.pull_after = pull_after
         self.commands = 0
         self._rnd = rnd
-        self._reset()
-
-    def _reset(self) -> None:
-        self.app = False
-        self.file: bytes | None = None
         self.channel: ev2.Channel | None = None
         self._pending: tuple[int, bytes] | None = None
 
-    # ---- the card's answers ------------------------------------------------------
     def apdu(self, c: bytes) -> bytes:
         self.commands += 1
         if self.pull_after is not None and self.commands > self.pull_after:
@@ -81,6 +75,76 @@ class Ntag424Card:
                 return _native(0x1E)
         return b"\x6e\x00"
 
+    def _iso(self, ins: int, p1: int, p2: int, data: bytes, c: bytes) -> bytes:
+        return NOT_FOUND
+
+    def _command(self, ins: int, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _ev2(self, ins: int, data: bytes) -> bytes | None:
+        """The EV2 commands on the selected keys; None for any other command."""
+        if ins == 0x71:
+            key_no = data[0] if data else 0xFF
+            if key_no >= len(self.keys):
+                return _native(0x40)
+            self.channel = None
+            rnd_b = self._rnd(16)
+            self._pending = (key_no, rnd_b)
+            return ev2.card_challenge(self.keys[key_no], rnd_b) + _native(0xAF)
+        if ins == 0xAF and self._pending is not None:
+            key_no, rnd_b = self._pending
+            self._pending = None
+            try:
+                answer, session = ev2.card_answer(self.keys[key_no], key_no, rnd_b, data,
+                                                  self._rnd(4))
+            except CardAuthError:
+                return _native(0xAE)
+            self.channel = ev2.Channel(session)
+            return answer + _native(0x00)
+        if ins not in (0x51, 0xC4):
+            return None
+        ch = self.channel
+        if ch is None:
+            return _native(0xAE)
+        if ins == 0x51:
+            ch.open_command(0x51, data, 0)
+            return ch.seal_response(0x00, self.uid, full=True) + _native(0x00)
+        header, body = ch.open_command(0xC4, data, 1, full=True)
+        key_no = header[0]
+        if ch.session.key_no != 0 or key_no >= len(self.keys):
+            return _native(0x9D)
+        if key_no == ch.session.key_no:
+            self.keys[key_no], self.key_versions[key_no] = body[:16], body[16]
+            self.channel = None     # the session's key is gone
+            return _native(0x00)
+        new = bytes(a ^ b for a, b in zip(body[:16], self.keys[key_no]))
+        if ev2.crc32_nk(new) != body[17:21]:
+            return _native(0x1E)
+        self.keys[key_no], self.key_versions[key_no] = new, body[16]
+        return ch.seal_response(0x00) + _native(0x00)
+
+
+class Ntag424Card(_Ev2Card):
+    def __init__(self, uid: bytes, keys: list[bytes] | None = None, *,
+                 pull_after: int | None = None, rnd=os.urandom):
+        if len(uid) != 7:
+            raise ValueError("an NTAG 424 DNA has a 7-byte UID")
+        super().__init__(uid, pull_after=pull_after, rnd=rnd)
+        self.keys = list(keys) if keys else [bytes(16)] * 5
+        self.key_versions = [0] * 5
+        self.ndef = bytearray(256)
+        self.access = {"read": FREE, "write": FREE, "rw": FREE, "change": 0}
+        self.sdm: dict | None = None
+        self.counter = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.app = False
+        self.file: bytes | None = None
+        self.channel = None
+        self._pending = None
+
+    # ---- the card's answers ------------------------------------------------------
     def _iso(self, ins: int, p1: int, p2: int, data: bytes, c: bytes) -> bytes:
         if ins == 0xA4:
             if p1 == 0x04:
@@ -131,51 +195,19 @@ class Ntag424Card:
     def _command(self, ins: int, data: bytes) -> bytes:
         if not self.app:
             return _native(0x9D)
-        if ins == 0x71:
-            key_no = data[0] if data else 0xFF
-            if key_no >= len(self.keys):
-                return _native(0x40)
-            self.channel = None
-            rnd_b = self._rnd(16)
-            self._pending = (key_no, rnd_b)
-            return ev2.card_challenge(self.keys[key_no], rnd_b) + _native(0xAF)
+        answer = self._ev2(ins, data)
+        if answer is not None:
+            return answer
         if ins == 0xAF:
-            if self._pending is None:
-                return _native(0xCA)
-            key_no, rnd_b = self._pending
-            self._pending = None
-            try:
-                answer, session = ev2.card_answer(self.keys[key_no], key_no, rnd_b, data,
-                                                  self._rnd(4))
-            except CardAuthError:
-                return _native(0xAE)
-            self.channel = ev2.Channel(session)
-            return answer + _native(0x00)
+            return _native(0xCA)
         ch = self.channel
         if ch is None:
             return _native(0xAE)
-        if ins == 0x51:
-            ch.open_command(0x51, data, 0)
-            return ch.seal_response(0x00, self.uid, full=True) + _native(0x00)
         if ins == 0x5F:
             header, settings = ch.open_command(0x5F, data, 1, full=True)
             if ch.session.key_no != self.access["change"] or header != b"\x02":
                 return _native(0x9D)
             self._file_settings(settings)
-            return ch.seal_response(0x00) + _native(0x00)
-        if ins == 0xC4:
-            header, body = ch.open_command(0xC4, data, 1, full=True)
-            key_no = header[0]
-            if ch.session.key_no != 0 or key_no >= len(self.keys):
-                return _native(0x9D)
-            if key_no == ch.session.key_no:
-                self.keys[key_no], self.key_versions[key_no] = body[:16], body[16]
-                self.channel = None     # the session's key is gone
-                return _native(0x00)
-            new = bytes(a ^ b for a, b in zip(body[:16], self.keys[key_no]))
-            if ev2.crc32_nk(new) != body[17:21]:
-                return _native(0x1E)
-            self.keys[key_no], self.key_versions[key_no] = new, body[16]
             return ch.seal_response(0x00) + _native(0x00)
         return _native(0x1C)
 
@@ -221,6 +253,105 @@ class Ntag424Card:
             at = lambda i: int.from_bytes(s[i:i + 3], "little")  # noqa: E731
             self.sdm = {"meta": sar[1] >> 4, "file": sar[1] & 0xF, "e_at": at(6),
                         "mac_in_at": at(9), "c_at": at(12)}
+
+
+class DesfireCard(_Ev2Card):
+    """A MIFARE DESFire EV2/EV3 as NXP ships it (MF3D(H)x2/x3 data sheets): the PICC
+    level (AID 000000) with its master key and free CreateApplication, GetVersion,
+    SelectApplication, CreateApplication of AES applications, and in an application
+    AuthenticateEV2First, GetCardUID and ChangeKey under EV2 secure messaging. No
+    ISO DF names: an ISO SELECT finds nothing. `hw_major` 0x12 is an EV2, 0x30 an
+    EV3, 0x01 an EV1 (which has no EV2 authentication)."""
+
+    def __init__(self, uid: bytes, *, hw_major: int = 0x30, pull_after: int | None = None,
+                 rnd=os.urandom):
+        if len(uid) != 7:
+            raise ValueError("a DESFire EV2/EV3 has a 7-byte UID")
+        super().__init__(uid, pull_after=pull_after, rnd=rnd)
+        self.hw_major = hw_major
+        self.apps: dict[bytes, dict] = {}
+        self.aid = b"\x00\x00\x00"
+        self._version_frame = 0
+
+    @property
+    def keys(self) -> list[bytes]:
+        return self.apps[self.aid]["keys"] if self.aid in self.apps else []
+
+    @property
+    def key_versions(self) -> list[int]:
+        return self.apps[self.aid]["versions"] if self.aid in self.apps else []
+
+    def _command(self, ins: int, data: bytes) -> bytes:
+        if ins != 0xAF:
+            self._version_frame = 0
+        if ins == 0x5A:
+            if len(data) != 3:
+                return _native(0x7E)
+            if data != b"\x00\x00\x00" and data not in self.apps:
+                return _native(0xA0)          # application not found
+            self.aid, self.channel, self._pending = data, None, None
+            return _native(0x00)
+        if ins == 0x60 or (ins == 0xAF and self._version_frame):
+            return self._version()
+        if ins == 0xCA:
+            if self.aid != b"\x00\x00\x00" or len(data) < 5:
+                return _native(0x9D if len(data) >= 5 else 0x7E)
+            aid, settings1, settings2 = data[:3], data[3], data[4]
+            if aid in self.apps:
+                return _native(0xDE)          # duplicate
+            if not settings2 & 0x80 or not 1 <= settings2 & 0x0F <= 14:
+                return _native(0x9E)
+            n = settings2 & 0x0F
+            self.apps[aid] = {"keys": [bytes(16)] * n, "versions": [0] * n,
+                              "settings": settings1}
+            return _native(0x00)
+        if self.aid == b"\x00\x00\x00" and ins in (0x71, 0x51, 0xC4):
+            return _native(0x9D)   # the PICC master key is 2K3DES here: not this protocol
+        answer = self._ev2(ins, data)
+        return answer if answer is not None else _native(0x1C)
+
+    def _version(self) -> bytes:
+        self._version_frame += 1
+        if self._version_frame == 1:      # hardware: vendor, type, subtype, major, minor...
+            return bytes([0x04, 0x01, 0x01, self.hw_major, 0x00, 0x1A, 0x05]) + _native(0xAF)
+        if self._version_frame == 2:      # software
+            return bytes([0x04, 0x01, 0x01, self.hw_major, 0x00, 0x1A, 0x05]) + _native(0xAF)
+        self._version_frame = 0           # production: UID, batch, week, year
+        return self.uid + bytes(5) + b"\x26\x24" + _native(0x00)
+
+    def image(self) -> dict:
+        return {"type": "desfire", "uid": self.uid.hex().upper(), "hw_major": self.hw_major,
+                "apps": {aid.hex(): {"keys": [k.hex() for k in a["keys"]],
+                                     "versions": a["versions"], "settings": a["settings"]}
+                         for aid, a in self.apps.items()}}
+
+    @classmethod
+    def from_image(cls, doc) -> "DesfireCard":
+        if not isinstance(doc, dict) or doc.get("type") != "desfire":
+            raise ValueError("not a simulated DESFire card image (type must be desfire)")
+        try:
+            card = cls(bytes.fromhex(doc["uid"]), hw_major=int(doc["hw_major"]))
+            for aid, a in doc["apps"].items():
+                keys = [bytes.fromhex(k) for k in a["keys"]]
+                if len(bytes.fromhex(aid)) != 3 or any(len(k) != 16 for k in keys):
+                    raise ValueError("an application of a 3-byte AID and 16-byte keys")
+                card.apps[bytes.fromhex(aid)] = {"keys": keys,
+                                                 "versions": [int(v) for v in a["versions"]],
+                                                 "settings": int(a["settings"])}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(f"card image is damaged: {what}") from None
+        return card
+
+
+def card_from_image(doc):
+    """An emulated secure card of either type from its image; ValueError if damaged."""
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    if kind == "desfire":
+        return DesfireCard.from_image(doc)
+    if kind == "ntag424":
+        return Ntag424Card.from_image(doc)
+    raise ValueError("not a simulated secure card image (type must be ntag424 or desfire)")
 
 
 class ReplayCard:

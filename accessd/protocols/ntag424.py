@@ -51,7 +51,8 @@ _SUN = re.compile(rb"[?&]e=([0-9A-Fa-f]{32})&c=([0-9A-Fa-f]{16})")
 _STATUS = {0x00: "ok", 0xAF: "more", 0xAE: "authentication error", 0x9D: "permission denied",
            0x1E: "integrity error", 0x7E: "length error", 0x40: "no such key",
            0xF0: "file not found", 0xBE: "boundary error", 0x9E: "parameter error",
-           0x1C: "illegal command", 0xCA: "command aborted"}
+           0x1C: "illegal command", 0xCA: "command aborted",
+           0xA0: "application not found", 0xDE: "duplicate"}
 
 
 @dataclass(frozen=True)
