@@ -402,8 +402,11 @@ def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, st
         if not o["targets"] or any(t not in NFC_TARGETS for t in o["targets"]):
             raise _err(path, f"{where}.targets",
                        f"must be a non-empty list of {', '.join(NFC_TARGETS)}; got {o['targets']!r}")
-    elif kind == "em4100-serial":
-        _choice(path, f"{where}.format", o["format"], FOB_FORMATS)
+    elif kind in ("em4100-serial", "qr-serial"):
+        if kind == "em4100-serial":
+            _choice(path, f"{where}.format", o["format"], FOB_FORMATS)
+        elif not o["port"].strip():
+            raise _err(path, f"{where}.port", "must name a serial port (/dev/serial0) or \"sim\"")
         if o["baudrate"] <= 0:
             raise _err(path, f"{where}.baudrate", f"must be positive, got {o['baudrate']}")
         if o["hold_ms"] < 0:
@@ -430,13 +433,6 @@ def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, st
             raise _err(path, f"{where}.keys", f"unknown keys {''.join(sorted(bad))!r}")
         if o["debounce_ms"] < 0:
             raise _err(path, f"{where}.debounce_ms", f"must be 0 or more, got {o['debounce_ms']}")
-    elif kind == "qr-serial":
-        if not o["port"].strip():
-            raise _err(path, f"{where}.port", "must name a serial port (/dev/serial0) or \"sim\"")
-        if o["baudrate"] <= 0:
-            raise _err(path, f"{where}.baudrate", f"must be positive, got {o['baudrate']}")
-        if o["hold_ms"] < 0:
-            raise _err(path, f"{where}.hold_ms", f"must be 0 or more, got {o['hold_ms']}")
     elif kind == "osdp":
         if not o["port"].strip():
             raise _err(path, f"{where}.port", "must name a serial port (/dev/ttyUSB0) or \"sim\"")

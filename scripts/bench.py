@@ -232,21 +232,34 @@ def main() -> None:
 
 
 def bench_secure_cards(checks: int = 300, taps: int = 20) -> dict:
-    """An NTAG 424 DNA's check at the door (protocols/ntag424.verify: SUN, EV2 auth,
-    UID under secure messaging): the door's own compute (the emulated card's time
-    taken out), and the whole check through nfcpy's udp link (6 APDU exchanges),
-    from the card's activation to its verified counter."""
-    import threading
-
-    import nfc
-
-    from accessd.hw.nfc_emulator import CardEmulator
-    from accessd.protocols import cards, ntag424
-    from accessd.testing import free_udp_port
+    """Both secure cards' checks at the door: an NTAG 424 DNA's (ntag424.verify: SUN,
+    EV2 auth, UID under secure messaging; 6 APDU exchanges) and a DESFire EV3's
+    (desfire.verify: select the application, EV2 auth, UID; 4 exchanges)."""
+    from accessd.protocols import cards, desfire, ntag424
     uid = bytes.fromhex("04DE5F1EACC040")
     keys = ntag424.card_keys(bytes(range(16)), uid)
     card = cards.Ntag424Card(uid)
     ntag424.personalise(card.apdu, uid, keys)
+    out = {"ntag424": _bench_card_check(card, lambda send: ntag424.verify(send, uid, keys),
+                                        checks, taps)}
+    dcard = cards.DesfireCard(uid)
+    dkeys = desfire.card_keys(bytes(range(16)), uid)
+    desfire.personalise(dcard.apdu, uid, dkeys)
+    out["desfire"] = _bench_card_check(dcard, lambda send: desfire.verify(send, uid, dkeys),
+                                       checks, taps)
+    out["note"] = ("a plain UID read adds nothing after activation; a secure card adds "
+                   "the check_over_udp_link time, of which own_compute is ours")
+    return out
+
+
+def _bench_card_check(card, check, checks: int, taps: int) -> dict:
+    """One card's check: the door's own compute (the emulated card's time taken
+    out), and the whole check through nfcpy's udp link, from activation to done."""
+    import nfc
+
+    from accessd.hw.nfc_emulator import CardEmulator
+    from accessd.testing import free_udp_port
+    uid = card.uid
     in_card = [0.0]
 
     def send(apdu):
@@ -258,7 +271,7 @@ def bench_secure_cards(checks: int = 300, taps: int = 20) -> dict:
     for _ in range(checks):
         in_card[0] = 0.0
         t = time.perf_counter()
-        ntag424.verify(send, uid, keys)
+        check(send)
         own.append((time.perf_counter() - t - in_card[0]) * 1e3)
     path = f"udp:localhost:{free_udp_port()}"
     clf = nfc.ContactlessFrontend(path)
@@ -272,7 +285,7 @@ def bench_secure_cards(checks: int = 300, taps: int = 20) -> dict:
 
             def on_connect(tag):
                 t0 = time.perf_counter()
-                ntag424.verify(lambda a: tag.transceive(a), uid, keys)
+                check(tag.transceive)
                 link.append((time.perf_counter() - t0) * 1e3)
                 done.set()
                 return False
@@ -282,9 +295,7 @@ def bench_secure_cards(checks: int = 300, taps: int = 20) -> dict:
     finally:
         clf.close()
     return {"own_compute_ms": _pcts(own), "check_over_udp_link_ms": _pcts(link),
-            "checks": checks, "taps": taps,
-            "note": "a plain UID read adds nothing after activation; a secure card adds "
-                    "the check_over_udp_link time, of which own_compute is ours"}
+            "checks": checks, "taps": taps}
 
 
 def _pcts(xs: list[float]) -> dict:
@@ -368,17 +379,7 @@ def bench_readers(directory: Path, taps: int = 12) -> dict:
         "port": "sim", "baudrate": 9600, "format": "rdm6300", "hold_ms": 0}), post, clock)
     fob_r.start()
     fob_r.opened.wait(5)
-    frame = frame_rdm6300(12648430)
-    samples = []
-    for _ in range(200):
-        def write():
-            t0 = time.perf_counter_ns()
-            os.write(fob_r._sim_master, frame)
-            return t0
-        s = one(write)
-        if s:
-            samples.append(s[1] * 1000)
-        time.sleep(0.003)
+    samples = _pty_to_relay(one, fob_r._sim_master, frame_rdm6300(12648430), 200)
     fob_r.stop()
     res["fob_pty_frame_to_relay_ms"] = summary_ms(samples)
     # Wiegand: last bit -> frame end after the gap -> relay
@@ -417,6 +418,21 @@ def bench_readers(directory: Path, taps: int = 12) -> dict:
     res["qr_scan_to_relay_ms"] = _bench_qr(engine, post, clock, one)
     stop()
     return res
+
+
+def _pty_to_relay(one, fd: int, data: bytes, n: int) -> list[float]:
+    """Write `data` to a serial reader's pty n times: each write -> relay, in µs."""
+    samples = []
+    for _ in range(n):
+        def write():
+            t0 = time.perf_counter_ns()
+            os.write(fd, data)
+            return t0
+        got = one(write)
+        if got:
+            samples.append(got[1] * 1000)
+        time.sleep(0.003)
+    return samples
 
 
 def _bench_osdp(directory: Path, cfg, post, clock, one, taps: int = 100) -> dict:
@@ -482,16 +498,7 @@ def _bench_qr(engine, post, clock, one, scans: int = 200, checks: int = 2000) ->
     r.start()
     r.opened.wait(5)
     line = text.encode() + b"\r\n"
-    samples = []
-    for _ in range(scans):
-        def scan():
-            t0 = time.perf_counter_ns()
-            os.write(r._sim_master, line)
-            return t0
-        got = one(scan)
-        if got:
-            samples.append(got[1] * 1000)
-        time.sleep(0.003)
+    samples = _pty_to_relay(one, r._sim_master, line, scans)
     r.stop()
     return {"verify_ms": summary_ms(verify), "line_to_relay_ms": summary_ms(samples),
             "pass_chars": len(text),

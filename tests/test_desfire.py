@@ -22,12 +22,9 @@ from accessd.hw.nfc_emulator import CardEmulator
 from accessd.protocols import desfire, ntag424
 from accessd.protocols.cards import DesfireCard, Ntag424Card, Recorder, ReplayCard
 from accessd.site.db import SiteDB
-from accessd.site.publish import door_keys
-from accessd.storage.keys import write_key_file
-from accessd.storage.whitelist_admin import build_whitelist_file
-from accessd.testing import DaemonProcess, free_udp_port, write_sim_config
+from accessd.testing import DaemonProcess, free_udp_port
 
-from .test_secure_cards import door_secure_cards, present
+from .test_secure_cards import door_of_group_g, door_secure_cards, present
 
 UID = "04A7C3B29E5D80"
 MASTER = bytes(range(16))
@@ -172,19 +169,7 @@ def door_with_desfire(tmp_path, site, policy=""):
     keys = desfire.card_keys(site.card_master(), card.uid)
     desfire.personalise(card.apdu, card.uid, keys)
     site.credential_add(anna, "nfc", UID, card=("desfire", keys.to_hex()))
-    config = write_sim_config(tmp_path / "door-a", keys=False, door_id="door-a",
-                              real_readers=True)
-    if policy:
-        config.write_text(config.read_text().replace(
-            'unsynced_clock = "trust"', f'unsynced_clock = "trust"\n{policy}'))
-    dk = door_keys(site, "door-a")
-    write_key_file(tmp_path / "door-a/keys/door-keys.json", dk)
-    cfg = load_config(config)
-    cfg.storage.data_dir.mkdir(parents=True, exist_ok=True)
-    rows, _ = site.group_whitelist("g")
-    build_whitelist_file(cfg.storage.whitelist_path, rows, lookup_key=dk.lookup,
-                         seal_key=dk.seal, meta={"version": "1"})
-    return config, card
+    return door_of_group_g(tmp_path, site, policy), card
 
 
 def test_a_door_requiring_high_assurance_opens_for_the_card_not_a_copy(tmp_path, site):

@@ -140,6 +140,11 @@ def door_with_card(tmp_path, site, policy=""):
     ntag424.personalise(card.apdu, card.uid, keys)
     site.credential_add(anna, "nfc", UID, card=("ntag424", keys.to_hex()))
     site.credential_add(bo, "fob", "0102B0A5FD")
+    return door_of_group_g(tmp_path, site, policy), card
+
+
+def door_of_group_g(tmp_path, site, policy=""):
+    """Door door-a of the site's group g, its whitelist built from the site as it is."""
     config = write_sim_config(tmp_path / "door-a", keys=False, door_id="door-a",
                               real_readers=True)
     if policy:
@@ -152,7 +157,7 @@ def door_with_card(tmp_path, site, policy=""):
     rows, _ = site.group_whitelist("g")
     build_whitelist_file(cfg.storage.whitelist_path, rows, lookup_key=dk.lookup,
                          seal_key=dk.seal, meta={"version": "1"})
-    return config, card
+    return config
 
 
 def tap(d, card, **kw):

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import StoreError
 from .crypto import Sealer, lookup_digest
 from .keys import DoorKeys
+from .small_db import open_small
 
 SCBK_BYTES = 16
 
@@ -40,15 +41,9 @@ class ReaderKeys:
         self._lookup = keys.lookup
         self._sealer = Sealer(keys.seal)
         self._lock = threading.Lock()
-        try:
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5,
-                                         isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("CREATE TABLE IF NOT EXISTS reader_keys "
-                               "(lookup BLOB PRIMARY KEY, sealed BLOB NOT NULL) WITHOUT ROWID")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the reader keys: {exc}") from None
+        self._conn = open_small(self.path, "the reader keys",
+                                "CREATE TABLE IF NOT EXISTS reader_keys "
+                                "(lookup BLOB PRIMARY KEY, sealed BLOB NOT NULL) WITHOUT ROWID")
 
     def _digest(self, reader: str) -> bytes:
         return lookup_digest(self._lookup, "osdp-scbk", reader)

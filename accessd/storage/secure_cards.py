@@ -25,6 +25,7 @@ from ..core.credentials import CredentialRecord
 from ..errors import StoreError
 from .crypto import Sealer, lookup_digest
 from .keys import DoorKeys
+from .small_db import open_small
 from .whitelist import Whitelist
 
 
@@ -39,16 +40,9 @@ class SecureCards:
         self._wl: Whitelist | None = None
         self._generation = -1
         self._secure: frozenset[bytes] = frozenset()
-        try:
-            self._conn = sqlite3.connect(self.counters_path, check_same_thread=False,
-                                         timeout=5, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("CREATE TABLE IF NOT EXISTS counters "
-                               "(lookup BLOB PRIMARY KEY, sealed BLOB NOT NULL) WITHOUT ROWID")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.counters_path}: cannot open the card counters: "
-                             f"{exc}") from None
+        self._conn = open_small(self.counters_path, "the card counters",
+                                "CREATE TABLE IF NOT EXISTS counters "
+                                "(lookup BLOB PRIMARY KEY, sealed BLOB NOT NULL) WITHOUT ROWID")
 
     def _digest(self, uid_hex: str) -> bytes:
         return lookup_digest(self._keys.lookup, "nfc", uid_hex)

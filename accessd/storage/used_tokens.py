@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from ..errors import StoreError
+from .small_db import open_small
 
 
 def _digest(key: bytes, nonce: str) -> bytes:
@@ -27,15 +28,9 @@ class UsedTokens:
         self.path = Path(path)
         self._key = key
         self._lock = threading.Lock()
-        try:
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5,
-                                         isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("CREATE TABLE IF NOT EXISTS used "
-                               "(digest BLOB PRIMARY KEY, exp REAL NOT NULL) WITHOUT ROWID")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the used-token list: {exc}") from None
+        self._conn = open_small(self.path, "the used-token list",
+                                "CREATE TABLE IF NOT EXISTS used "
+                                "(digest BLOB PRIMARY KEY, exp REAL NOT NULL) WITHOUT ROWID")
 
     def claim(self, nonce: str, exp: float, now: float) -> bool:
         """Record the nonce as used; False if it was already (a replay)."""
