@@ -196,7 +196,7 @@ def test_a_door_requiring_high_assurance_opens_for_the_card_not_a_copy(tmp_path,
         ("access.granted", "high")]
 
 
-def test_a_card_pulled_mid_authentication_is_a_bad_frame(tmp_path, site):
+def test_a_card_pulled_or_too_slow_mid_authentication_is_a_bad_frame(tmp_path, site):
     config, card = door_with_desfire(tmp_path, site)
     whitelist, secure = door_secure_cards(tmp_path, config)
     path = f"udp:localhost:{free_udp_port()}"
@@ -214,6 +214,18 @@ def test_a_card_pulled_mid_authentication_is_a_bad_frame(tmp_path, site):
         assert isinstance(ev, ReaderNotice) and ev.kind == "reader.bad_frame", ev
         assert "cut short" in ev.detail and q.empty()
         card.pull_after = None
+        assert present(r, emulator, card.uid, card.apdu, q).assurance == "high"
+        # a card that answers its challenge too late (past its frame waiting time)
+        calls = []
+
+        def slow(apdu):
+            calls.append(apdu)
+            if len(calls) == 2:
+                threading.Event().wait(0.3)     # the simulated card's own slowness
+            return card.apdu(apdu)
+        ev = present(r, emulator, card.uid, slow, q)
+        assert isinstance(ev, ReaderNotice) and ev.kind == "reader.bad_frame", ev
+        assert "cut short" in ev.detail and "timeout" in ev.detail and q.empty()
         assert present(r, emulator, card.uid, card.apdu, q).assurance == "high"
         assert (tmp_path / "counters.db").exists()       # DESFire needs no counter row
         assert secure.advance(UID, 1) is None

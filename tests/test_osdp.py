@@ -177,6 +177,21 @@ def test_tamper_and_a_silent_reader_are_faults_that_clear(rig):
     assert rig.next(CredentialPresented).value == "A1B2C3D4"
 
 
+def test_a_reply_with_a_bad_mac_ends_the_session_and_the_reader_comes_back(rig):
+    peer = rig.peer()
+    reader = rig.reader(peer, install_mode=True)
+    secure(reader)
+    rig.notices()
+    peer.corrupt_mac()
+    fault = rig.next(ReaderNotice)
+    assert fault.kind == "reader.fault" and "failed its MAC" in fault.detail
+    assert not peer.mangle_mac.is_set()             # it was a secure-channel reply
+    back = rig.next(ReaderNotice, timeout=15)
+    assert back.kind == "reader.recovered" and reader.sc_active
+    peer.card_uid(bytes.fromhex("A1B2C3D4"))
+    assert rig.next(CredentialPresented).value == "A1B2C3D4"
+
+
 def test_bad_crc_and_bad_reports_are_bad_frames_and_reading_goes_on(rig):
     peer = rig.peer()
     reader = rig.reader(peer, install_mode=True)

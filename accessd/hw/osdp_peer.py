@@ -41,6 +41,8 @@ class _FdChannel(osdp.Channel):
     def write(self, buf: bytes) -> int:
         if self.peer.silent.is_set():
             return len(buf)  # the cable is cut: the bytes go nowhere
+        if self.peer.mangle_mac.is_set():
+            buf = self.peer.mangled(buf)
         try:
             return os.write(self.fd, buf)
         except OSError as exc:
@@ -60,6 +62,7 @@ class OsdpPeer:
         self.address = address
         self.scbk = scbk
         self.silent = threading.Event()
+        self.mangle_mac = threading.Event()   # corrupt the next reply's MAC
         self._cond = threading.Condition()
         self.commands: list[dict] = []
         self._master, self._slave = os.openpty()
@@ -137,6 +140,23 @@ class OsdpPeer:
         frame = bytearray([0x53, 0x80 | self.address, 8, 0, 0x04, 0x40, 0, 0])
         frame[-2:] = b"\xde\xad"
         os.write(self._master, bytes(frame))
+
+    def corrupt_mac(self) -> None:
+        """The next secure-channel reply goes out with one MAC byte wrong (and a CRC
+        that fits it): as if altered on the bus. The door must drop the session."""
+        self.mangle_mac.set()
+
+    def mangled(self, buf: bytes) -> bytes:
+        from ..protocols.osdp import SOM, crc16
+        at = buf.find(bytes([SOM]))
+        if at < 0 or len(buf) - at < 12 or not buf[at + 4] & 0x08 or not buf[at + 4] & 0x04:
+            return buf               # not a secure-channel frame with a CRC: as it is
+        frame = bytearray(buf[at:])
+        frame[-3] ^= 0x01            # the last MAC byte (the 4 MAC bytes precede the CRC)
+        crc = crc16(bytes(frame[:-2]))
+        frame[-2:] = bytes([crc & 0xFF, crc >> 8])
+        self.mangle_mac.clear()
+        return buf[:at] + bytes(frame)
 
     # ---- for tests and the sim --------------------------------------------------
     def wait_command(self, pred, timeout: float = 5.0) -> dict | None:
