@@ -123,6 +123,32 @@ def test_a_reader_without_the_doors_key_is_never_read(rig):
     assert not any(isinstance(e, CredentialPresented) for e in list(rig.q.queue))
 
 
+def test_in_install_mode_a_reader_that_cannot_be_keyed_is_still_never_read(rig):
+    """libosdp, allowed the default key, falls back to plain text with a reader that
+    knows neither key; the door takes nothing from it and reports it."""
+    peer = rig.peer(scbk=bytes(range(16)))          # keyed by someone else, not installable
+    reader = rig.reader(peer, install_mode=True)
+    wait_until(lambda: reader.opened.is_set(), what="the port open")
+    uid = bytes.fromhex("A1B2C3D4")
+
+    def plain_report_refused():
+        try:
+            peer.card_uid(uid)
+        except OSError:
+            pass                                     # the simulated reader's queue is full
+        return reader.health()["bad_frames"] > 0
+    wait_until(plain_report_refused, 15, "a report outside the secure channel")
+    assert not reader.sc_active
+    wait_until(lambda: rig.clock.advance(1) or reader.health()["state"] == "fault",
+               what="the fault")
+    events = list(rig.q.queue)
+    assert not any(isinstance(e, CredentialPresented) for e in events)
+    assert any(isinstance(e, ReaderNotice) and "outside the secure channel" in e.detail
+               for e in events)
+    assert any(isinstance(e, ReaderNotice) and e.kind == "reader.fault"
+               and "no secure channel" in e.detail for e in events)
+
+
 def test_a_new_reader_is_not_keyed_without_install_mode(rig):
     peer = rig.peer(scbk=None)
     reader = rig.reader(peer)
