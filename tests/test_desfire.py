@@ -5,7 +5,6 @@ EV2 authentication and secure messaging both sides share are pinned to NXP's
 vectors in test_ev2_vectors.py)."""
 
 import json
-import queue
 import sqlite3
 import threading
 
@@ -13,18 +12,16 @@ import pytest
 from click.testing import CliRunner
 
 from accessd.cli import accessctl
-from accessd.clock import SystemClock
-from accessd.config import ReaderConfig, load_config
+from accessd.config import load_config
 from accessd.core.events import CredentialPresented, ReaderNotice
 from accessd.errors import CardAuthError
-from accessd.hw.nfc import NfcReader
 from accessd.hw.nfc_emulator import CardEmulator
 from accessd.protocols import desfire, ntag424
 from accessd.protocols.cards import DesfireCard, Ntag424Card, Recorder, ReplayCard
 from accessd.site.db import SiteDB
 from accessd.testing import DaemonProcess, free_udp_port
 
-from .test_secure_cards import door_of_group_g, door_secure_cards, present
+from .test_secure_cards import door_of_group_g, present, reader_at_door
 
 UID = "04A7C3B29E5D80"
 MASTER = bytes(range(16))
@@ -198,15 +195,7 @@ def test_a_door_requiring_high_assurance_opens_for_the_card_not_a_copy(tmp_path,
 
 def test_a_card_pulled_or_too_slow_mid_authentication_is_a_bad_frame(tmp_path, site):
     config, card = door_with_desfire(tmp_path, site)
-    whitelist, secure = door_secure_cards(tmp_path, config)
-    path = f"udp:localhost:{free_udp_port()}"
-    q = queue.Queue()
-    r = NfcReader(ReaderConfig("front-nfc", "nfc", {"path": path, "targets": ["106A"],
-                                                    "retry_max_seconds": 0.2}),
-                  q.put, SystemClock(), retry_initial=0.05, secure=secure)
-    r.start()
-    emulator = CardEmulator(path)
-    try:
+    with reader_at_door(tmp_path, config) as (r, q, emulator, secure):
         ev = present(r, emulator, card.uid, card.apdu, q)
         assert isinstance(ev, CredentialPresented) and ev.assurance == "high"
         card.pull_after, card.commands = 2, 0            # gone after the challenge
@@ -227,12 +216,7 @@ def test_a_card_pulled_or_too_slow_mid_authentication_is_a_bad_frame(tmp_path, s
         assert isinstance(ev, ReaderNotice) and ev.kind == "reader.bad_frame", ev
         assert "cut short" in ev.detail and "timeout" in ev.detail and q.empty()
         assert present(r, emulator, card.uid, card.apdu, q).assurance == "high"
-        assert (tmp_path / "counters.db").exists()       # DESFire needs no counter row
-        assert secure.advance(UID, 1) is None
-    finally:
-        r.stop(5)
-        secure.close()
-        whitelist.close()
+        assert secure.advance(UID, 1) is None            # DESFire left no counter row
 
 
 def test_ntag424_and_desfire_keys_do_not_overlap():

@@ -78,6 +78,14 @@ def secure(reader):
     wait_until(lambda: reader.sc_active, 10, "the secure channel")
 
 
+def comes_back(rig, reader, peer):
+    """After a fault: recovered in a new secure session, and reading again."""
+    back = rig.next(ReaderNotice, timeout=15)
+    assert back.kind == "reader.recovered" and reader.sc_active
+    peer.card_uid(bytes.fromhex("A1B2C3D4"))
+    assert rig.next(CredentialPresented).value == "A1B2C3D4"
+
+
 def test_install_mode_keys_a_new_reader_then_cards_and_keys_arrive_in_the_secure_channel(rig):
     peer = rig.peer(scbk=None)                       # fresh from the factory
     reader = rig.reader(peer, install_mode=True)
@@ -197,10 +205,7 @@ def test_tamper_and_a_silent_reader_are_faults_that_clear(rig):
     assert fault.kind == "reader.fault" and "stopped answering" in fault.detail
     assert not reader.sc_active
     peer.silent.clear()
-    back = rig.next(ReaderNotice, timeout=10)
-    assert back.kind == "reader.recovered" and reader.sc_active
-    peer.card_uid(bytes.fromhex("A1B2C3D4"))
-    assert rig.next(CredentialPresented).value == "A1B2C3D4"
+    comes_back(rig, reader, peer)
 
 
 def test_a_reply_with_a_bad_mac_ends_the_session_and_the_reader_comes_back(rig):
@@ -212,10 +217,7 @@ def test_a_reply_with_a_bad_mac_ends_the_session_and_the_reader_comes_back(rig):
     fault = rig.next(ReaderNotice)
     assert fault.kind == "reader.fault" and "failed its MAC" in fault.detail
     assert not peer.mangle_mac.is_set()             # it was a secure-channel reply
-    back = rig.next(ReaderNotice, timeout=15)
-    assert back.kind == "reader.recovered" and reader.sc_active
-    peer.card_uid(bytes.fromhex("A1B2C3D4"))
-    assert rig.next(CredentialPresented).value == "A1B2C3D4"
+    comes_back(rig, reader, peer)
 
 
 def test_bad_crc_and_bad_reports_are_bad_frames_and_reading_goes_on(rig):

@@ -3,6 +3,7 @@ checked at the door by the real nfcpy reader code over nfcpy's udp RF link, agai
 the emulated card of accessd.protocols.cards (which answers as the data sheet says;
 the crypto both sides share is pinned to NXP's vectors in test_ev2_vectors.py)."""
 
+import contextlib
 import json
 import queue
 import sqlite3
@@ -229,9 +230,10 @@ def door_secure_cards(tmp_path, config):
     return whitelist, SecureCards(whitelist, tmp_path / "counters.db", keys)
 
 
-@pytest.fixture
-def secure_reader(tmp_path, site):
-    config, card = door_with_card(tmp_path, site)
+@contextlib.contextmanager
+def reader_at_door(tmp_path, config):
+    """The door's NFC reader on its own udp link, checking secure cards:
+    (reader, its event queue, a card emulator on the link, its SecureCards)."""
     whitelist, secure = door_secure_cards(tmp_path, config)
     path = f"udp:localhost:{free_udp_port()}"
     q = queue.Queue()
@@ -239,10 +241,19 @@ def secure_reader(tmp_path, site):
                                                     "retry_max_seconds": 0.2}),
                   q.put, SystemClock(), retry_initial=0.05, secure=secure)
     r.start()
-    yield r, q, CardEmulator(path), card, secure
-    r.stop(5)
-    secure.close()
-    whitelist.close()
+    try:
+        yield r, q, CardEmulator(path), secure
+    finally:
+        r.stop(5)
+        secure.close()
+        whitelist.close()
+
+
+@pytest.fixture
+def secure_reader(tmp_path, site):
+    config, card = door_with_card(tmp_path, site)
+    with reader_at_door(tmp_path, config) as (r, q, emulator, secure):
+        yield r, q, emulator, card, secure
 
 
 def present(reader, emulator, uid, applet, q, hold=1.0):
