@@ -44,6 +44,14 @@ class Rig:
         self.readers.append(r)
         return r
 
+    def keyed(self):
+        """A new reader keyed in install mode, in the secure channel, notices read."""
+        peer = self.peer()
+        reader = self.reader(peer, install_mode=True)
+        secure(reader)
+        self.notices()
+        return peer, reader
+
     def next(self, cls=object, timeout=10):
         """The next event of this class (others before it are dropped)."""
         while True:
@@ -187,10 +195,7 @@ def test_grant_and_deny_drive_the_readers_led_and_beeper(rig):
 
 
 def test_tamper_and_a_silent_reader_are_faults_that_clear(rig):
-    peer = rig.peer()
-    reader = rig.reader(peer, install_mode=True)
-    secure(reader)
-    rig.notices()
+    peer, reader = rig.keyed()
     peer.tamper(True)
     fault = rig.next(ReaderNotice)
     assert fault.kind == "reader.fault" and "tamper" in fault.detail
@@ -209,10 +214,7 @@ def test_tamper_and_a_silent_reader_are_faults_that_clear(rig):
 
 
 def test_a_reply_with_a_bad_mac_ends_the_session_and_the_reader_comes_back(rig):
-    peer = rig.peer()
-    reader = rig.reader(peer, install_mode=True)
-    secure(reader)
-    rig.notices()
+    peer, reader = rig.keyed()
     peer.corrupt_mac()
     fault = rig.next(ReaderNotice)
     assert fault.kind == "reader.fault" and "failed its MAC" in fault.detail
@@ -221,10 +223,7 @@ def test_a_reply_with_a_bad_mac_ends_the_session_and_the_reader_comes_back(rig):
 
 
 def test_bad_crc_and_bad_reports_are_bad_frames_and_reading_goes_on(rig):
-    peer = rig.peer()
-    reader = rig.reader(peer, install_mode=True)
-    secure(reader)
-    rig.notices()
+    peer, reader = rig.keyed()
     peer.corrupt_frame()
     bad = rig.next(ReaderNotice)
     assert bad.kind == "reader.bad_frame" and "fails its CRC" in bad.detail
