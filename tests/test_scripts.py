@@ -32,9 +32,10 @@ def test_every_dependency_installs_on_a_pi_without_a_compiler():
     rc, summary, projects = _check_pi_deps("--extra", "pi")
     assert rc == 0 and summary["ok"], (summary, projects)
     for name in ("gpiozero", "nfcpy", "pyserial", "sqlite-utils", "cryptography", "click", "rich",
-                 "lgpio"):
+                 "lgpio", "libosdp", "segno"):
         assert projects[name]["ok"], projects[name]
     assert "aarch64" in projects["cryptography"]["how"] and "aarch64" in projects["lgpio"]["how"]
+    assert "aarch64" in projects["libosdp"]["how"]      # OSDP readers: a C extension
     assert "pure Python source release" in projects["pydes"]["how"]
 
 
