@@ -138,11 +138,13 @@ class OsdpReader(Reader):
         secure = False
         while not self.stopping.is_set():
             ctx.refresh()
-            while (event := cp.get_event(self.address, timeout=-1)) is not None:
-                self._event(event, secure)
             now_secure = bool(ctx.status() & 1) and bool(ctx.sc_status() & 1)
+            while (event := cp.get_event(self.address, timeout=-1)) is not None:
+                self._event(event, now_secure)
             if now_secure and not secure:
                 secure = True
+                while not self._outbox.empty():   # what the door showed while it was away
+                    self._outbox.get_nowait()
                 if not key.installed:
                     key = type(key)(key.scbk, True)
                     self.keys.put(self.name, key)
