@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--no-live", action="store_true",
                     help="skip the MQTT live channel (needs mosquitto installed)")
     ap.add_argument("--no-secure", action="store_true",
-                    help="skip the secure card (NTAG 424 DNA) check timings")
+                    help="skip the secure card (NTAG 424 DNA, DESFire) check timings")
     ap.add_argument("--no-estate", action="store_true",
                     help="skip the office at estate scale (225 doors, 5,000 residents) "
                          "on SQLite and PostgreSQL")
@@ -272,7 +272,7 @@ def _bench_card_check(card, check, checks: int, taps: int) -> dict:
         in_card[0] = 0.0
         t = time.perf_counter()
         check(send)
-        own.append((time.perf_counter() - t - in_card[0]) * 1e3)
+        own.append((time.perf_counter() - t - in_card[0]) * 1e6)
     path = f"udp:localhost:{free_udp_port()}"
     clf = nfc.ContactlessFrontend(path)
     link = []
@@ -286,7 +286,7 @@ def _bench_card_check(card, check, checks: int, taps: int) -> dict:
             def on_connect(tag):
                 t0 = time.perf_counter()
                 check(tag.transceive)
-                link.append((time.perf_counter() - t0) * 1e3)
+                link.append((time.perf_counter() - t0) * 1e6)
                 done.set()
                 return False
             clf.connect(rdwr={"targets": ["106A"], "on-connect": on_connect},
@@ -294,14 +294,8 @@ def _bench_card_check(card, check, checks: int, taps: int) -> dict:
             t.join(5)
     finally:
         clf.close()
-    return {"own_compute_ms": _pcts(own), "check_over_udp_link_ms": _pcts(link),
+    return {"own_compute_ms": summary_ms(own), "check_over_udp_link_ms": summary_ms(link),
             "checks": checks, "taps": taps}
-
-
-def _pcts(xs: list[float]) -> dict:
-    xs = sorted(xs)
-    return {"p50": round(statistics.median(xs), 3),
-            "p99": round(xs[max(0, int(len(xs) * 0.99) - 1)], 3), "max": round(xs[-1], 3)}
 
 
 def bench_readers(directory: Path, taps: int = 12) -> dict:

@@ -705,9 +705,9 @@ def tap(obj, uid, card_file, reader, as_json):
     if card_file is None:
         _sim(obj, {**req, "uid": uid}, as_json)
         return
-    image = _card_image(card_file)
+    card = _card_file(card_file)   # a bad file is named before the door is asked
     with obj.client() as c:
-        r = c.request({"op": "sim", **req, "card": image})
+        r = c.request({"op": "sim", **req, "card": card.image()})
     if isinstance(r, dict) and isinstance(r.get("card"), dict):
         _write_card_image(card_file, r.pop("card"))
     r = _reply(r)
@@ -737,16 +737,15 @@ def sim_qr(obj, text, reader, as_json):
     _sim(obj, {"input": "qr", "text": text, **({"reader": reader} if reader else {})}, as_json)
 
 
-def _card_image(path: Path) -> dict:
+def _card_file(path: Path):
+    """The simulated secure card kept in PATH; a clear error if it is not one."""
     from ..protocols.cards import card_from_image
     try:
-        doc = json.loads(path.read_text())
-        card_from_image(doc)
+        return card_from_image(json.loads(path.read_text()))
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--card")
     except ValueError as exc:   # JSONDecodeError is one
         raise click.BadParameter(f"{path}: {exc}", param_hint="--card")
-    return doc
 
 
 def _write_card_image(path: Path, image: dict) -> None:
@@ -768,7 +767,7 @@ def sim_card() -> None:
 @sim_card.command("new")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--uid", help="Its 7-byte UID in hex (default: a random NXP one, 04...).")
-@click.option("--type", "card_type", type=click.Choice(["ntag424", "desfire"]),
+@click.option("--type", "card_type", type=click.Choice(SECURE_CARDS),
               default="ntag424", show_default=True,
               help="ntag424: a blank NTAG 424 DNA; desfire: a blank MIFARE DESFire EV3.")
 def sim_card_new(path, uid, card_type):
@@ -811,10 +810,9 @@ def sim_card_present(path, nfc_link, hold, timeout):
       accessctl --site site enroll --person p1 --kind ntag424 --nfc-reader udp:localhost:50090
     """
     from ..hw.nfc_emulator import CardEmulator
-    from ..protocols.cards import card_from_image
     if not nfc_link.startswith("udp:"):
         raise click.BadParameter("must be udp:HOST:PORT", param_hint="--nfc-link")
-    card = card_from_image(_card_image(path))
+    card = _card_file(path)
     found = CardEmulator(nfc_link).present(card.uid, kind="type4", hold=hold, timeout=timeout,
                                            applet=card.apdu)
     _write_card_image(path, card.image())

@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 class NfcReader(Reader):
     kind = "nfc"
 
-    def __init__(self, *args, **kw):
+    def __init__(self, *args, secure=None, **kw):
         super().__init__(*args, **kw)
+        self.secure = secure  # storage.secure_cards.SecureCards: checks secure cards
         self.path = self.options["path"]
         self.targets = list(self.options["targets"])
         self.clf = None

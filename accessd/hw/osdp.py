@@ -93,7 +93,6 @@ class OsdpReader(Reader):
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.peer = None
         self.port = self.options["port"]
-        self.secure = None  # OSDP readers never see NFC secure cards' APDUs
         self._secured = threading.Event()  # in the secure channel now
         self._tamper = False
         if self.port == "sim":
@@ -225,26 +224,20 @@ class OsdpReader(Reader):
 
     def _send_indications(self, cp) -> None:
         latest = None
-        while True:
-            try:
-                latest = self._outbox.get_nowait()
-            except queue.Empty:
-                break
+        while not self._outbox.empty():     # only the newest state matters
+            latest = self._outbox.get_nowait()
         if latest is None:
             return
         green, red, buzzer = latest
-        if green or red:
-            tenths = GRANT_TENTHS if green else DENY_TENTHS
-            colour = osdp.CommandLEDColor.Green if green else osdp.CommandLEDColor.Red
-            led = {"command": osdp.Command.LED, "reader": 0, "led_number": 0,
-                   "control_code": 2, "on_color": colour,
-                   "off_color": osdp.CommandLEDColor.Black, "on_count": tenths,
-                   "off_count": 0, "timer_count": tenths, "temporary": True}
-        else:
-            led = {"command": osdp.Command.LED, "reader": 0, "led_number": 0,
-                   "control_code": 1, "on_color": osdp.CommandLEDColor.Black,
-                   "off_color": osdp.CommandLEDColor.Black, "on_count": 0,
-                   "off_count": 0, "timer_count": 0, "temporary": True}
+        colours = osdp.CommandLEDColor
+        # green or red for a while (temporary state, control code 2), or back to the
+        # reader's own idle state (control code 1 cancels the temporary one)
+        tenths = GRANT_TENTHS if green else DENY_TENTHS if red else 0
+        led = {"command": osdp.Command.LED, "reader": 0, "led_number": 0, "temporary": True,
+               "control_code": 2 if tenths else 1,
+               "on_color": colours.Green if green else colours.Red if red else colours.Black,
+               "off_color": colours.Black, "on_count": tenths, "off_count": 0,
+               "timer_count": tenths}
         buz = {"command": osdp.Command.Buzzer, "reader": 0,
                "control_code": 2 if buzzer else 1, "on_count": 1 if buzzer else 0,
                "off_count": 1 if buzzer else 0, "rep_count": (1 if green else 3) if buzzer else 0}

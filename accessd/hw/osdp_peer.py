@@ -18,7 +18,7 @@ import tty
 
 import osdp
 
-from ..protocols.osdp import CARD_FMT_RAW, CARD_FMT_WIEGAND, key_code, pack_bits
+from ..protocols.osdp import CARD_FMT_RAW, CARD_FMT_WIEGAND, SOM, crc16, key_code, pack_bits
 
 
 class _FdChannel(osdp.Channel):
@@ -137,9 +137,7 @@ class OsdpPeer:
     # ---- faults -----------------------------------------------------------------
     def corrupt_frame(self) -> None:
         """Put a reply frame with a wrong CRC on the line (a burst of noise)."""
-        frame = bytearray([0x53, 0x80 | self.address, 8, 0, 0x04, 0x40, 0, 0])
-        frame[-2:] = b"\xde\xad"
-        os.write(self._master, bytes(frame))
+        os.write(self._master, bytes([SOM, 0x80 | self.address, 8, 0, 0x04, 0x40, 0xDE, 0xAD]))
 
     def corrupt_mac(self) -> None:
         """The next secure-channel reply goes out with one MAC byte wrong (and a CRC
@@ -147,7 +145,6 @@ class OsdpPeer:
         self.mangle_mac.set()
 
     def mangled(self, buf: bytes) -> bytes:
-        from ..protocols.osdp import SOM, crc16
         at = buf.find(bytes([SOM]))
         if at < 0 or len(buf) - at < 12 or not buf[at + 4] & 0x08 or not buf[at + 4] & 0x04:
             return buf               # not a secure-channel frame with a CRC: as it is
@@ -161,11 +158,11 @@ class OsdpPeer:
     # ---- for tests and the sim --------------------------------------------------
     def wait_command(self, pred, timeout: float = 5.0) -> dict | None:
         """The first command received so far (or within `timeout`) that `pred` likes."""
+        def first():
+            return next((c for c in self.commands if pred(c)), None)
         with self._cond:
-            found = []
-            self._cond.wait_for(lambda: found.extend(c for c in self.commands if pred(c))
-                                or bool(found), timeout)
-            return found[0] if found else None
+            self._cond.wait_for(lambda: first() is not None, timeout)
+            return first()
 
     def is_sc_active(self) -> bool:
         return bool(self._pd and self._pd.is_sc_active())

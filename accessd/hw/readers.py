@@ -45,14 +45,13 @@ class Reader:
     healthy_when_open = True  # False: the subclass says when it is back (after a handshake)
 
     def __init__(self, cfg: ReaderConfig, post: Callable[[object], None], clock, *,
-                 factory=None, retry_initial: float = 1.0, secure=None):
+                 factory=None, retry_initial: float = 1.0):
         self.name = cfg.name
         self.cfg = cfg
         self.options = cfg.options
         self.post = post
         self.clock = clock
         self.factory = factory
-        self.secure = secure  # storage.secure_cards.SecureCards: checks secure NFC cards
         self.retry_initial = retry_initial
         self.retry_max = float(cfg.options.get("retry_max_seconds", 30.0))
         self.stopping = threading.Event()
@@ -248,7 +247,8 @@ def reader_class(kind: str) -> type[Reader]:
 
 def build_readers(cfgs, post, clock, *, factory=None, secure=None,
                   reader_keys=None) -> list[Reader]:
-    """reader_keys (storage.reader_keys.ReaderKeys) goes to the OSDP readers."""
-    return [reader_class(c.kind)(c, post, clock, factory=factory, secure=secure,
-                                 **({"reader_keys": reader_keys} if c.kind == "osdp" else {}))
+    """secure (storage.secure_cards.SecureCards) goes to the NFC readers, reader_keys
+    (storage.reader_keys.ReaderKeys) to the OSDP readers."""
+    extra = {"nfc": {"secure": secure}, "osdp": {"reader_keys": reader_keys}}
+    return [reader_class(c.kind)(c, post, clock, factory=factory, **extra.get(c.kind, {}))
             for c in cfgs]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from ..errors import CardAuthError, ProtocolError
 from . import ev2
-from .ntag424 import Send, _native, _secure, authenticate, get_card_uid
+from .ntag424 import FOREIGN, Send, _native, _secure, authenticate, get_card_uid, holds_key
 
 AID = bytes.fromhex("55CEAC")         # 0xACCE55, least significant byte first
 PICC_AID = b"\x00\x00\x00"
@@ -126,11 +126,7 @@ def state(send: Send, uid: bytes, keys: DesfireKeys | None, *, rnd=os.urandom) -
         select(send, AID)
     except CardAuthError:
         return {"state": "blank", "detail": "no accessd application yet: ready to enrol"}
-    try:
-        if keys is None:
-            raise CardAuthError("no site keys given")
-        authenticate(send, MASTER_KEY_NO, keys.master, rnd=rnd)
-    except CardAuthError:
-        return {"state": "foreign", "detail": "keys unknown here (another site's card?)"}
+    if not holds_key(send, MASTER_KEY_NO, keys and keys.master, rnd=rnd):
+        return {"state": "foreign", "detail": FOREIGN}
     verify(send, uid, keys, rnd=rnd)
     return {"state": "enrolled", "detail": "this site's application; the door key checks out"}

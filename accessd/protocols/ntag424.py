@@ -46,6 +46,7 @@ KEY_VERSION = 1
 SYSTEM = b"accessd:ntag424:k%d"      # AN10922 system identifier, per key number
 
 ISO_OK = b"\x90\x00"
+FOREIGN = "keys unknown here (another site's card?)"
 _SUN = re.compile(rb"[?&]e=([0-9A-Fa-f]{32})&c=([0-9A-Fa-f]{16})")
 # native status codes (91 xx)
 _STATUS = {0x00: "ok", 0xAF: "more", 0xAE: "authentication error", 0x9D: "permission denied",
@@ -227,23 +228,27 @@ def personalise(send: Send, uid: bytes, keys: CardKeys, *, factory_key: bytes = 
     _native(send, ch.wrap_full(0xC4, bytes([MASTER_KEY_NO]), plain), "change key 0")
 
 
+def holds_key(send: Send, key_no: int, key: bytes | None, *, rnd=os.urandom) -> bool:
+    """Does the card (its selected application) hold this key? None: nothing to try."""
+    if key is None:
+        return False
+    try:
+        authenticate(send, key_no, key, rnd=rnd)
+    except CardAuthError:
+        return False
+    return True
+
+
 def state(send: Send, uid: bytes, keys: CardKeys | None, *, factory_key: bytes = bytes(16),
           rnd=os.urandom) -> dict:
     """What `accessctl card check` reports: blank, this site's (with its counter), or
     unknown (another site's keys, or not an NTAG 424 DNA). keys None: no site to
     compare with, so a card that is not blank is unknown."""
     select_app(send)
-    try:
-        authenticate(send, MASTER_KEY_NO, factory_key, rnd=rnd)
+    if holds_key(send, MASTER_KEY_NO, factory_key, rnd=rnd):
         return {"state": "blank", "detail": "factory keys: ready to enrol"}
-    except CardAuthError:
-        pass
-    try:
-        if keys is None:
-            raise CardAuthError("no site keys given")
-        authenticate(send, MASTER_KEY_NO, keys.master, rnd=rnd)
-    except CardAuthError:
-        return {"state": "foreign", "detail": "keys unknown here (another site's card?)"}
+    if not holds_key(send, MASTER_KEY_NO, keys and keys.master, rnd=rnd):
+        return {"state": "foreign", "detail": FOREIGN}
     v = verify(send, uid, keys, rnd=rnd)
     return {"state": "enrolled", "detail": "this site's keys; SUN and door key check out",
             "counter": v.counter}

@@ -17,6 +17,8 @@ CR 0x0D, function keys A-D as 0x41-0x44.
 
 from __future__ import annotations
 
+import binascii
+
 from ..core.credentials import reading_wiegand
 from . import wiegand
 
@@ -35,13 +37,8 @@ CARD_FMT_ASCII = 2
 
 
 def crc16(data: bytes) -> int:
-    crc = 0x1D0F
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
+    """CRC-16/AUG-CCITT: binascii's CRC-CCITT (poly 0x1021) started at 0x1D0F."""
+    return binascii.crc_hqx(data, 0x1D0F)
 
 
 def checksum(data: bytes) -> int:
@@ -85,7 +82,6 @@ class FrameChecker:
                 bad.append(f"OSDP frame from address {frame[1] & 0x7F} fails its "
                            f"{'CRC' if use_crc else 'checksum'} ({length} bytes)")
                 del buf[:1]            # resynchronise on the next SOM
-            continue
 
 
 def bits_of(data: bytes, length: int) -> list[int]:

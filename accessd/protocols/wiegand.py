@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.credentials import reading_wiegand
+
 MAX_BITS = 64
 _KEYS = "0123456789*#"
 
@@ -118,7 +120,6 @@ def frame_for(fob, raw_lengths: tuple[int, ...], reader: str) -> tuple[list[int]
     """The frame a Wiegand reader sends for a fob (core.credentials.Fob), and the
     reading the door makes of it (simulation): a raw frame as enrolled, a 37-bit
     card, or an EM fob's low 24 bits as a 26-bit facility:card frame."""
-    from ..core.credentials import reading_wiegand
     if fob.family.startswith("raw"):
         if fob.bits not in raw_lengths:
             raise ValueError(f"reader {reader} does not take raw {fob.bits}-bit frames "

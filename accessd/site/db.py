@@ -24,8 +24,7 @@ from pathlib import Path
 
 from ..core import schedule as sched
 from ..core.credentials import (ASSURANCE, KINDS, SECURE_CARDS, STATUSES, check_reader_name,
-                                gives_any,
-                                parse_fob, reader_gives, unreadable_reason)
+                                gives_any, parse_fob, reader_gives, unreadable_reason)
 from ..errors import AccessdError, KeyFileError, NotFoundError, StoreError
 from ..storage.crypto import Sealer, fingerprint, lookup_digest
 from . import keys as site_keys
@@ -147,7 +146,7 @@ SITE_MIGRATIONS = [
     CREATE INDEX events_door_ts ON events(door, ts);
     CREATE INDEX events_door_kind_ts ON events(door, kind, ts);
     """,
-    # 12: secure cards (NTAG 424 DNA): the card's type, and its door keys sealed under
+    # 12: secure cards (NTAG 424 DNA, DESFire): the card's type, and its door keys sealed under
     #     the data key (doors get them inside their group's sealed bundle)
     """
     ALTER TABLE credentials ADD COLUMN card TEXT NOT NULL DEFAULT '';
