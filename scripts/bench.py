@@ -14,6 +14,8 @@
                     -> office receipt; catch-up rate of a 50k-record backlog; decision
                     latency at 50 taps/s with the publisher off, on, broker down and
                     broker blackholed; RSS the publisher adds
+  lookup_options    at the largest size: each way of doing the tap's lookup, and the floors
+                    under all of them, interleaved tap by tap (scripts/bench_lookup.py)
   estate            the office at estate scale, on SQLite and on PostgreSQL (a server the
                     bench starts, as the tests do): 225 doors in 25 groups from a CSV,
                     5,000 residents from a CSV, publish to the 25 groups, logs pull of
@@ -46,6 +48,7 @@ from accessd.storage.keys import load_key_file
 from accessd.storage.whitelist import Whitelist
 from accessd.storage.whitelist_admin import WhitelistAdmin
 from accessd.testing import DaemonProcess, free_tcp_port, write_sim_config
+from bench_lookup import bench_lookup_options
 
 
 def pct(values, p):
@@ -178,6 +181,9 @@ def main() -> None:
                     help="skip the MQTT live channel (needs mosquitto installed)")
     ap.add_argument("--no-secure", action="store_true",
                     help="skip the secure card (NTAG 424 DNA, DESFire) check timings")
+    ap.add_argument("--no-options", action="store_true",
+                    help="skip the lookup options at the largest size (sqlite, immutable, "
+                         "apsw, a compact index, keep-warm, and the floors)")
     ap.add_argument("--no-estate", action="store_true",
                     help="skip the office at estate scale (225 doors, 5,000 residents) "
                          "on SQLite and PostgreSQL")
@@ -210,6 +216,9 @@ def main() -> None:
             entry["daemon"] = bench_daemon(config, n, args.idle if n == max(sizes) else None)
             entry["whitelist_mb"] = round(
                 load_config(config).storage.whitelist_path.stat().st_size / 2**20, 1)
+            if n == max(sizes) and not args.no_options:
+                entry["lookup_options"] = bench_lookup_options(config, n, 7 * args.taps,
+                                                               uid_for, summary_ms)
             result["sizes"][str(n)] = entry
             print(f"bench: {n} credentials done", file=sys.stderr)
         if not args.no_readers:
