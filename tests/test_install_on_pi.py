@@ -97,14 +97,24 @@ def test_install_on_pi_installs_everything_and_checks_itself(overlay):
     assert "include-system-site-packages = true" in venv_cfg   # sees the OS's python3-lgpio
     assert (upper / "opt/accessd/.venv/bin/accessd").exists()
 
-    # again, as an upgrade: nothing kept is overwritten, nothing doubled
+    venv_lib = upper / "opt/accessd/.venv/lib"
+    assert not list(venv_lib.glob("python3*/site-packages/boto3"))   # no s3:// store yet
+
+    # again, as an upgrade: nothing kept is overwritten, nothing doubled; the door
+    # now keeps its logs in S3, so the script adds boto3 and turns the upload on
     key_text = keys.read_text()
     (etc / "accessd/accessd.toml").write_text(
         (etc / "accessd/accessd.toml").read_text().replace('id = "bldg-a-unit-12a"',
-                                                          'id = "unit-7"'))
+                                                          'id = "unit-7"')
+        + '\n[sync]\nurl = "s3://door-logs/riverside?endpoint=http://127.0.0.1:9"\n')
     r2 = run()
     out2 = r2.stdout + r2.stderr
     assert "accessd.toml kept" in out2 and "keys.json kept" in out2, out2
+    assert "sync.url is an s3:// store: installing boto3" in out2, out2
+    assert list(venv_lib.glob("python3*/site-packages/boto3/__init__.py")), out2
+    assert "accessd-upload.timer enabled" in out2, out2
+    assert os.readlink(etc / "systemd/system/timers.target.wants/accessd-upload.timer") \
+        == "/etc/systemd/system/accessd-upload.timer"
     assert keys.read_text() == key_text
     assert 'id = "unit-7"' in (etc / "accessd/accessd.toml").read_text()
     assert "UART block already there" in out2
