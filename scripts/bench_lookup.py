@@ -121,8 +121,8 @@ def bench_lookup_options(config: Path, n: int, taps: int, uid_for, summary_ms) -
     build_compact_index(path, index)
     compact, close_compact = _compact_query(index, keys, sealer)
     held_digest = lookup_digest(keys.lookup, "nfc", uid_for(0))
-    held = wl._conn.execute("SELECT sealed FROM credentials WHERE lookup = ?",
-                            (held_digest,)).fetchone()[0]
+    held = immutable.execute("SELECT sealed FROM credentials WHERE lookup = ?",
+                             (held_digest,)).fetchone()[0]
 
     def shipped(uid: str):
         return wl.lookup(lookup_digest(keys.lookup, "nfc", uid))
