@@ -79,6 +79,7 @@ class DoorService:
 
     def _start(self, cfg: Config) -> None:
         keys = load_key_file(cfg.storage.key_file)
+        keys.check_door(cfg.door.id, cfg.storage.key_file)
         cfg.storage.data_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         if not cfg.storage.whitelist_path.exists():
             WhitelistAdmin(cfg.storage.whitelist_path, keys).close()  # an empty whitelist

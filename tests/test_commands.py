@@ -83,3 +83,17 @@ def test_the_capture_reply_opens_only_with_the_office_key():
         wire.open_reply(other, sealed)
     with pytest.raises(wire.CommandError, match="cannot be opened"):
         wire.open_reply(priv, sealed[:-4] + "AAAA")
+
+
+@pytest.mark.parametrize("field", ["exp", "iat"])
+def test_a_signed_time_too_large_for_a_float_is_refused_with_a_reason(field):
+    """A site-signed exp or iat above 1e308 is a CommandError the door logs as
+    cmd.rejected (it was an OverflowError: 'internal error', nothing logged)."""
+    import json
+    payload = {"v": 1, "site": "riverside", "door": "front", "cmd": "sync-now", "args": {},
+               "iat": int(NOW), "exp": int(NOW) + 60, "nonce": "n" * 32, "by": "x"}
+    payload[field] = 10 ** 400
+    body = json.dumps(payload).encode()
+    message = (wire._b64(body) + "." + wire._b64(KEY.sign(wire.DOMAIN + body))).encode()
+    with pytest.raises(wire.CommandError, match=f"'{field}' is not a finite number"):
+        verifier().verify(message, NOW)

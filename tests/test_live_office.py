@@ -443,6 +443,11 @@ def test_home_assistant_sees_each_door_as_a_device_and_cannot_command_it(estate)
     assert lock["availability_topic"] == "accessd/riverside/door-a/availability"
     assert lock["device"]["identifiers"] == [node]
     assert len({c["unique_id"] for c in configs.values()}) == 5
+    # HA 2026.4 takes default_entity_id (its domain first) and no longer object_id
+    assert all("object_id" not in c for c in configs.values())
+    assert lock["default_entity_id"] == "lock.accessd_riverside_door-a_relay"
+    assert configs[f"homeassistant/sensor/{node}/alarms/config"]["default_entity_id"] == \
+        "sensor.accessd_riverside_door-a_alarms"
     status = json.loads(ha.on("accessd/riverside/door-a/status")[-1])
     assert status["relay"] == "locked" and status["door_open"] is False  # what templates read
     assert [e["detail"]["cmd"] for e in door_log(d, "cmd.received")] == ["mode"]  # ours only
@@ -487,3 +492,60 @@ def test_tls_to_the_broker_with_the_sites_ca_and_a_wrong_ca_is_refused(tmp_path)
         assert bad.request({"op": "sim", "input": "tap", "uid": UID})["ok"]  # still decides
     finally:
         e.close()
+
+
+def test_home_assistant_may_say_it_is_back_and_the_doors_announce_themselves_again(estate):
+    """HA publishes "online" on homeassistant/status when it starts (its birth message):
+    its account may (it could not), and each door sends its discovery again."""
+    estate.door("door-a")
+    ha = Client(estate.port, "homeassistant@riverside",
+                (estate.out / "homeassistant" / "mqtt-password").read_text().strip())
+    try:
+        ha.subscribe("homeassistant/#")
+        ha.wait_for(lambda: len([t for t, _ in ha.messages if t.endswith("/config")]) >= 5,
+                    what="the discovery messages (retained)")
+        before = len(ha.messages)
+        ha.c.publish("homeassistant/status", b"online", qos=1).wait_for_publish(5)
+        ha.wait_for(lambda: ha.on("homeassistant/status") == [b"online"],
+                    what="HA's own birth message (the ACL let it through)")
+        ha.wait_for(lambda: len([t for t, _ in ha.messages[before:]
+                                 if t.endswith("/config")]) >= 5,
+                    what="door-a announcing itself again")
+    finally:
+        ha.close()
+
+
+def test_a_left_over_or_cleared_command_message_raises_no_alarm(estate):
+    """A retained message left on a door's command topic is not a command sent now, and
+    an empty one (how a retained message is cleared) is never a command: neither is
+    logged as a refused command (an alarm) at the door, at start or after."""
+    office = Client(estate.port, "office@riverside", estate.password("office@riverside"))
+    try:
+        office.c.publish("accessd/riverside/door-a/cmd", b"left-over", qos=1,
+                         retain=True).wait_for_publish(5)
+        d = estate.door("door-a")
+        office.c.publish("accessd/riverside/door-a/cmd", b"", qos=1,
+                         retain=True).wait_for_publish(5)      # cleared, while it listens
+        assert estate.ctl("remote", "mode", "door-a", "normal").returncode == 0  # a marker
+    finally:
+        office.close()
+    assert door_log(d, "cmd.rejected") == []
+    assert [e["detail"]["cmd"] for e in door_log(d, "cmd.received")] == ["mode"]
+    assert "ignored a retained message" in d.stderr()
+
+
+def test_door_ids_home_assistant_would_take_for_one_are_refused(tmp_path):
+    site = SiteDB.init(tmp_path / "site", "riverside")
+    try:
+        site.group_add("gates")
+        site.door_add("gate.1", "gates")
+        for twin in ("gate_1", "Gate.1", "GATE_1"):
+            with pytest.raises(Exception, match=f"door id '{twin}' is too like door 'gate.1'"):
+                site.door_add(twin, "gates")
+        site.door_add("gate-1", "gates")       # '-' stays '-': a door of its own
+        assert [d["id"] for d in site.doors()] == ["gate-1", "gate.1"]
+        acl = site_broker.acl("riverside", [d["id"] for d in site.doors()])
+        lines = [ln for ln in acl.splitlines() if ln.startswith("topic write homeassistant/")]
+        assert len(lines) == len(set(lines)) == 3      # two doors and HA's birth message
+    finally:
+        site.close()

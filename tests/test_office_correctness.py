@@ -247,7 +247,7 @@ def test_sync_now_against_a_hung_store_prints_the_store_error(office):
         hung.close()
     assert r.returncode == 1
     assert r.stderr.startswith(f"accessctl: sync failed: store unavailable: GET {url}"
-                               "bundles/bldg-a.bundle: no answer within 1 s"), r.stderr
+                               "bundles/bldg-a.index: no answer within 1 s"), r.stderr
     # the door waits for a run in progress and then its own; the client waits longer
     assert reply_seconds(15) >= 2 * 15
 

@@ -119,6 +119,7 @@ def events(config, kind):
 def test_door_pulls_applies_and_rejects_keeping_the_old_whitelist(office):
     office.publish()
     v1 = office.blob()
+    v1_index = office.store.get("bundles/bldg-a.index")
     config = office.door()
     d = DaemonProcess(config).wait_ready()
     try:
@@ -133,12 +134,13 @@ def test_door_pulls_applies_and_rejects_keeping_the_old_whitelist(office):
         assert r["ok"] and r["result"] == "applied version 2 (1 credentials)"
         tap = d.request({"op": "sim", "input": "tap", "uid": UID})
         assert tap["reason"] == "denied: credential reported lost"
-        # an attacker puts the old bundle back: rejected, version 2 stays
+        # an attacker puts the old bundle and its index back: rejected, version 2 stays
         office.store.put("bundles/bldg-a.bundle", v1)
+        office.store.put("bundles/bldg-a.index", v1_index)
         r = d.request({"op": "sync"})
         assert not r["ok"] and "older than the applied 2" in r["result"]
-        # a tampered one: rejected
-        office.store.put("bundles/bldg-a.bundle", v1[:-1] + bytes([v1[-1] ^ 1]))
+        # a tampered index: rejected
+        office.store.put("bundles/bldg-a.index", v1_index[:-1] + bytes([v1_index[-1] ^ 1]))
         assert "bad signature" in d.request({"op": "sync"})["result"]
         assert d.request({"op": "sim", "input": "tap", "uid": UID})["reason"] == \
             "denied: credential reported lost"
@@ -235,3 +237,29 @@ def test_sync_needs_a_site_key_file(tmp_path):
     assert d.proc.wait(20) == 1
     assert "key file has no site link" in d.stderr()
     d.close()
+
+
+def test_a_door_on_another_doors_key_file_is_refused(office):
+    """door.id says one door, the key file another: check-config and start both stop
+    with exit 2, naming both ids (it would apply the other door's bundles and upload
+    its log under a name the office does not expect)."""
+    from click.testing import CliRunner
+
+    from accessd.cli.daemon import main as accessd_main
+    office.site.door_add("door-a2", "bldg-a")
+    config = office.door("door-a2")
+    # door-a1's key file installed on door-a2
+    write_key_file(config.parent / "keys/door-keys.json", door_keys(office.site, "door-a1"),
+                   overwrite=True)
+    r = CliRunner().invoke(accessd_main, ["check-config", "--config", str(config)])
+    assert r.exit_code == 2
+    assert "made for door 'door-a1'" in r.output and "door.id is 'door-a2'" in r.output
+    d = DaemonProcess(config)
+    assert d.proc.wait(20) == 2
+    assert "made for door 'door-a1'" in d.stderr() and "'door-a2'" in d.stderr()
+    d.close()
+    # its own key file: fine
+    write_key_file(config.parent / "keys/door-keys.json", door_keys(office.site, "door-a2"),
+                   overwrite=True)
+    assert CliRunner().invoke(accessd_main, ["check-config", "--config",
+                                             str(config)]).exit_code == 0

@@ -131,3 +131,47 @@ def test_a_token_stays_used_after_the_door_restarts(tmp_path):
     finally:
         d.terminate()
     office.site.close()
+
+
+def test_a_used_token_stays_used_when_the_clocks_step_forward_and_back(tmp_path):
+    """A bad time server moves the door's (and the office's) clock a day ahead, then
+    back: the token used before the step is still refused after it. (The list was
+    once pruned by the door's clock, so the step ahead forgot it.)"""
+    from accessd.storage.used_tokens import UsedTokens
+    used = UsedTokens(tmp_path / "tokens-used.db", b"k" * 32)
+    v = TokenVerifier(KEY.public_key(), "door-a1", used)
+    t = issue(KEY, "door-a1", now=NOW, ttl=600)
+    v.verify(t, NOW)
+    ahead = NOW + 86400
+    v.verify(issue(KEY, "door-a1", now=ahead, ttl=30), ahead)   # used while a day ahead
+    used.close()
+    v = TokenVerifier(KEY.public_key(), "door-a1",
+                      UsedTokens(tmp_path / "tokens-used.db", b"k" * 32))   # and a restart
+    with pytest.raises(TokenError, match="older than one the door has already used"):
+        v.verify(t, NOW + 60)                                   # the clock is back
+    assert v.used.count() == 1          # the floor lets old rows go: the file stays small
+    # the same in memory (a door without a data directory)
+    m = verifier()
+    m.verify(t, NOW)
+    m.verify(issue(KEY, "door-a1", now=ahead, ttl=30), ahead)
+    with pytest.raises(TokenError, match="older than one"):
+        m.verify(t, NOW + 60)
+
+
+def test_a_token_never_older_than_the_floor_by_the_allowed_skew_is_taken():
+    """An office terminal whose clock runs 30 s ahead (the skew allowed) does not lock
+    out another terminal's fresh token."""
+    v = verifier()
+    v.verify(issue(KEY, "door-a1", now=NOW + 30, ttl=30), NOW)
+    assert v.verify(issue(KEY, "door-a1", now=NOW, ttl=1), NOW)
+
+
+@pytest.mark.parametrize("field", ["exp", "iat"])
+def test_signed_times_too_large_for_a_float_are_refused_not_crashed(field):
+    """A site-signed integer above 1e308 is refused with the reason (it once raised
+    OverflowError: 'internal error', and no rejection was logged)."""
+    times = {"exp": 1_790_000_010, "iat": 1_790_000_000, field: 10 ** 400}
+    payload = ('{"door":"door-a1","exp":%d,"iat":%d,"nonce":"n9"}'
+               % (times["exp"], times["iat"])).encode()
+    with pytest.raises(TokenError, match=f"'{field}' is not a finite number"):
+        verifier().verify(_signed(payload), NOW)

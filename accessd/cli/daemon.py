@@ -106,7 +106,9 @@ def check_config(config_path: str, as_json: bool) -> None:
     eff = cfg.as_dict()
     try:
         from ..storage.keys import load_key_file
-        eff["storage"]["key_fingerprint"] = load_key_file(cfg.storage.key_file).fingerprint
+        keys = load_key_file(cfg.storage.key_file)
+        keys.check_door(cfg.door.id, cfg.storage.key_file)
+        eff["storage"]["key_fingerprint"] = keys.fingerprint
     except AccessdError as exc:
         click.echo(f"accessd: config error: {exc}", err=True)
         sys.exit(2)

@@ -168,8 +168,10 @@ class CommandVerifier:
         if cmd not in COMMANDS:
             raise refuse(f"unknown command {cmd!r}")
         args = _check_args(cmd, args)
-        if not self.used.claim("cmd:" + nonce, exp, now):
-            raise refuse("command was already received (replay)")
+        refused = self.used.claim("cmd:" + nonce, float(exp), float(iat))
+        if refused:
+            raise refuse("command was already received (replay)"
+                         if refused.startswith("already") else f"command is {refused}")
         return Command(cmd, args, nonce, by, exp)
 
 

@@ -9,7 +9,9 @@ device per door with:
   sensor         the last event's kind (its reason as an attribute) and the number
                  of alarms active at the door
 
-all unavailable when .../availability says offline. Home Assistant cannot open
+all unavailable when .../availability says offline. When Home Assistant
+restarts it says "online" on homeassistant/status (its birth message) and the
+door publishes its discovery messages again. Home Assistant cannot open
 the door: a door takes commands only when the office signed them, so the lock's
 command topic is one the door never reads (the ACL does not even let Home
 Assistant's account publish there).
@@ -24,9 +26,20 @@ from .. import __version__
 PREFIX = "homeassistant"
 
 
+BIRTH_TOPIC = f"{PREFIX}/status"   # Home Assistant says "online" here when it starts
+
+
 def node_id(site: str, door: str) -> str:
-    """Home Assistant's node id for a door (letters, digits, '_' and '-' only)."""
+    """Home Assistant's node id for a door (letters, digits, '_' and '-' only). Door
+    ids that differ only in '.' against '_' or in case would share one (and one line
+    of the broker's ACL): the site refuses such a pair (clash_key)."""
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in f"accessd_{site}_{door}")
+
+
+def clash_key(door: str) -> str:
+    """What Home Assistant makes of a door id: two doors with the same key would be
+    one device there."""
+    return node_id("", door).lower()
 
 
 def discovery(site: str, door: str, base: str) -> list[tuple[str, bytes]]:
@@ -64,8 +77,10 @@ def discovery(site: str, door: str, base: str) -> list[tuple[str, bytes]]:
     ]
     out = []
     for component, obj, cfg in entities:
+        # default_entity_id (HA 2025.10+; object_id is gone since 2026.4): the entity id
+        # HA gives it, which HA writes in lower case
         doc = {**cfg, **common, "unique_id": f"{node}_{obj}",
-               "object_id": f"{node}_{obj}"}
+               "default_entity_id": f"{component}.{node}_{obj}".lower()}
         out.append((f"{PREFIX}/{component}/{node}/{obj}/config",
                     json.dumps(doc, separators=(",", ":")).encode()))
     return out

@@ -114,9 +114,8 @@ class Publisher:
         if self.commands is not None:
             client.subscribe(f"{self.base}/cmd", qos=1)
         if self.mq.home_assistant:
-            for topic, payload in homeassistant.discovery(self.site, self.cfg.door.id,
-                                                          self.base):
-                client.publish(topic, payload, qos=1, retain=True)
+            client.subscribe(homeassistant.BIRTH_TOPIC, qos=1)
+            self._announce(client)
         with self._cond:
             self._connected = True
             self.link = "connected"
@@ -152,11 +151,22 @@ class Publisher:
             if mid == self._wake_mid:
                 self._cond.notify_all()
 
+    def _announce(self, client) -> None:
+        for topic, payload in homeassistant.discovery(self.site, self.cfg.door.id, self.base):
+            client.publish(topic, payload, qos=1, retain=True)
+
     def _on_message(self, client, userdata, msg) -> None:
+        if msg.topic == homeassistant.BIRTH_TOPIC:
+            if self.mq.home_assistant and bytes(msg.payload) == b"online" and not msg.retain:
+                self._announce(client)        # Home Assistant (re)started
+            return
         if msg.topic != f"{self.base}/cmd" or self.commands is None:
             return
         if msg.retain:   # a command left on the broker is not a command sent now
-            log.warning("mqtt: ignored a retained message on %s", msg.topic)
+            log.warning("mqtt: ignored a retained message on %s (clear it with an empty "
+                        "retained message)", msg.topic)
+            return
+        if not msg.payload:   # how a retained message is cleared: never a command
             return
         try:
             self._cmd_q.put_nowait(bytes(msg.payload))

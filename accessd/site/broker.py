@@ -12,7 +12,8 @@ door gets its own password in a 0600 file for its [mqtt] password_file.
 The ACL lets a door publish only under accessd/<site>/<door>/ (events, alarms,
 status, availability, cmd/ack) and its Home Assistant discovery topics, and read
 only its own .../cmd; the office reads the whole site and writes only commands;
-Home Assistant's account (homeassistant@<site>) only reads.
+Home Assistant's account (homeassistant@<site>) only reads, but for its birth
+message on homeassistant/status, which doors read to announce themselves again.
 Mosquitto denies everything an ACL file does not grant.
 """
 
@@ -29,7 +30,8 @@ from urllib.parse import urlparse
 
 from ..errors import BrokerError
 from ..live import topics
-from ..live.homeassistant import PREFIX as HA_PREFIX, node_id as ha_node
+from ..live.homeassistant import BIRTH_TOPIC as HA_BIRTH, PREFIX as HA_PREFIX
+from ..live.homeassistant import node_id as ha_node
 from .db import SiteDB
 
 PBKDF2_ITERATIONS = 101    # what mosquitto_passwd writes by default
@@ -76,7 +78,8 @@ def acl(site_id: str, doors: list[str], *, home_assistant: bool = True) -> str:
         lines += [f"user {ha_user(site_id)}",
                   *(f"topic read {topics.ROOT}/{site_id}/+/{t}" for t in
                     ("events", "alarms", "status", "availability")),
-                  f"topic read {HA_PREFIX}/#", ""]
+                  f"topic read {HA_PREFIX}/#",
+                  f"topic write {HA_BIRTH}", ""]   # its birth message: doors re-announce
     for door in doors:
         b = topics.base(site_id, door)
         lines += [f"user {door_user(site_id, door)}",
@@ -84,7 +87,8 @@ def acl(site_id: str, doors: list[str], *, home_assistant: bool = True) -> str:
                                                       "availability", "cmd/ack")),
                   f"topic read {b}/cmd"]
         if home_assistant:
-            lines.append(f"topic write {HA_PREFIX}/+/{ha_node(site_id, door)}/+/config")
+            lines += [f"topic write {HA_PREFIX}/+/{ha_node(site_id, door)}/+/config",
+                      f"topic read {HA_BIRTH}"]
         lines.append("")
     return "\n".join(lines)
 

@@ -405,6 +405,14 @@ class SiteDB:
         readers = check_readers(readers)
         self._readers = None
         self.group_key(group_id)  # exists?
+        from ..live.homeassistant import clash_key
+        twin = next((d["id"] for d in self.doors() if d["id"] != door_id
+                     and clash_key(d["id"]) == clash_key(door_id)), None)
+        if twin is not None:
+            raise StoreError(f"door id {door_id!r} is too like door {twin!r}: Home Assistant "
+                             "and the broker's ACL would take them for one door ('.' and '_' "
+                             "are the same there, and so are upper and lower case); choose "
+                             "another id")
         try:
             with self.db.atomic():
                 self.db.insert("doors", {"id": door_id, "group_id": group_id,

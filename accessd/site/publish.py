@@ -1,5 +1,6 @@
-"""Publishing: one signed, encrypted bundle per door group, into a store; and the
-key file a door needs to read its group's bundles."""
+"""Publishing: one signed, encrypted bundle per door group, into a store, each
+followed by its signed index (sync/index.py: how doors learn there is a newer
+one); and the key file a door needs to read its group's bundles."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from ..storage.keys import DoorKeys, SiteLink
 from ..storage.whitelist_admin import build_whitelist_file
-from ..sync import bundle
+from ..sync import bundle, index
 from . import passes
 from .db import SiteDB
 
@@ -53,7 +54,12 @@ def _publish(site: SiteDB, store, version: int, issued: float, expires: float,
             blob = bundle.seal(bundle.Header(site.site_id, g["id"], doors, version, issued,
                                              expires, count), db.read_bytes(), key,
                                site.keys.signing)
-        store.put(f"bundles/{g['id']}.bundle", blob)
+        # the bundle first, then the signed index that names it: a door reading the
+        # index finds the bundle it names (or a newer one) already there
+        store.put(index.bundle_name(g["id"]), blob)
+        store.put(index.index_name(g["id"]),
+                  index.make(site.keys.signing, site=site.site_id, group=g["id"],
+                             version=version, issued=issued, bundle=blob))
         out.append({"group": g["id"], "doors": list(doors), "version": version,
                     "credentials": count, "bytes": len(blob), "ambiguous": ambiguous})
         if progress:

@@ -44,6 +44,16 @@ class DoorKeys:
     def __repr__(self) -> str:  # never show key bytes
         return f"DoorKeys(fingerprint={self.fingerprint})"
 
+    def check_door(self, door_id: str, key_file: Path) -> None:
+        """KeyFileError unless these keys were made for `door_id` (door.id of the
+        config): a door running on another door's key file would apply that door's
+        bundles and upload its log under a name the office does not expect."""
+        if self.site is not None and self.site.door != door_id:
+            raise KeyFileError(f"{key_file}: this key file was made for door "
+                               f"{self.site.door!r} of site {self.site.site!r}, but door.id "
+                               f"is {door_id!r}: install door {door_id!r}'s own key file "
+                               "('accessctl door keys'), or correct door.id")
+
 
 def generate() -> DoorKeys:
     return DoorKeys(lookup=secrets.token_bytes(KEY_BYTES), seal=secrets.token_bytes(KEY_BYTES))

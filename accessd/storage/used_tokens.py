@@ -3,9 +3,15 @@
 A token's nonce is stored only as HMAC-SHA256(lookup key, "token-nonce" ‖ 0x00 ‖
 nonce), with its expiry time: the file says neither which tokens nor whose. A
 claim is one durable transaction (check and insert at once), so a token used
-once is refused after a restart or a crash too, until it has expired anyway;
-expired rows are dropped as new ones come. If the file cannot be written the
-token is refused: a door that cannot remember a use does not open for it.
+once is refused after a restart or a crash too. If the file cannot be written
+the token is refused: a door that cannot remember a use does not open for it.
+
+Rows are never dropped by the door's own clock, which may step forward and back
+(a wrong NTP server, an RTC reset): a row dropped after a step forward would let
+its token in again after the step back. Instead the file keeps a floor from
+signed times: the newest issue time of any token or command claimed, less the
+clock skew the office may have (sync.token.SKEW). Whatever expires before the
+floor is refused outright, as older than one already used, so its row can go.
 """
 
 from __future__ import annotations
@@ -18,9 +24,16 @@ from pathlib import Path
 from ..errors import StoreError
 from .small_db import open_small
 
+SUPERSEDED = "older than one the door has already used (replay?)"
+
 
 def _digest(key: bytes, nonce: str) -> bytes:
     return hmac.digest(key, b"token-nonce\x00" + nonce.encode(), "sha256")
+
+
+def _floor(iat: float) -> float:
+    from ..sync.token import SKEW
+    return iat - SKEW
 
 
 class UsedTokens:
@@ -31,21 +44,35 @@ class UsedTokens:
         self._conn = open_small(self.path, "the used-token list",
                                 "CREATE TABLE IF NOT EXISTS used "
                                 "(digest BLOB PRIMARY KEY, exp REAL NOT NULL) WITHOUT ROWID")
+        try:
+            self._conn.execute("CREATE TABLE IF NOT EXISTS floor (one INTEGER PRIMARY KEY "
+                               "CHECK (one = 1), value REAL NOT NULL)")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the used-token list: {exc}") from None
 
-    def claim(self, nonce: str, exp: float, now: float) -> bool:
-        """Record the nonce as used; False if it was already (a replay)."""
+    def claim(self, nonce: str, exp: float, iat: float) -> str | None:
+        """Record the nonce of a verified token or command (its signed expiry and issue
+        times) as used: None, or why it is refused (already used; older than the floor)."""
         d = _digest(self._key, nonce)
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
+                row = self._conn.execute("SELECT value FROM floor").fetchone()
+                floor = row[0] if row else float("-inf")
+                if exp < floor:
+                    self._conn.execute("ROLLBACK")
+                    return SUPERSEDED
                 try:
-                    self._conn.execute("DELETE FROM used WHERE exp < ?", (now,))
                     self._conn.execute("INSERT INTO used VALUES (?, ?)", (d, exp))
                 except sqlite3.IntegrityError:
                     self._conn.execute("ROLLBACK")
-                    return False
+                    return "already used (replay)"
+                if _floor(iat) > floor:
+                    self._conn.execute("INSERT OR REPLACE INTO floor VALUES (1, ?)",
+                                       (_floor(iat),))
+                    self._conn.execute("DELETE FROM used WHERE exp < ?", (_floor(iat),))
                 self._conn.execute("COMMIT")
-                return True
+                return None
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -65,15 +92,20 @@ class MemoryUsedTokens:
 
     def __init__(self):
         self._used: dict[str, float] = {}
+        self._floor = float("-inf")
         self._lock = threading.Lock()
 
-    def claim(self, nonce: str, exp: float, now: float) -> bool:
+    def claim(self, nonce: str, exp: float, iat: float) -> str | None:
         with self._lock:
-            self._used = {n: e for n, e in self._used.items() if e >= now}
+            if exp < self._floor:
+                return SUPERSEDED
             if nonce in self._used:
-                return False
+                return "already used (replay)"
             self._used[nonce] = exp
-            return True
+            if _floor(iat) > self._floor:
+                self._floor = _floor(iat)
+                self._used = {n: e for n, e in self._used.items() if e >= self._floor}
+            return None
 
     def count(self) -> int:
         return len(self._used)

@@ -59,22 +59,26 @@ def seal(header: Header, plaintext: bytes, group_key: bytes, signing_key) -> byt
 MAX_LENGTH = 1 << 34  # 16 GiB: no whitelist comes near it
 
 
-def _int_field(h: dict, name: str, lo: int, hi: int) -> int:
+def _int_field(h: dict, name: str, lo: int, hi: int, what: str = "bundle header") -> int:
     """A header integer, checked as untrusted input: a JSON integer (not a bool, a
     float, a string or a list) within [lo, hi]."""
     v = h.get(name)
     if type(v) is not int:
-        raise BundleError(f"bundle header field {name!r} must be an integer, "
+        raise BundleError(f"{what} field {name!r} must be an integer, "
                           f"not {type(v).__name__}")
     if not lo <= v <= hi:
-        raise BundleError(f"bundle header field {name!r} is out of range ({v})")
+        raise BundleError(f"{what} field {name!r} is out of range ({v})")
     return v
 
 
-def _number_field(h: dict, name: str) -> float:
+def _number_field(h: dict, name: str, what: str = "bundle header") -> float:
     v = h.get(name)
-    if type(v) not in (int, float) or not math.isfinite(v):
-        raise BundleError(f"bundle header field {name!r} must be a finite number")
+    try:
+        ok = type(v) in (int, float) and math.isfinite(v)
+    except OverflowError:   # an integer beyond any float
+        ok = False
+    if not ok:
+        raise BundleError(f"{what} field {name!r} must be a finite number")
     return float(v)
 
 

@@ -1,5 +1,8 @@
-"""The door's side of sync: pull this door's bundle, verify it, stage the new
-whitelist beside the old one, and let the core swap it in between taps.
+"""The door's side of sync: read the group's signed index (sync/index.py), and when
+it names a newer version pull the bundle, check it against the index, verify it,
+stage the new whitelist beside the old one, and let the core swap it in between
+taps. Nothing a store or a proxy says about freshness (ETag, Last-Modified) is
+used: the signed index decides, and nothing unverified is kept between syncs.
 
 Runs in its own thread: every `sync.interval_seconds`, and at once on
 `accessctl sync now`, and sooner (5 s, doubling) after a failure. A rejected
@@ -24,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..storage.keys import DoorKeys
 from ..storage.whitelist import key_check
-from . import bundle
+from . import bundle, index
 from .store import StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -106,12 +109,15 @@ class SyncWorker:
         self._waiters: list[Future] = []
         self._lock = threading.Lock()
         self.last_result: str = "not run yet"
+        self.store_version: tuple[int, float] | None = None  # (version, issued) last seen
         self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
 
     def info(self) -> dict:
         """For status (the socket's and the live channel's): the store and the last run."""
         return {"store": self.store.url, "last": self.last_result,
-                "interval_s": self.cfg.sync.interval_seconds}
+                "interval_s": self.cfg.sync.interval_seconds,
+                "store_version": self.store_version[0] if self.store_version else None,
+                "store_issued": self.store_version[1] if self.store_version else None}
 
     def start(self) -> None:
         self._thread.start()
@@ -169,25 +175,56 @@ class SyncWorker:
         return self._thread.is_alive()
 
     def sync_once(self) -> dict:
+        """One sync: read the group's signed index in full; fetch, check against the
+        index and apply the bundle only when the index names a newer version."""
         path = self.cfg.storage.whitelist_path
         meta = current_whitelist_meta(path)
         current = int(meta.get("version", 0) or 0) if meta.get("site") else 0
-        name = f"bundles/{self.keys.site.group}.bundle"
+        group = self.keys.site.group
         try:
-            blob = self.store.get(name)
+            raw = self.store.get(index.index_name(group))
+        except StoreError as exc:
+            return self._result(False, f"store unavailable: {exc}", notice="sync.failed")
+        expect = None
+        if raw is not None:
+            try:
+                expect = index.verify(raw, public_key=self.public, site=self.keys.site.site,
+                                      group=group)
+            except bundle.BundleError as exc:
+                return self._result(False, str(exc), notice="sync.rejected")
+            self.store_version = (expect.version, expect.issued)
+            if expect.version == current:
+                return self._result(True, f"up to date (version {current})")
+            if expect.version < current:
+                return self._result(False, f"the store's signed index names version "
+                                           f"{expect.version}, older than the applied "
+                                           f"{current} (an old copy: rollback or replay)",
+                                    notice="sync.rejected")
+        try:   # no index (an office from before indexes): the whole signed bundle decides
+            blob = self.store.get(index.bundle_name(group))
         except StoreError as exc:
             return self._result(False, f"store unavailable: {exc}", notice="sync.failed")
         if blob is None:
-            return self._result(False, f"no bundle published yet for group "
-                                       f"{self.keys.site.group!r}")
+            return self._result(False, f"no bundle published yet for group {group!r}")
         try:
             header, plain = bundle.open_(blob, public_key=self.public, group_key=self.keys.seal,
                                          site=self.keys.site.site, door=self.keys.site.door,
                                          current_version=current, now=self.clock.wall())
-            new = stage(self.cfg.storage.data_dir, plain, header, self.keys)
         except bundle.BundleError as exc:
+            mismatch = expect.matches(blob) if expect is not None else None
+            if mismatch:   # a cut or stale body: the store's error, tried again soon
+                return self._result(False, mismatch, notice="sync.failed")
             if getattr(exc, "same", False):
                 return self._result(True, f"up to date (version {current})")
+            return self._result(False, str(exc), notice="sync.rejected")
+        if expect is not None and header.version < expect.version:
+            # (a newer bundle than its index is fine: a publish between the two reads)
+            return self._result(False, expect.matches(blob) or
+                                f"the bundle is version {header.version}, its signed index "
+                                f"names {expect.version}", notice="sync.failed")
+        try:
+            new = stage(self.cfg.storage.data_dir, plain, header, self.keys)
+        except bundle.BundleError as exc:
             return self._result(False, str(exc), notice="sync.rejected")
         fut: Future = Future()
         self.post(SwapWhitelist(str(new), header.version, fut))
@@ -196,6 +233,8 @@ class SyncWorker:
         except FutureTimeout:
             return self._result(False, "the core did not install the whitelist in time")
         if res.get("ok"):
+            if expect is None or header.version > expect.version:
+                self.store_version = (header.version, header.issued)
             return self._result(True, f"applied version {header.version} "
                                       f"({res['credentials']} credentials)")
         return self._result(False, res.get("error", "install failed"))

@@ -85,7 +85,6 @@ class S3Store:
                                          or "us-east-1", config=config)
         except Exception as exc:  # e.g. ProfileNotFound
             raise StoreError(f"{self._url}: {exc}") from None
-        self._cache: dict[str, tuple[str, bytes]] = {}
 
     @property
     def url(self) -> str:
@@ -129,17 +128,13 @@ class S3Store:
 
     def get(self, name: str) -> bytes | None:
         key = self._key(name)
-        cached = self._cache.get(name)
-        args = {"IfNoneMatch": cached[0]} if cached else {}
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=key, **args)
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
             body = resp["Body"].read()
         except Exception as exc:
             from botocore.exceptions import ClientError
             if isinstance(exc, ClientError):
                 code = exc.response.get("Error", {}).get("Code")
-                if code in ("304", "NotModified") and cached:
-                    return cached[1]
                 if code in ("NoSuchKey", "404"):
                     return None
             raise self._fail("GET", name, exc) from None
@@ -147,8 +142,6 @@ class S3Store:
         if length is not None and length != len(body):
             raise StoreError(f"GET s3://{self.bucket}/{key}: the body was cut short "
                              f"({len(body)} of {length} bytes)")
-        if resp.get("ETag"):
-            self._cache[name] = (resp["ETag"], body)
         return body
 
     def list(self, prefix: str) -> list[str]:

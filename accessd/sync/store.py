@@ -3,12 +3,13 @@
   file:///srv/accessd/store   a directory (the embedded default: office and door on
                               one Pi, or a shared mount)
   https://host/accessd/       a web server that takes PUT (WebDAV: nginx's dav module,
-                              Apache mod_dav, WsgiDAV); doors GET with If-None-Match.
+                              Apache mod_dav, WsgiDAV); doors GET (Cache-Control: no-cache).
                               user:password@ in the URL is sent as HTTP Basic auth.
   s3://bucket/prefix          Amazon S3 or an S3-compatible service (MinIO, Ceph,
                               Alibaba OSS, ...): see s3store.py.
 
-Names inside a store: bundles/<group>.bundle and logs/<door>/<first>-<last>.ndjson.gz.
+Names inside a store: bundles/<group>.bundle and .index, and
+logs/<door>/<log>/<first>-<last>.ndjson.gz.
 Writes are atomic (a temporary file, fsync, rename), so a reader never sees
 half a bundle or half a batch.
 """
@@ -101,7 +102,7 @@ class FileStore:
 
 class HttpStore:
     """A store on a web server: PUT to write (creating collections with MKCOL as
-    needed), GET with If-None-Match to read, PROPFIND to list."""
+    needed), GET to read (always the whole object), PROPFIND to list."""
 
     def __init__(self, url: str, timeout: float = 15.0):
         u = urlparse(url)
@@ -114,7 +115,6 @@ class HttpStore:
         self.base = urlunparse((u.scheme, netloc, path, "", "", ""))
         self.base_path = path
         self.timeout = timeout
-        self._cache: dict[str, tuple[str, bytes]] = {}
 
     @property
     def url(self) -> str:
@@ -160,18 +160,14 @@ class HttpStore:
             raise StoreError(f"PUT {self.base}{name}: server answered {status}")
 
     def get(self, name: str) -> bytes | None:
-        cached = self._cache.get(name)
-        status, headers, body = self._request(
-            "GET", name, headers={"If-None-Match": cached[0]} if cached else None)
-        if status == 304 and cached:
-            return cached[1]
+        """The whole object, fresh from the server: never a validator's 304, and no
+        cache on the way may answer for it (freshness is the signed index's job)."""
+        status, headers, body = self._request("GET", name,
+                                              headers={"Cache-Control": "no-cache"})
         if status == 404:
             return None
         if status != 200:
             raise StoreError(f"GET {self.base}{name}: server answered {status}")
-        etag = headers.get("ETag") or headers.get("Etag")
-        if etag:
-            self._cache[name] = (etag, body)
         return body
 
     def list(self, prefix: str) -> list[str]:

@@ -46,13 +46,22 @@ def issue(signing_key, door: str, *, now: float, ttl: float = 30.0, by: str = ""
     return b64(payload) + "." + b64(signing_key.sign(payload))
 
 
+def _finite(v: int | float) -> bool:
+    """A finite float, or an integer that fits one (a signed 10**400 is not a time)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def lifetime_problem(what: str, iat, exp, now: float, max_ttl: float) -> str | None:
     """Why a signed token or command is not valid at `now`, or None. The skew is
     allowed on the issue time only (the office's clock may run ahead); nothing lives
     longer than it was issued for, nor longer than max_ttl."""
     for name, v in (("exp", exp), ("iat", iat)):
-        if type(v) not in (int, float) or not math.isfinite(v):
+        if type(v) not in (int, float) or not _finite(v):
             return f"{what} field {name!r} is not a finite number"
+    exp, iat = float(exp), float(iat)
     if not 0 < exp - iat <= max_ttl:
         return f"{what} must live between 0 and {max_ttl:g} s"
     if now > exp:
@@ -98,6 +107,8 @@ class TokenVerifier:
             raise TokenError(why)
         if door != self.door:
             raise TokenError(f"token is for door {door!r}, not this one")
-        if not self.used.claim(nonce, exp, now):
-            raise TokenError("token was already used (replay)")
+        refused = self.used.claim(nonce, float(exp), float(iat))
+        if refused:
+            raise TokenError(f"token was {refused}" if refused.startswith("already") else
+                             f"token is {refused}")
         return p
