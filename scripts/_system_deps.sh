@@ -3,7 +3,9 @@
 #   tests/test_unit_sandbox.py runs the daemon under systemd/accessd.service's own sandbox;
 # - systemd-container (systemd-nspawn): tests/test_systemd_container.py boots real systemd;
 # - mosquitto: tests/test_live.py runs the live channel against a real broker;
-# - postgresql: the site database tests start a real PostgreSQL server (initdb).
+# - postgresql: the site database tests start a real PostgreSQL server (initdb);
+# - nginx-full (nginx with its WebDAV modules): tests/test_store_nginx.py runs the store
+#   on a real nginx, behind a proxy that cuts, shortens and stalls its answers.
 # Installing needs root (CI runs as root); otherwise it says what is missing.
 need=()
 /usr/bin/python3 -I -c 'import seccomp' 2>/dev/null || need+=(python3-seccomp)
@@ -14,6 +16,8 @@ command -v mount >/dev/null || need+=(mount)
 { command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || need+=(mosquitto)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
   || need+=(postgresql)
+[ -x /usr/sbin/nginx ] && [ -e /usr/lib/nginx/modules/ngx_http_dav_ext_module.so ] \
+  || need+=(nginx-full)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian packages for the tests: ${need[*]} ..." >&2

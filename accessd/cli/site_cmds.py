@@ -74,7 +74,8 @@ def register(main) -> None:
                **{t: site.db.count(t) for t in ("doors", "people", "credentials")}}
         out(as_json, doc, lambda: click.echo(
             f"site {doc['site']} in {site.where}\ntime zone {doc['timezone']}\n"
-            f"store {doc['store']}\n{plural(doc['doors'], 'door')}, "
+            f"store {doc['store'] or 'none yet (set it: accessctl site store URL)'}\n"
+            f"{plural(doc['doors'], 'door')}, "
             f"{plural(doc['people'], 'person', 'people')}, "
             f"{plural(doc['credentials'], 'credential')}"))
 
@@ -124,17 +125,25 @@ def register(main) -> None:
     @click.pass_obj
     def site_store(obj, url):
         """Set the store bundles are published to and logs are pulled from (file://,
-        https://); 'publish --store URL' sets it too. Doors need the same URL as
-        sync.url.
+        https://, s3://): a setting of the site, shared by every terminal of a
+        PostgreSQL site; 'publish --store URL' sets it too. Doors need the same URL
+        as sync.url. A user and password in an https:// URL (Basic auth) are kept
+        in this terminal's keys directory (0600), never in the database or output.
 
         \b
-        Example:
+        Examples:
           accessctl --site /srv/accessd-site site store https://dav.example.org/accessd/
+          accessctl --site /srv/accessd-site site store 'https://office:PASSWORD@dav.lan/accessd/'
         """
+        from ..errors import ConfigError
         site = site_of(obj)
-        store = _open_store(url, "URL")  # a bad URL is refused here, not at the next publish
-        site.store_url_set(store.url)
-        click.echo(f"store {store.url}; set sync.url = \"{store.url}\" on the doors")
+        try:   # a bad URL is refused here, not at the next publish
+            clean = site.store_url_set(url)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="URL") from None
+        kept = (" (its user and password kept in this terminal's keys directory, not in "
+                "the database)" if clean != url else "")
+        click.echo(f"store {clean}{kept}; set sync.url = \"{clean}\" on the doors")
 
     @site_group.command("timezone")
     @click.argument("tz")
@@ -775,13 +784,13 @@ def register(main) -> None:
           accessctl --site /srv/accessd-site publish --store file:///srv/accessd-store
         """
         site = site_of(obj)
-        store = _open_store(store_url or site.store_url, "--store")
+        if store_url:
+            _set_store(site, store_url)
+        store = _site_store(site)
         groups = [g for g in site.groups() if g["doors"]]
         with Progress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("publishing", total=len(groups) or None)
             res = publish(site, store, valid_days=valid_days, progress=lambda g: bar.advance(task))
-        if store_url and store.url != site.meta("store_url"):
-            site.store_url_set(store.url)
 
         def human():
             for r in res:
@@ -816,7 +825,7 @@ def register(main) -> None:
         """
         from ..site import intake
         site = site_of(obj)
-        store = _open_store(store_url or site.store_url, "--store")
+        store = _open_store(store_url, "--store") if store_url else _site_store(site)
         res = intake.pull(site, store)
         doc = {d: {**r.__dict__, "ok": r.ok} for d, r in res.items()}
         click.echo(f"reading {store.url}", err=True)
@@ -940,6 +949,24 @@ def _since(since: str | None, tz: str) -> str | None:
     """--since (in the site's time zone, or 12h ago) as the log's UTC timestamp text."""
     from ..storage.eventlog import utc_iso
     return utc_iso(parse_when(since, tz=tz, past=True, param="--since")) if since else None
+
+
+def _set_store(site, url: str) -> str:
+    from ..errors import ConfigError
+    try:
+        return site.store_url_set(url)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--store") from None
+
+
+def _site_store(site):
+    """The site's store with this terminal's credentials; a site without one (on
+    PostgreSQL) is told how to set it."""
+    from ..errors import StoreError
+    try:
+        return site.store()
+    except StoreError as exc:
+        fail(str(exc))
 
 
 def _open_store(url: str, param: str):

@@ -290,12 +290,50 @@ class SiteDB:
 
     @property
     def store_url(self) -> str:
-        """The store bundles are published to and logs pulled from (remembered from
-        'publish --store' or 'site store'); file://SITE/store until one is set."""
-        return self.meta("store_url") or (self.dir / "store").resolve().as_uri()
+        """The store bundles are published to and logs pulled from, a setting of the
+        site that every terminal shares ('site store', or 'publish --store'), never
+        with a password in it. A SQLite site (one terminal) uses file://SITE/store
+        until one is set; a PostgreSQL site has none ("") until one is set."""
+        url = self.meta("store_url")
+        if url or self.db.dialect == "postgresql":
+            return url
+        return (self.dir / "store").resolve().as_uri()
 
-    def store_url_set(self, url: str) -> None:
-        self.meta_set("store_url", url)
+    def store_url_set(self, url: str) -> str:
+        """Make `url` the site's store: a user and password in it (HTTP Basic auth) are
+        kept in this terminal's keys directory (0600), the rest in the database.
+        Returns the URL as kept (without them). ConfigError for a URL no store takes."""
+        from urllib.parse import unquote, urlparse
+
+        from ..sync.store import open_store
+        u = urlparse(url)
+        if u.scheme in ("http", "https") and (u.username or u.password):
+            clean = open_store(url).url            # (checks it too)
+            site_keys.store_credentials_set(self.dir / "keys", clean, unquote(u.username or ""),
+                                            unquote(u.password or ""))
+        else:
+            clean = open_store(url).url
+        self.meta_set("store_url", clean)
+        return clean
+
+    def store(self, url: str | None = None, *, timeout: float = 15.0):
+        """The site's store opened (or the one at `url`), with this terminal's
+        credentials for it. StoreError when a PostgreSQL site has none set."""
+        from urllib.parse import quote, urlparse, urlunparse
+
+        from ..sync.store import open_store
+        url = url or self.store_url
+        if not url:
+            raise StoreError("this site has no store yet: set the one every terminal and "
+                             "door uses with 'accessctl site store URL' (e.g. "
+                             "https://dav.example.org/accessd/ or s3://bucket/site)")
+        u = urlparse(url)
+        creds = (site_keys.store_credentials(self.dir / "keys", open_store(url).url)
+                 if u.scheme in ("http", "https") and not u.username else None)
+        if creds:
+            netloc = f"{quote(creds[0], safe='')}:{quote(creds[1], safe='')}@{u.netloc}"
+            url = urlunparse(u._replace(netloc=netloc))
+        return open_store(url, timeout)
 
     def card_master(self) -> bytes:
         """The site's card master key (keys/card-master.key, made on first use). The

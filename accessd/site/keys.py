@@ -5,11 +5,14 @@ The lookup key is shared with every door (a door finds a credential by the same
 HMAC the office computed); the signing key never leaves the office; the data
 key seals personal data and the door-group keys in the site database. The card
 master key (card-master.key, made when the first secure card is enrolled) never
-leaves the office: each secure card's own keys are diversified from it.
+leaves the office: each secure card's own keys are diversified from it. The
+store's password (store-credentials.json, for an http(s) store behind Basic
+auth) is kept here too, never in the database or in any output.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -114,3 +117,40 @@ def load(keydir: Path) -> SiteKeys:
             raise KeyFileError(f"{keydir / (name + '.key')}: must be 32 bytes")
     return SiteKeys(signing, out["lookup"], out["data"])
 
+
+
+STORE_CREDENTIALS = "store-credentials.json"
+
+
+def store_credentials(keydir: Path, url: str) -> tuple[str, str] | None:
+    """(user, password) this terminal keeps for the store at `url` (without them)."""
+    path = keydir / STORE_CREDENTIALS
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(_read_key(path))
+        got = doc.get(url) if isinstance(doc, dict) else None
+        return (str(got["user"]), str(got["password"])) if got else None
+    except (ValueError, KeyError, TypeError):
+        raise KeyFileError(f"{path}: not a store credentials file (remove it and set the "
+                           "store again with 'accessctl site store URL')") from None
+
+
+def store_credentials_set(keydir: Path, url: str, user: str, password: str) -> None:
+    """Keep (user, password) for the store at `url`, in a 0600 file replaced atomically."""
+    path = keydir / STORE_CREDENTIALS
+    doc = {}
+    if path.exists():
+        try:
+            doc = json.loads(_read_key(path))
+        except ValueError:
+            doc = {}
+    doc[url] = {"user": user, "password": password}
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        json.dump(doc, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -135,6 +135,9 @@ def provision(site: SiteDB, out: Path, door_ids=None, *, store_url: str | None =
     for d in doors:
         site.door(d)  # every one exists, before anything is written
     url = store_url or site.store_url
+    if not url:
+        raise StoreError("this site has no store yet: set it first ('accessctl site store "
+                         "URL'), the doors' sync.url is that store")
     written = []
     for d in doors:
         target = out / d

@@ -100,6 +100,16 @@ class FileStore:
         return out
 
 
+def answered(status: int) -> str:
+    """What a store's HTTP status means for whoever reads the error."""
+    if status == 401:
+        return ("server answered 401: it wants a user and password (give them in the URL, "
+                "user:password@host; at the office 'accessctl site store' keeps them)")
+    if status == 403:
+        return "server answered 403: this user may not do that (the server's access rules)"
+    return f"server answered {status}"
+
+
 class HttpStore:
     """A store on a web server: PUT to write (creating collections with MKCOL as
     needed), GET to read (always the whole object), PROPFIND to list."""
@@ -153,11 +163,11 @@ class HttpStore:
             for i in range(1, len(parts) + 1):
                 st, _, _ = self._request("MKCOL", "/".join(parts[:i]) + "/")
                 if st not in (201, 405):  # 405: exists already
-                    raise StoreError(f"MKCOL {self.base}{'/'.join(parts[:i])}/: server "
-                                     f"answered {st}")
+                    raise StoreError(f"MKCOL {self.base}{'/'.join(parts[:i])}/: "
+                                     f"{answered(st)}")
             status, _, _ = self._request("PUT", name, data)
         if status not in (200, 201, 204):
-            raise StoreError(f"PUT {self.base}{name}: server answered {status}")
+            raise StoreError(f"PUT {self.base}{name}: {answered(status)}")
 
     def get(self, name: str) -> bytes | None:
         """The whole object, fresh from the server: never a validator's 304, and no
@@ -167,7 +177,7 @@ class HttpStore:
         if status == 404:
             return None
         if status != 200:
-            raise StoreError(f"GET {self.base}{name}: server answered {status}")
+            raise StoreError(f"GET {self.base}{name}: {answered(status)}")
         return body
 
     def list(self, prefix: str) -> list[str]:
@@ -184,7 +194,7 @@ class HttpStore:
             if status == 404:
                 continue
             if status != 207:
-                raise StoreError(f"PROPFIND {self.base}{coll}: server answered {status}")
+                raise StoreError(f"PROPFIND {self.base}{coll}: {answered(status)}")
             try:
                 tree = ET.fromstring(body)
             except ET.ParseError:
