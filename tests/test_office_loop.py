@@ -113,17 +113,19 @@ def test_upload_resumes_and_is_idempotent_and_intake_finds_gaps_and_edits(tmp_pa
     res = intake.pull(site, store)
     assert res["door-a"].ok and res["door-a"].added == first["acked_seq"]
     assert intake.pull(site, store) == {}
-    # a batch goes missing at the office, another is edited: both are reported
-    site.db.execute("DELETE FROM events WHERE seq BETWEEN 11 AND 20")
+    # a batch goes missing at the office, another is edited in the store: both are
+    # reported (the edited one is refused: its door's signature no longer holds)
+    site.db.execute("DELETE FROM events WHERE seq BETWEEN 1 AND 20")
     site.db.execute("DELETE FROM batches")
     edited = names[0]
-    rows = [json.loads(x) for x in gzip.decompress(store.get(edited)).decode().splitlines()]
-    rows[3]["reason"] = "nothing to see"
-    store.put(edited, gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    lines = [json.loads(x) for x in gzip.decompress(store.get(edited)).decode().splitlines()]
+    lines[4]["reason"] = "nothing to see"          # (line 0 is the batch's header)
+    store.put(edited, gzip.compress("".join(json.dumps(r) + "\n" for r in lines).encode()))
     store._path(names[1]).unlink()
     res = intake.pull(site, store)["door-a"]
-    assert res.gaps == [(11, 20)]
-    assert (rows[3]["seq"], "record hash does not match its contents") in res.bad
+    assert res.gaps == [(1, 20)] and not res.ok
+    assert res.refused == [f"{edited}: not signed with the key of door 'door-a' (forged, "
+                           "altered, or signed by another door)"]
 
 
 def test_upload_without_a_store_and_with_a_bad_state_file(tmp_path):
@@ -241,28 +243,31 @@ def test_a_batch_replaced_after_loading_is_reported_as_tampering(tmp_path, site_
     assert upload(config).returncode == 0
     assert intake.pull(site, store)["door-a"].ok
     name = store.list("logs")[0]
-    rows = [json.loads(x) for x in gzip.decompress(store.get(name)).decode().splitlines()]
+    lines = [json.loads(x) for x in gzip.decompress(store.get(name)).decode().splitlines()]
+    rows = lines[1:-1]                       # (between the header and the signature)
     rows[0]["reason"] = "nothing happened"
-    store.put(name, gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    store.put(name, gzip.compress("".join(json.dumps(r) + "\n" for r in lines).encode()))
     res = intake.pull(site, store)["door-a"]
     assert not res.ok and len(res.tampered) == 1
     assert res.tampered[0].startswith(f"{name}: replaced after it was loaded on ")
     assert "different content (tampering?)" in res.tampered[0]
     kept = site.db.execute("SELECT reason FROM events WHERE seq = ?", [rows[0]["seq"]]).fetchone()
     assert kept[0] != "nothing happened"                     # what was loaded first is kept
-    # the same record, its hash recomputed, under another batch name: also caught
+    # the same record, its hash recomputed, signed by the door (one restored from an old
+    # copy of itself, say) under another batch name: also caught
     from accessd.storage.eventlog import record_hash
+    from accessd.sync.batch import encode
     r0 = rows[0]
     r0["hash"] = record_hash(r0["seq"], r0["ts"], r0["door"], r0["kind"], r0["credential"],
                              r0["reason"], r0["detail"], r0["prev_hash"])
     other = name.rsplit("/", 1)[0] + "/999999999990-999999999999.ndjson.gz"
-    store.put(other, gzip.compress((json.dumps(r0) + "\n").encode()))
+    store.put(other, encode("door-a", r0["log"], [r0], site.keys.door_log_seed("door-a")))
     res = intake.pull(site, store)["door-a"]
     assert (r0["seq"], f"{other}: differs from record #{r0['seq']} loaded before "
                        "(tampering?); the first one is kept") in res.bad
     # and staff see it: logs pull says TAMPERED and exits 1
     rows[1]["reason"] = "edited again"
-    store.put(name, gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    store.put(name, gzip.compress("".join(json.dumps(r) + "\n" for r in lines).encode()))
     r = subprocess.run([sys.executable, "-m", "accessd.cli.accessctl", *site_at.args,
                         "logs", "pull", "--store", store.url],
                        capture_output=True, text=True, timeout=60)

@@ -214,9 +214,9 @@ def test_records_neither_database_could_store_are_refused_and_the_rest_loaded(si
     """A door's batch with a record whose number is text, too big, or whose reason has
     a NUL byte (PostgreSQL text cannot hold one): each is named, the good records
     around them are loaded, and the batch is loaded once."""
-    import gzip
     from accessd.site import intake
     from accessd.storage.eventlog import GENESIS, record_hash
+    from accessd.sync.batch import encode
     site = site_at.init()
     site.group_add("g")
     site.door_add("door-a", "g")
@@ -233,8 +233,9 @@ def test_records_neither_database_could_store_are_refused_and_the_rest_loaded(si
         rows.append(r)
     rows[1]["seq"] = "2"                       # text where a number belongs
     rows[2]["seq"] = 2 ** 40                   # beyond any log
-    batch = gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode())
-    store.put("logs/door-a/1-6.ndjson.gz", batch)
+    # signed by the door's own key: the door itself wrote these (a bug, a bad disk)
+    store.put("logs/door-a/1-6.ndjson.gz", encode("door-a", "", rows,
+                                                   site.keys.door_log_seed("door-a")))
     rep = intake.pull(site, store)["door-a"]
     assert rep.added == 3                       # 1, 5 and 6
     assert [why for _, why in rep.bad].count(

@@ -170,7 +170,7 @@ def upload(config_path: str, store_url: str | None) -> None:
       accessd upload --config /etc/accessd/accessd.toml
     """
     cfg = _load(config_path, require_keys=False)
-    from ..sync.store import open_store
+    from ..sync.store import StoreError, open_store
     from ..sync.upload import upload as do_upload
     url = store_url or cfg.sync.url
     if not url:
@@ -178,9 +178,12 @@ def upload(config_path: str, store_url: str | None) -> None:
         sys.exit(2)
     try:
         res = do_upload(cfg, open_store(url, cfg.sync.timeout_seconds))
-    except (AccessdError, ValueError, OSError) as exc:
+    except (StoreError, OSError) as exc:
         click.echo(f"accessd: upload stopped: {exc} (what was sent is acknowledged; "
                    "run again to resume)", err=True)
+        sys.exit(1)
+    except (AccessdError, ValueError) as exc:
+        click.echo(f"accessd: cannot upload: {exc}", err=True)
         sys.exit(1)
     from .common import plural
     click.echo(f"uploaded {plural(res['events'], 'event')} in "

@@ -110,7 +110,7 @@ def register(main) -> None:
             if shown:
                 _table(console, f"{plural(len(bad), 'door')} with problems, of {len(rows)}",
                        ["door", "group", "last event", "whitelist", "problems"],
-                       [[r["door"], r["group"], iso_local(r["last_event"], site.timezone)
+                       [[r["door"], r["group"] or "-", iso_local(r["last_event"], site.timezone)
                          if r["last_event"] else "never",
                          f"{r['whitelist_version'] or '-'} / {r['published_version']}",
                          "; ".join(r["problems"]) or "ok"] for r in shown])
@@ -819,6 +819,10 @@ def register(main) -> None:
     def logs_pull(obj, store_url, as_json):
         """Load the uploaded batches; verify each door's hash chain and sequence.
 
+        Each batch must be signed by its door's own key: an unsigned or forged one,
+        or one from a door this site does not have, is refused (REFUSED, exit 1)
+        and named again at each pull and by 'site doctor'.
+
         \b
         Example:
           accessctl --site /srv/accessd-site logs pull
@@ -845,6 +849,8 @@ def register(main) -> None:
                     click.echo(f"  #{seq}: {why}")
                 for why in r.tampered:
                     click.echo(f"  TAMPERED: {why}")
+                for why in r.refused:
+                    click.echo(f"  REFUSED, not loaded: {why}")
         out(as_json, doc, human)
         if any(not r.ok for r in res.values()):
             sys.exit(1)

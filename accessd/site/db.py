@@ -162,6 +162,13 @@ SITE_MIGRATIONS = [
                          revoked REAL, revoked_by TEXT);
     CREATE INDEX passes_group ON passes(group_id, valid_until);
     """,
+    # 14: uploaded batches the office refused (unsigned, forged, from a door the site does
+    #     not have): named by 'logs pull' each time and by 'site doctor', never loaded
+    """
+    CREATE TABLE refused_batches (name TEXT PRIMARY KEY, door TEXT NOT NULL,
+                                  reason TEXT NOT NULL, first_seen REAL NOT NULL,
+                                  last_seen REAL NOT NULL);
+    """,
 ]
 
 

@@ -1,11 +1,12 @@
 """Log intake at the office: load the doors' uploaded batches into the site
-database, verify each door's hash chain across batches, and answer questions
+database (each signed by its door's own key: sync/batch.py; an unsigned or
+forged batch, or one from a door the site does not have, is refused with the
+reason), verify each door's hash chain across batches, and answer questions
 about who opened which door.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 from hashlib import sha256
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ..alarms import ALARM_KINDS
 from ..storage.eventlog import GENESIS, record_hash, utc_iso
+from ..sync.batch import BatchError, decode as decode_batch
 from .db import SiteDB
 
 COLS = ("seq", "ts", "door", "kind", "credential", "reason", "detail", "prev_hash", "hash")
@@ -41,10 +43,11 @@ class DoorIntake:
     bad: list[tuple[int, str]] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)               # log identities seen
     tampered: list[str] = field(default_factory=list)           # batches replaced after loading
+    refused: list[str] = field(default_factory=list)            # batches not loaded, and why
 
     @property
     def ok(self) -> bool:
-        return not self.gaps and not self.bad and not self.tampered
+        return not self.gaps and not self.bad and not self.tampered and not self.refused
 
 
 def parse_batch_name(name: str) -> tuple[str, str] | None:
@@ -67,6 +70,8 @@ def pull(site: SiteDB, store, *, progress=None) -> dict[str, DoorIntake]:
     what was loaded first is kept."""
     loaded = {name: (sha, tag, pulled) for name, sha, tag, pulled in site.db.execute(
         "SELECT name, sha256, tag, pulled FROM batches")}
+    doors = {d["id"] for d in site.doors()}
+    keys: dict[str, object] = {}
     out: dict[str, DoorIntake] = {}
     touched: dict[str, set[str]] = {}
     for name, tag in sorted(store.versions("logs").items()):
@@ -81,13 +86,16 @@ def pull(site: SiteDB, store, *, progress=None) -> dict[str, DoorIntake]:
         data = store.get(name)
         if data is None:
             continue
+        if door not in keys:
+            keys[door] = site.keys.door_log_public(door) if door in doors else None
         try:
-            rows = [json.loads(line) for line in gzip.decompress(data).decode().splitlines()]
-        except (OSError, ValueError, EOFError) as exc:
-            rep.bad.append((0, f"{name}: unreadable batch ({exc})"))
+            _, rows = decode_batch(data, door=door, log_id=log_id, public_key=keys[door])
+        except BatchError as exc:
+            _refuse(site, rep, name, door, str(exc))
             continue
         checked = [v for v in (_checked(name, door, log_id, r, rep) for r in rows) if v]
         with site.db.atomic():
+            site.db.execute("DELETE FROM refused_batches WHERE name = ?", [name])
             _store(site, name, door, log_id, checked, rep)
             site.db.execute("INSERT INTO batches (name, door, first, last, pulled, log, sha256, "
                             "tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -108,6 +116,17 @@ def pull(site: SiteDB, store, *, progress=None) -> dict[str, DoorIntake]:
             rep.bad += [(seq, f"{why} (log {log_id})" if len(logs) > 1 else why)
                         for seq, why in links]
     return out
+
+
+def _refuse(site: SiteDB, rep: DoorIntake, name: str, door: str, why: str) -> None:
+    """Not loaded: said now, and kept for the doctor until a later pull loads it."""
+    rep.refused.append(f"{name}: {why}")
+    now = time.time()
+    with site.db.atomic():
+        site.db.execute("INSERT INTO refused_batches (name, door, reason, first_seen, "
+                        "last_seen) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                        "reason = excluded.reason, last_seen = excluded.last_seen",
+                        [name, door, why, now, now])
 
 
 def load_live(site: SiteDB, door: str, payload: bytes,

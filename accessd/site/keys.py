@@ -64,6 +64,17 @@ class SiteKeys:
     def public_raw(self) -> bytes:
         return self.public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
+    def door_log_seed(self, door: str) -> bytes:
+        """The Ed25519 seed of a door's log key (in its key file; signs its uploads):
+        derived from the data key, so the office keeps no list of them and a door
+        provisioned again gets the same one."""
+        import hmac
+        return hmac.digest(self.data, b"door-log-key\x00" + door.encode(), "sha256")
+
+    def door_log_public(self, door: str):
+        """The public half, which checks what the door uploads."""
+        return Ed25519PrivateKey.from_private_bytes(self.door_log_seed(door)).public_key()
+
     def __repr__(self) -> str:
         return "SiteKeys(<secret>)"
 

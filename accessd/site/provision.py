@@ -159,6 +159,10 @@ def doctor(site: SiteDB, *, now: float | None = None, upload_hours: float = 36,
     current = int(site.meta("bundle_version") or 0)
     published = float(site.meta("published_at") or 0) or None
     out = []
+    refused: dict[str, list[str]] = {}
+    for name, door, reason in site.db.execute(
+            "SELECT name, door, reason FROM refused_batches ORDER BY name"):
+        refused.setdefault(door, []).append(reason)
     for door in site.doors():
         d = door["id"]
         last_pull = site.db.execute("SELECT max(pulled) FROM batches WHERE door = ?",
@@ -187,8 +191,24 @@ def doctor(site: SiteDB, *, now: float | None = None, upload_hours: float = 36,
                             f"{(now - published) / 3600:.0f} h ago")
         if failed and (mended is None or failed[0] > mended):
             problems.append(f"sync failing: {failed[1]}")
+        for why, n in _counted(refused.pop(d, [])):
+            problems.append(f"{n} uploaded batch{'es' if n > 1 else ''} refused: {why}")
         out.append({"door": d, "group": door["group"], "last_event": last_event,
                     "last_pulled": last_pull, "whitelist_version": version,
                     "published_version": current, "last_sync_failure": failed[1] if failed
                     else None, "problems": problems})
+    for d, reasons in sorted(refused.items()):   # logs under the name of no door of ours
+        out.append({"door": d, "group": None, "last_event": None, "last_pulled": None,
+                    "whitelist_version": None, "published_version": current,
+                    "last_sync_failure": None,
+                    "problems": [f"not a door of this site: {len(reasons)} uploaded "
+                                 f"batch{'es' if len(reasons) > 1 else ''} under its name "
+                                 "refused"]})
     return out
+
+
+def _counted(reasons: list[str]) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for r in reasons:
+        counts[r] = counts.get(r, 0) + 1
+    return list(counts.items())

@@ -68,8 +68,9 @@ def _publish(site: SiteDB, store, version: int, issued: float, expires: float,
 
 
 def door_keys(site: SiteDB, door_id: str) -> DoorKeys:
-    """The key file for one door: the site's lookup key, its group's key, and the
-    site's public key to verify bundles."""
+    """The key file for one door: the site's lookup key, its group's key, the site's
+    public key to verify bundles, and the door's own key to sign its log uploads."""
     door = site.door(door_id)
     return DoorKeys(lookup=site.keys.lookup, seal=site.group_key(door["group"]),
-                    site=SiteLink(site.site_id, door["group"], door_id, site.keys.public_raw()))
+                    site=SiteLink(site.site_id, door["group"], door_id, site.keys.public_raw()),
+                    log_key=site.keys.door_log_seed(door_id))

@@ -1,4 +1,6 @@
-"""Door key file: the lookup (HMAC) key and the whitelist sealing (AES-GCM) key.
+"""Door key file: the lookup (HMAC) key and the whitelist sealing (AES-GCM) key; for a
+door of a site, the site's public key and the door's own log key (Ed25519, signs
+what it uploads).
 
 The file is JSON with hex keys, mode 0600, owned by the daemon's user and kept
 outside the data directory. A stolen SD card that holds this file is a full
@@ -35,6 +37,7 @@ class DoorKeys:
     lookup: bytes
     seal: bytes
     site: SiteLink | None = None
+    log_key: bytes | None = None   # Ed25519 seed: signs the log batches this door uploads
 
     @property
     def fingerprint(self) -> str:
@@ -73,6 +76,8 @@ def write_key_file(path: Path, keys: DoorKeys, *, overwrite: bool = False) -> No
     if keys.site is not None:
         doc["site"] = {"id": keys.site.site, "group": keys.site.group, "door": keys.site.door,
                        "public_key": keys.site.public_key.hex()}
+    if keys.log_key is not None:
+        doc["log_key"] = keys.log_key.hex()
     with os.fdopen(fd, "w") as fh:
         os.fchmod(fh.fileno(), 0o600)
         json.dump(doc, fh)
@@ -104,6 +109,12 @@ def load_key_file(path: Path) -> DoorKeys:
         if len(value) != KEY_BYTES:
             raise KeyFileError(f"{path}: key {name!r} must be {KEY_BYTES} bytes, got {len(value)}")
         out[name] = value
+    if raw.get("log_key") is not None:
+        try:
+            out["log_key"] = bytes.fromhex(raw["log_key"])
+            assert len(out["log_key"]) == KEY_BYTES
+        except (TypeError, ValueError, AssertionError):
+            raise KeyFileError(f"{path}: 'log_key' must be {KEY_BYTES} bytes in hex") from None
     site = raw.get("site")
     if site is not None:
         try:

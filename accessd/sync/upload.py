@@ -1,5 +1,6 @@
 """Log upload: the door's events after the last acknowledged sequence number go to
-the store in batches of gzip NDJSON, each named by door, log identity and range.
+the store in batches of gzip NDJSON, each named by door, log identity and range,
+and signed with the door's own log key (sync/batch.py).
 
   logs/<door>/<log id>/<first seq, 12 digits>-<last seq, 12 digits>.ndjson.gz
 
@@ -15,11 +16,11 @@ is given a new identity by the daemon at start (`log.reset`) for the same end.
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
-from ..errors import EventLogError
+from ..errors import EventLogError, KeyFileError
+from ..storage.keys import load_key_file
+from .batch import encode as encode_batch
 from ..storage.cursor import read_cursor, write_cursor
 from ..storage.eventlog import iter_events, open_reader, read_log_id
 
@@ -66,6 +67,16 @@ def lost_tail(data_dir: Path, log_id: str, last_seq: int) -> int | None:
     return None
 
 
+def _log_key(cfg) -> bytes:
+    log_key = load_key_file(cfg.storage.key_file).log_key
+    if log_key is None:
+        raise KeyFileError(f"{cfg.storage.key_file}: this key file has no log key, and the "
+                           "office takes only signed logs: install a key file made by "
+                           "'accessctl door keys' (or 'door provision') of this version; the "
+                           "records wait in the log meanwhile")
+    return log_key
+
+
 def upload(cfg, store, *, batch: int = BATCH, progress=None) -> dict:
     """Send everything not yet acknowledged. Returns counts; raises StoreError on failure
     (what was sent before the failure stays acknowledged)."""
@@ -83,15 +94,14 @@ def upload(cfg, store, *, batch: int = BATCH, progress=None) -> dict:
                 f"#{acked(cfg.storage.data_dir)} of it: records were lost. Restart accessd "
                 "(it gives the log a new identity), then upload again")
         start = last_seq = acked(cfg.storage.data_dir, log_id)
+        log_key = _log_key(cfg)
         while True:
             rows = list(iter_events(conn, after_seq=last_seq, limit=batch))
             if not rows:
                 break
-            body = "".join(json.dumps({**r, "log": log_id}, separators=(",", ":")) + "\n"
-                           for r in rows)
             first, last = rows[0]["seq"], rows[-1]["seq"]
             store.put(batch_name(cfg.door.id, log_id, first, last),
-                      gzip.compress(body.encode(), compresslevel=6, mtime=0))
+                      encode_batch(cfg.door.id, log_id, rows, log_key))
             _set_acked(cfg.storage.data_dir, log_id, last)
             last_seq = last
             sent += len(rows)
