@@ -72,6 +72,7 @@ class Controller:
         self.simulation = simulation
         self.connection_info = lambda: {}  # the server fills this in
         self.publisher = None  # the live channel's publisher, when mqtt.url is set
+        self.log_check = None  # the service's: a new log identity when an upload asks
 
     def _wait(self, fut: Future, timeout: float = REPLY_TIMEOUT) -> dict:
         try:
@@ -128,8 +129,10 @@ class Controller:
             except FutureTimeout:
                 return {"ok": False, "result": "the sync worker did not answer in time "
                                                f"(last result: {self.sync.last_result})"}
+        if op == "log-check" and self.log_check is not None:
+            return self.log_check()
         raise ProtocolError(f"unknown op {op!r} (known: status, unlock, mode, capture, sim, "
-                            "sync)")
+                            "sync, log-check)")
 
     def remote(self, cmd: str, args: dict, who: str) -> dict:
         """A verified command from the office over the live channel (live/runner.py):

@@ -86,13 +86,16 @@ class DoorService:
         self.whitelist = Whitelist(cfg.storage.whitelist_path, keys)
         self._closers.append(self.whitelist.close)
         self.eventlog = EventLog(cfg.storage.eventlog_path, cfg.door.id)
-        from .sync.upload import acked, lost_tail
+        from .sync.upload import acked, adopt_legacy_state, conflict, lost_tail
         try:
+            adopt_legacy_state(cfg.storage.data_dir, self.eventlog.log_id,
+                               bind=self.eventlog.identity_new and self.eventlog.last_seq > 0)
             lost_to = lost_tail(cfg.storage.data_dir, self.eventlog.log_id,
                                 self.eventlog.last_seq)
-        except ValueError:
-            lost_to = None
-        if lost_to is not None:  # records the office has are gone: a new log from here
+            forked = conflict(cfg.storage.data_dir, self.eventlog.log_id)
+        except (ValueError, OSError):
+            lost_to = forked = None
+        if lost_to is not None or forked:  # a new log from here: never two histories
             old_id = self.eventlog.log_id
             self.eventlog.new_identity()
 
@@ -109,6 +112,10 @@ class DoorService:
             self.logw.submit("log.reset", f"the event log ends at #{self.eventlog.last_seq} but "
                              f"the office acknowledged #{lost_to}: records were lost; it is "
                              "uploaded again from the start under a new identity",
+                             detail={"old_log": old_id, "log": self.eventlog.log_id})
+        elif forked:
+            self.logw.submit("log.reset", f"{forked}; it is uploaded again from the start "
+                             "under a new identity",
                              detail={"old_log": old_id, "log": self.eventlog.log_id})
 
         factory = self._factory or make_pin_factory(cfg.gpio.pin_factory)
@@ -174,6 +181,7 @@ class DoorService:
                                                tokens=tokens),
                                     cfg.api.group, max_connections=cfg.api.max_connections,
                                     idle_timeout=cfg.api.idle_timeout_seconds)
+        self.server.controller.log_check = self._log_check
         self._closers.append(self.server.stop)
         self.server.start()
 
@@ -249,6 +257,24 @@ class DoorService:
         # final records, daemon.stopped among them, still reach the broker
         self._closers.insert(self._closers.index(self._stop_log), self.publisher.stop)
         self.server.controller.publisher = self.publisher
+
+    def _log_check(self) -> dict:
+        """The control socket's 'log-check' (asked by 'accessd upload'): when the upload
+        found this log's identity used for another history, give the log a new one."""
+        from .sync.upload import conflict
+        try:
+            why = conflict(self.cfg.storage.data_dir, self.eventlog.log_id)
+        except (ValueError, OSError) as exc:
+            return {"ok": False, "error": str(exc)}
+        if not why:
+            return {"ok": True, "reset": False, "log": self.eventlog.log_id}
+        fut = self.logw.reidentify(f"{why}; it is uploaded again from the start under a "
+                                   "new identity")
+        try:
+            fut.result(10)
+        except Exception as exc:  # (a Future's own errors, or the log's)
+            return {"ok": False, "error": f"the log could not take a new identity: {exc}"}
+        return {"ok": True, "reset": True, "log": self.eventlog.log_id}
 
     # ---- shutdown -------------------------------------------------------
     def stop(self, reason: str = "stop requested") -> None:

@@ -103,3 +103,140 @@ def test_a_door_whose_key_file_has_no_log_key_keeps_its_records_until_it_has_one
     site = SiteDB.open(tmp_path / "site")
     assert intake.pull(site, store)["door-a"].ok
     site.close()
+
+
+def _pull(tmp_path, store):
+    from accessd.site import intake
+    from accessd.site.db import SiteDB
+    site = SiteDB.open(tmp_path / "site")
+    try:
+        return intake.pull(site, store).get("door-a")
+    finally:
+        site.close()
+
+
+def _reasons(config, kind):
+    from accessd.config import load_config
+    from accessd.storage.eventlog import open_reader
+    conn = open_reader(load_config(config).storage.eventlog_path)
+    try:
+        return [r["reason"] for r in conn.execute(
+            "SELECT reason FROM events WHERE kind = ? ORDER BY seq", (kind,))]
+    finally:
+        conn.close()
+
+
+def test_a_data_directory_put_back_from_a_backup_starts_a_new_log(tmp_path):
+    """The data directory is restored from last week's backup: the door goes on from
+    its log's end then, under the same identity, with numbers the office already has.
+    The upload notices (the store holds this door's own signed records that its log
+    does not), the running door takes a new log identity, and everything is uploaded
+    under it: the office loads every genuine record and sees no tampering (it once
+    refused the new records as 'tampering?' while the door counted them delivered)."""
+    import shutil
+
+    from accessd.config import load_config
+    from accessd.testing import DaemonProcess
+
+    from .test_office_loop import _taps
+    site, store, config = _door_with_taps(tmp_path, 5)
+    site.close()
+    data = load_config(config).storage.data_dir
+    assert upload(config).returncode == 0
+    assert _pull(tmp_path, store).ok
+    shutil.copytree(data, tmp_path / "backup")            # the nightly backup
+    _taps(config, 8)
+    assert upload(config).returncode == 0
+    first = _pull(tmp_path, store)
+    assert first.ok and first.added > 8
+    shutil.rmtree(data)
+    shutil.copytree(tmp_path / "backup", data)            # put back after a disk failure
+    d = DaemonProcess(config).wait_ready()
+    try:
+        for _ in range(4):                                # genuine, after the restore
+            d.request({"op": "sim", "input": "tap", "uid": "04000001"})
+        old_log = d.request({"op": "status"})["log"]["id"]
+        r = upload(config)                                # while the door runs
+        assert r.returncode == 0, r.stderr
+        assert "put back from a backup" in r.stderr and "has a new identity" in r.stderr
+        new_log = d.request({"op": "status"})["log"]["id"]
+        assert new_log != old_log
+    finally:
+        d.terminate()
+    assert upload(config).returncode == 0                 # daemon.stopped too
+    rep = _pull(tmp_path, store)
+    assert rep.ok, rep                                    # no "tampering?", no gap
+    assert new_log in rep.logs
+    from accessd.site.db import SiteDB
+    site = SiteDB.open(tmp_path / "site")
+    after = [c for (c,) in site.db.execute(
+        "SELECT count(*) FROM events WHERE door = 'door-a' AND log = ? AND "
+        "kind = 'access.denied' AND credential LIKE 'fp:%'", [new_log])]
+    site.close()
+    assert after == [4 + 5]               # the backup's 5 taps and the 4 after the restore
+    reset = _reasons(config, "log.reset")
+    assert len(reset) == 1 and "put back from a backup" in reset[0]
+
+
+def test_a_restored_door_that_is_not_running_takes_a_new_log_at_its_next_start(tmp_path):
+    import shutil
+
+    from accessd.config import load_config
+
+    from .test_office_loop import _taps
+    site, store, config = _door_with_taps(tmp_path, 3)
+    site.close()
+    data = load_config(config).storage.data_dir
+    assert upload(config).returncode == 0
+    shutil.copytree(data, tmp_path / "backup")
+    _taps(config, 3)
+    assert upload(config).returncode == 0
+    shutil.rmtree(data)
+    shutil.copytree(tmp_path / "backup", data)
+    r = upload(config)                                    # the door is stopped
+    assert r.returncode == 1 and "start accessd (it gives it one at start)" in r.stderr
+    st = _taps(config, 2)                                 # the next start: a new log
+    r = upload(config)
+    assert r.returncode == 0 and f"uploaded {st['log']['last_seq']} events" in r.stdout
+    assert _pull(tmp_path, store).ok
+
+
+def test_an_old_state_file_and_a_reset_log_neither_block_nor_skip(tmp_path):
+    """An upload state from before log identities ({"acked_seq": N}) and a log that was
+    reset since: every record of the new log is uploaded, log.reset and all (it was
+    taken for the new log's: the first N records were skipped, or with N beyond its end
+    the upload stopped for good, restart or not)."""
+    from accessd.config import load_config
+
+    from .test_office_loop import _taps
+    for n, name in ((3, "short"), (500, "long")):
+        site, store, config = _door_with_taps(tmp_path / name, 6)
+        site.close()
+        cfg = load_config(config)
+        for f in cfg.storage.data_dir.glob("events.db*"):      # the log is reset
+            f.unlink()
+        (cfg.storage.data_dir / "upload-state.json").write_text('{"acked_seq": %d}' % n)
+        st = _taps(config, 4)
+        r = upload(config)
+        assert r.returncode == 0, r.stderr
+        assert f"uploaded {st['log']['last_seq']} events" in r.stdout
+        rep = _pull(tmp_path / name, store)
+        assert rep.ok and rep.added == st["log"]["last_seq"]
+
+
+def test_an_upload_cut_off_before_it_was_acknowledged_is_not_taken_for_a_restore(tmp_path):
+    """The door's own batches beyond what it acknowledged (the upload died after the
+    store had them): the same records, so the same log; sent again, loaded once."""
+    from accessd.config import load_config
+    from accessd.sync.upload import read_state, state_path
+    site, store, config = _door_with_taps(tmp_path, 6)
+    site.close()
+    assert upload(config).returncode == 0
+    data = load_config(config).storage.data_dir
+    log_id, last = read_state(data)
+    state_path(data).write_text(json.dumps({"log_id": log_id, "acked_seq": 2}))
+    r = upload(config)
+    assert r.returncode == 0 and "new identity" not in r.stderr
+    assert f"uploaded {last - 2} events" in r.stdout
+    rep = _pull(tmp_path, store)
+    assert rep.ok and len(rep.logs) == 1

@@ -171,13 +171,24 @@ def upload(config_path: str, store_url: str | None) -> None:
     """
     cfg = _load(config_path, require_keys=False)
     from ..sync.store import StoreError, open_store
-    from ..sync.upload import upload as do_upload
+    from ..sync.upload import LogForked, upload as do_upload
     url = store_url or cfg.sync.url
     if not url:
         click.echo("accessd: no store: set sync.url in the config or give --store", err=True)
         sys.exit(2)
     try:
-        res = do_upload(cfg, open_store(url, cfg.sync.timeout_seconds))
+        store = open_store(url, cfg.sync.timeout_seconds)
+        try:
+            res = do_upload(cfg, store)
+        except LogForked as exc:
+            click.echo(f"accessd: {exc}", err=True)
+            if not _new_log_identity(cfg):
+                click.echo("accessd: cannot upload until the log has a new identity: start "
+                           "accessd (it gives it one at start), then upload again", err=True)
+                sys.exit(1)
+            click.echo("accessd: the log has a new identity; uploading it from its start",
+                       err=True)
+            res = do_upload(cfg, store)
     except (StoreError, OSError) as exc:
         click.echo(f"accessd: upload stopped: {exc} (what was sent is acknowledged; "
                    "run again to resume)", err=True)
@@ -189,6 +200,19 @@ def upload(config_path: str, store_url: str | None) -> None:
     click.echo(f"uploaded {plural(res['events'], 'event')} in "
                f"{plural(res['batches'], 'batch', 'batches')} "
                f"(acknowledged up to #{res['acked_seq']})")
+
+
+def _new_log_identity(cfg) -> bool:
+    """Ask the running daemon (its control socket) to give the log a new identity, as
+    the upload found it must; False when no daemon answers (it does so at start)."""
+    from ..control import Client
+    from ..errors import DaemonUnavailable
+    try:
+        with Client(cfg.api.socket) as c:
+            r = c.request({"op": "log-check"}, timeout=30)
+    except (DaemonUnavailable, OSError, AccessdError):
+        return False
+    return bool(r.get("ok") and r.get("reset"))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,20 @@ def read_cursor(path: Path) -> tuple[str | None, int]:
     return log_id, seq
 
 
-def write_cursor(path: Path, log_id: str | None, seq: int) -> None:
+def read_extra(path: Path, key: str):
+    """Another field of a cursor file (None when absent, or no file)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return doc.get(key) if isinstance(doc, dict) else None
+
+
+def write_cursor(path: Path, log_id: str | None, seq: int, **extra) -> None:
     path = Path(path)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as fh:
-        json.dump({"log_id": log_id, "acked_seq": seq}, fh)
+        json.dump({"log_id": log_id, "acked_seq": seq, **extra}, fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)

@@ -53,6 +53,7 @@ class PendingRecord:
     reason: str
     detail: dict
     future: Future = field(default_factory=Future)
+    new_identity: bool = False   # the log takes a new identity just before this record
 
 
 class EventLog:
@@ -76,7 +77,9 @@ class EventLog:
         except sqlite3.DatabaseError as exc:
             raise EventLogError(f"{self.path}: cannot open event log: {exc}") from None
         self.last_seq, self.last_hash = last if last else (0, GENESIS)
-        self.log_id = read_log_id(self.db.conn) or self.new_identity()
+        found = read_log_id(self.db.conn)
+        self.identity_new = found is None   # given its first identity just now
+        self.log_id = found or self.new_identity()
 
     def new_identity(self) -> str:
         """Give this log a new identity (created-at + random): done when it is created,
@@ -284,6 +287,17 @@ class LogWriter:
             self._cond.notify()
         return rec.future
 
+    def reidentify(self, reason: str) -> Future:
+        """Give the log a new identity, on this thread between two commits, and record
+        `log.reset` (with the old and new ids) under it; the future has its seq."""
+        rec = PendingRecord(utc_iso(self._wall()), "log.reset", None, reason, {},
+                            new_identity=True)
+        with self._cond:
+            self._pending.append(rec)
+            self.last_future = rec.future
+            self._cond.notify()
+        return rec.future
+
     def count_grants(self, credential: str) -> int:
         """access.granted records for a credential: committed ones, read on a connection
         of the caller's own, plus those still waiting to be written."""
@@ -320,6 +334,15 @@ class LogWriter:
                                       "error": self.last_error, "held": len(batch),
                                       "dropped": self.dropped})
                 to_write = [note] + batch
+            for rec in to_write:
+                if rec.new_identity:
+                    try:
+                        old = self.log.log_id
+                        rec.detail = {**rec.detail, "old_log": old,
+                                      "log": self.log.new_identity()}
+                        rec.new_identity = False
+                    except EventLogError as exc:   # tried again with the batch
+                        log.error("event log: %s", exc)
             try:
                 seqs = self.log.append(to_write)
             except EventLogError as exc:
