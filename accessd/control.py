@@ -150,6 +150,8 @@ class Controller:
         if cmd == "capture":
             self.engine.post(CaptureRequest(float(args["timeout"]), fut))
             return self._wait(fut, args["timeout"] + REPLY_TIMEOUT)
+        if cmd == "resend" and self.publisher is not None:
+            return self.publisher.rewind(args["log"], args["from"])
         raise ProtocolError(f"unknown command {cmd!r}")
 
     def _check_token(self, token, who: str) -> str:

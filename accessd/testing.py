@@ -374,12 +374,13 @@ class Mosquitto:
     """A real Mosquitto broker on a free 127.0.0.1 port, for tests, the demo and the
     benchmark. Persistent (sessions and retained messages survive a kill and a
     restart on the same port: it saves after every change; durable=False saves only
-    on a clean stop, as a broker configured for speed does). Extra config lines
+    on a clean stop, as a broker configured for speed does; persistence=False keeps
+    nothing across a restart, as Mosquitto run from accessd.conf alone). Extra config lines
     (an ACL, a password file) go in `extra`; with listener=False, `extra` brings its
     own `listener` line for `port` (e.g. the file 'accessctl broker setup' wrote)."""
 
     def __init__(self, workdir: Path, *, extra: str = "", port: int | None = None,
-                 listener: bool = True, durable: bool = True):
+                 listener: bool = True, durable: bool = True, persistence: bool = True):
         import getpass
         exe = mosquitto_path()
         if exe is None:
@@ -394,8 +395,10 @@ class Mosquitto:
         self.conf.write_text(
             (f"listener {port} 127.0.0.1\n" if listener else "")   # else: `extra` has it
             + f"user {getpass.getuser()}\n"
-            f"persistence true\npersistence_location {self.dir}/\n"
-            + ("autosave_interval 1\nautosave_on_changes true\n" if durable else "")
+            + (f"persistence true\npersistence_location {self.dir}/\n" if persistence else
+               "persistence false\n")
+            + ("autosave_interval 1\nautosave_on_changes true\n" if durable and persistence
+               else "")
             + f"log_dest file {self.dir}/mosquitto.log\n"
             + (extra if extra else "allow_anonymous true\n"))
         self.proc: subprocess.Popen | None = None

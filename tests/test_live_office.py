@@ -27,6 +27,7 @@ from accessd.testing import DaemonProcess, Mosquitto, free_tcp_port, write_sim_c
 from .helpers import setup_site, wait_until
 
 UID = "04A1B2C3"
+STRANGER = "04000000"     # a card nobody holds: denied, so the door stays locked
 
 
 def run(*args, stdin=None):
@@ -37,7 +38,7 @@ def run(*args, stdin=None):
 class Estate:
     """A site with two doors, its broker set up by `accessctl broker setup` and running."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, persistence=True):
         self.tmp = tmp_path
         self.site_dir = tmp_path / "site"
         setup = self.setup_ctl      # the steps before the test: in this process
@@ -55,7 +56,8 @@ class Estate:
         setup("broker", "setup", str(self.out), "--url", f"mqtt://127.0.0.1:{self.port}",
               "--listen", f"127.0.0.1:{self.port}", "--install-dir", str(self.out / "mosquitto"))
         conf = (self.out / "mosquitto" / "accessd.conf").read_text()
-        self.broker = Mosquitto(tmp_path / "broker", port=self.port, extra=conf, listener=False)
+        self.broker = Mosquitto(tmp_path / "broker", port=self.port, extra=conf, listener=False,
+                                persistence=persistence)
         self.doors = {}
 
     def setup_ctl(self, *args) -> str:
@@ -549,3 +551,109 @@ def test_door_ids_home_assistant_would_take_for_one_are_refused(tmp_path):
         assert len(lines) == len(set(lines)) == 3      # two doors and HA's birth message
     finally:
         site.close()
+
+
+@pytest.mark.parametrize("persistence", [True, False], ids=["persistent", "no-persistence"])
+def test_watch_hears_every_record_once_across_a_broker_killed_with_sigkill(tmp_path,
+                                                                          persistence):
+    """The broker is SIGKILLed mid-stream (with its state saved every second, and run
+    from the generated accessd.conf alone: nothing kept) while the door goes on, a
+    forced door among its records; it comes back on the same port. `watch` says it is
+    not receiving, subscribes again, and asks the door for what the broker lost: the
+    office stores every record once, in order, and the alarm is open (watch once
+    subscribed once only and heard nothing more, while running)."""
+    e = Estate(tmp_path, persistence=persistence)
+    watch = None
+    try:
+        d = e.door("door-a")
+        watch = subprocess.Popen([sys.executable, "-m", "accessd.cli.accessctl", "--site",
+                                  str(e.site_dir), "watch", "--json", "--seconds", "120"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[dict] = []
+        cond = threading.Condition()
+
+        def read():
+            for text in watch.stdout:
+                with cond:
+                    lines.append(json.loads(text))
+                    cond.notify_all()
+        threading.Thread(target=read, daemon=True).start()
+
+        def seen(pred, what, timeout=60):
+            with cond:
+                assert cond.wait_for(lambda: any(pred(x) for x in lines), timeout), \
+                f"watch never printed {what}"
+
+        def last_seq():
+            return d.request({"op": "status"})["log"]["last_seq"]
+        seen(lambda x: x["type"] == "status", "the retained status")
+        for _ in range(3):
+            d.request({"op": "sim", "input": "tap", "uid": STRANGER})
+        n = last_seq()
+        seen(lambda x: x.get("type") == "event" and x["seq"] == n, f"record #{n}")
+        e.broker.kill()                                      # SIGKILL
+        seen(lambda x: x == {**x, "type": "link", "receiving": False}, "NOT RECEIVING")
+        d.request({"op": "sim", "input": "door", "state": "open"})     # forced: an alarm
+        d.request({"op": "sim", "input": "door", "state": "closed"})
+        for _ in range(4):
+            d.request({"op": "sim", "input": "tap", "uid": STRANGER})
+        e.broker.start()                                     # the same port
+        for _ in range(2):
+            d.request({"op": "sim", "input": "tap", "uid": STRANGER})
+        n = last_seq()
+        seen(lambda x: x["type"] == "link" and x["receiving"], "receiving again")
+        seen(lambda x: x.get("type") == "event" and x["seq"] == n, f"record #{n}", 90)
+        with cond:
+            assert cond.wait_for(lambda: {x["seq"] for x in lines if x["type"] == "event"}
+                                 >= set(range(1, n + 1)), 60), "a record never arrived"
+    finally:
+        if watch is not None:
+            watch.kill()
+            watch.wait(10)
+        e.close()
+    printed = [x["seq"] for x in lines if x["type"] == "event"]
+    assert sorted(printed) == list(range(1, len(printed) + 1))      # each once, none missing
+    site = SiteDB.open(e.site_dir)
+    try:
+        seqs = [s for (s,) in site.db.execute(
+            "SELECT seq FROM events WHERE door = 'door-a' ORDER BY seq")]
+        assert seqs[:n] == list(range(1, n + 1))                     # stored once each
+        assert [a["kind"] for a in site.alarms(open_only=True)].count("door.forced") == 1
+    finally:
+        site.close()
+
+
+def test_records_a_restarted_broker_dropped_are_asked_of_the_door(tmp_path):
+    """A broker run without persistence restarts while no watch runs: it has forgotten
+    the office's session, and drops what the door publishes meanwhile (nobody
+    subscribed). The next watch learns the door's log head from its status and asks
+    the door for the records it missed; the door sends them from its log."""
+    e = Estate(tmp_path, persistence=False)
+    try:
+        d = e.door("door-a")
+
+        def watch(count):
+            r = subprocess.run([sys.executable, "-m", "accessd.cli.accessctl", "--site",
+                                str(e.site_dir), "watch", "--json", "--count", str(count),
+                                "--seconds", "60"], capture_output=True, text=True, timeout=90)
+            return [json.loads(x) for x in r.stdout.splitlines()]
+        d.request({"op": "sim", "input": "tap", "uid": STRANGER})
+        before = d.request({"op": "status"})["log"]["last_seq"]
+        assert {x["seq"] for x in watch(before) if x["type"] == "event"} == \
+            set(range(1, before + 1))
+        e.broker.kill()
+        e.broker.start()
+        wait_until(lambda: d.request({"op": "status"})["live"]["link"] == "connected",
+                   timeout=20, what="the door back on the broker")
+        for _ in range(3):
+            d.request({"op": "sim", "input": "tap", "uid": STRANGER})
+        wait_until(lambda: d.request({"op": "status"})["live"]["backlog"] == 0, timeout=20,
+                   what="the broker to take (and drop) the door's records")
+        head = d.request({"op": "status"})["log"]["last_seq"]
+        lines = watch(head - before)
+    finally:
+        e.close()
+    asks = [x for x in lines if x["type"] == "backfill"]
+    assert asks and asks[0]["door"] == "door-a" and asks[0]["from"] == before + 1
+    assert sorted(x["seq"] for x in lines if x["type"] == "event") == \
+        list(range(before + 1, head + 1))

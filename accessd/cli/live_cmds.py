@@ -235,7 +235,10 @@ def register(main) -> None:
         names. Events are stored in the site database as they arrive (the nightly
         upload then only fills gaps); alarms stay open until 'accessctl ack'.
         The broker keeps what arrives while this terminal is away (its session)
-        and delivers it on the next watch.
+        and delivers it on the next watch. While the broker is lost it says NOT
+        RECEIVING (on standard error, and on the live screen) and reconnects; what
+        a broker lost (a crash, a restart without persistence) it asks each door
+        for again, from the door's own log.
 
         \b
         Examples:
@@ -259,28 +262,39 @@ def register(main) -> None:
         live_screen = not as_json and not plain and console.is_terminal
         events = 0
 
-        def loop(draw=None):
+        def show(lines) -> None:
             nonlocal events
+            for line in lines:
+                if as_json:
+                    click.echo(json.dumps(line, default=str))
+                elif not live_screen:
+                    text = plain_line(line, tz)
+                    if text:
+                        click.echo(text, err=line["type"] == "link")
+                events += line["type"] == "event"
+            sys.stdout.flush()
+
+        def loop(draw=None):
+            first = True
             while deadline is None or time.monotonic() < deadline:
                 try:
                     topic, payload, retained = oc.messages.get(timeout=0.5)
                 except queue.Empty:
-                    if draw:
-                        draw()
-                    continue
+                    topic = None
                 if topic == "$disconnected":
-                    click.echo(f"accessctl: lost the broker ({payload.decode()}); "
-                               "reconnecting...", err=True)
-                    continue
-                for line in estate.feed(topic, payload, retained):
-                    if as_json:
-                        click.echo(json.dumps(line, default=str))
-                    elif not live_screen:
-                        text = plain_line(line, tz)
-                        if text:
-                            click.echo(text)
-                    events += line["type"] == "event"
-                sys.stdout.flush()
+                    show([estate.link(False, payload.decode())])
+                elif topic == "$connected":
+                    if not first:
+                        show([estate.link(True, payload.decode())])
+                    first = False
+                elif topic is not None:
+                    show(estate.feed(topic, payload, retained))
+                # what a broker lost, the doors send again
+                asks = estate.fill() if estate.receiving else []
+                for a in asks:
+                    oc.send(site.keys.signing, a["door"], "resend",
+                            {"log": a["log"], "from": a["from"]})
+                show(asks)
                 if draw:
                     draw()
                 if count and events >= count:

@@ -19,7 +19,9 @@ acknowledged with the reason on .../cmd/ack.
 
 Commands: sync-now; mode {"mode": normal|lockdown|held-open}; unlock {"token":
 an unlock token from sync/token.py, itself one-time}; capture {"timeout": s,
-"reply_key": the office's one-off X25519 public key}. A captured card number is
+"reply_key": the office's one-off X25519 public key}; resend {"log", "from"}:
+publish the log again from that record on (the office missed some: a broker
+that lost its messages). A captured card number is
 never sent in clear through the broker: the door seals it to the reply key
 (X25519, HKDF-SHA256, AES-GCM) and only the office that asked can open it.
 """
@@ -40,7 +42,7 @@ from ..config import DOOR_MODES
 from ..errors import AccessdError
 from ..sync.token import b64 as _b64, lifetime_problem, unb64 as _unb64
 
-COMMANDS = ("sync-now", "mode", "unlock", "capture")
+COMMANDS = ("sync-now", "mode", "unlock", "capture", "resend")
 DOMAIN = b"accessd-cmd-v1\x00"
 MAX_TTL = 300.0      # seconds a command may live at most
 MAX_MESSAGE = 8192   # bytes; anything longer is refused unread
@@ -71,7 +73,7 @@ def _check_args(cmd: str, args) -> dict:
     if not isinstance(args, dict):
         raise CommandError("'args' must be an object")
     allowed = {"sync-now": set(), "mode": {"mode"}, "unlock": {"token"},
-               "capture": {"timeout", "reply_key"}}[cmd]
+               "capture": {"timeout", "reply_key"}, "resend": {"log", "from"}}[cmd]
     extra = set(args) - allowed
     if extra:
         raise CommandError(f"{cmd} takes no argument {sorted(extra)[0]!r}")
@@ -79,6 +81,12 @@ def _check_args(cmd: str, args) -> dict:
         raise CommandError(f"mode must be one of {', '.join(DOOR_MODES)}")
     if cmd == "unlock" and (not isinstance(args.get("token"), str) or not args["token"]):
         raise CommandError("unlock needs a 'token' (accessctl token)")
+    if cmd == "resend":
+        log_id, first = args.get("log"), args.get("from")
+        if not isinstance(log_id, str) or not 0 < len(log_id) <= 64:
+            raise CommandError("resend needs the 'log' (the door's log identity)")
+        if type(first) is not int or not 0 < first < 2 ** 62:
+            raise CommandError("resend needs 'from', the first record number to send again")
     if cmd == "capture":
         t = args.get("timeout")
         if type(t) not in (int, float) or not 0 < t <= 600:

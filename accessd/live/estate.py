@@ -22,6 +22,7 @@ from ..core import when
 from ..site import intake
 from ..site.db import SiteDB
 from . import topics
+from .backfill import GapFiller
 
 STALE_AFTER = 180.0   # seconds without a status before a door shows as "silent"
 
@@ -46,6 +47,25 @@ class Estate:
         self.events: deque = deque(maxlen=keep)
         self._holders = site.holders()
         self._people: dict[str, str] = {}
+        self.gaps = GapFiller(site)
+        self.receiving = True           # False while the broker is lost
+        self.link_since = wall()
+        self.link_error = ""
+
+    # ---- the link to the broker ---------------------------------------------------------
+    def link(self, up: bool, detail: str = "") -> dict:
+        """The broker was lost (up=False, detail: why) or reached again (detail:
+        "session" when it still had this terminal's session)."""
+        self.receiving, self.link_since = up, self.wall()
+        self.link_error = "" if up else detail
+        if up:
+            return {"type": "link", "receiving": True, "session_kept": detail == "session"}
+        return {"type": "link", "receiving": False, "error": detail}
+
+    def fill(self, now: float | None = None) -> list[dict]:
+        """The doors to ask for records the office missed: (door, log, from) as lines."""
+        return [{"type": "backfill", "door": door, "log": log, "from": first}
+                for door, log, first in self.gaps.due(self.wall() if now is None else now)]
 
     # ---- one message in -------------------------------------------------------------
     def feed(self, topic: str, payload: bytes, retained: bool = False) -> list[dict]:
@@ -73,6 +93,9 @@ class Estate:
             view.status = doc
             if view.online is None:
                 view.online = True
+            head = doc.get("log")
+            if isinstance(head, dict):
+                self.gaps.heard(door, head.get("id"), head.get("last_seq"), now)
             if isinstance(doc.get("ts"), (int, float)):
                 view.last_seen = max(view.last_seen or 0, doc["ts"])
             return [{"type": "status", "door": door,
@@ -96,9 +119,10 @@ class Estate:
         rep = intake.load_live(self.site, door, payload)
         if rep.bad:
             return [self._refused(door, f"record #{rep.bad[0][0]}: {rep.bad[0][1]}")]
+        r = json.loads(payload)
+        self.gaps.arrived(door, r.get("log", ""), r["seq"], self.wall())
         if not rep.added:
             return []        # had it already (a redelivery, or the nightly upload's)
-        r = json.loads(payload)
         cred = r.get("credential")
         if cred and cred not in self._holders:      # enrolled since we started?
             self._holders = self.site.holders()
@@ -150,6 +174,15 @@ def plain_line(line: dict, tz: str) -> str | None:
     if t == "ack":
         return (f"{line['door']}  command {line['cmd']}: "
                 f"{'done' if line['ok'] else line.get('error') or 'failed'}")
+    if t == "link" and not line["receiving"]:
+        return (f"NOT RECEIVING: lost the broker ({line['error']}); reconnecting, and asking "
+                "the doors for what was missed once back")
+    if t == "link":
+        return ("receiving again" + ("" if line["session_kept"] else
+                                     " (the broker had lost this terminal's session: the "
+                                     "doors are asked for what it missed)"))
+    if t == "backfill":
+        return f"{line['door']}  asking for records #{line['from']} on again (missed)"
     return None
 
 
@@ -160,6 +193,10 @@ def render(estate: Estate, tz: str):
     from rich.text import Text
     now = estate.wall()
     c = estate.counts()
+    link = (Text.assemble(("NOT RECEIVING", "bold white on red"),
+                          f" since {when.fmt(estate.link_since, tz, seconds=True)}: lost the "
+                          f"broker ({estate.link_error}); reconnecting...")
+            if not estate.receiving else Text(""))
     head = Text.assemble(
         (f"accessd · {estate.site_id} · ", "bold"),
         (f"{c.get('online', 0)} online", "green"), "  ",
@@ -197,4 +234,4 @@ def render(estate: Estate, tz: str):
         et.add_row(when.fmt_iso(e["ts"], tz), e["door"], e.get("alarm") or e["kind"],
                    e["person"] or (e["credential"] or ""), e["reason"],
                    style="red" if e.get("alarm") else None)
-    return Group(head, at, dt, et)
+    return Group(head, link, at, dt, et)

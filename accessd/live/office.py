@@ -5,7 +5,12 @@ It logs in as office@<site> with the password derived from the site key
 (site/broker.py), so only a machine holding the site's keys can watch or
 command. `watch` uses a persistent session per terminal (client id from the host
 and user), so what was published while the terminal was off is delivered when it
-comes back, and stored once (the intake drops what it already has).
+comes back, and stored once (the intake drops what it already has). It
+subscribes again on every connect (a broker restarted without its saved state
+has forgotten the session), retries the broker at least every RECONNECT_MAX
+seconds, and says when it connects ("$connected", with whether the broker still
+had the session) and disconnects ("$disconnected"): what a broker lost, the
+doors send again (live/backfill.py).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from ..errors import AccessdError
 from ..site.db import os_user
 from . import commands as wire
 from . import topics
+
+
+RECONNECT_MAX = 5   # seconds between reconnect attempts at most (doors: 30 by default)
 
 
 class LiveError(AccessdError, ConnectionError):
@@ -46,7 +54,10 @@ class OfficeClient:
         if u.scheme == "mqtts":
             self.client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None,
                                 cert_reqs=ssl.CERT_REQUIRED)
+        # paho reconnects on its own; at most every RECONNECT_MAX s (its default is 120)
+        self.client.reconnect_delay_set(1, RECONNECT_MAX)
         self.messages: queue.Queue = queue.Queue()
+        self._topics: list[str] = []      # subscribed again on every connect
         self._connected = threading.Event()
         self._refused = ""
         self._subacks: dict[int, list] = {}
@@ -60,8 +71,14 @@ class OfficeClient:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self._refused = str(reason_code)
-        else:
-            self._connected.set()
+            return
+        # a broker that restarted without its saved state has forgotten our
+        # subscriptions (and what it held for us): subscribe on every connect
+        for topic in self._topics:
+            client.subscribe(topic, qos=1)
+        self._connected.set()
+        self.messages.put(("$connected", b"session" if flags.session_present else b"",
+                           False))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
@@ -94,6 +111,8 @@ class OfficeClient:
         return self
 
     def subscribe(self, topic: str, timeout: float = 10.0) -> None:
+        if topic not in self._topics:
+            self._topics.append(topic)
         result, mid = self.client.subscribe(topic, qos=1)
         deadline = time.monotonic() + timeout
         with self._sub_cond:
@@ -118,6 +137,15 @@ class OfficeClient:
         self.close()
 
     # ---- commands ------------------------------------------------------------------
+    def send(self, signing_key, door: str, cmd: str, args: dict | None = None, *,
+             by: str = "", ttl: float = 60.0) -> str:
+        """Publish a signed command without waiting for its ack (which arrives on
+        .../cmd/ack to whoever follows it); returns its nonce."""
+        message, nonce = wire.sign(signing_key, site=self.site_id, door=door, cmd=cmd,
+                                   args=args, now=time.time(), ttl=ttl, by=by or os_user())
+        self.client.publish(f"{topics.base(self.site_id, door)}/cmd", message, qos=1)
+        return nonce
+
     def command(self, signing_key, door: str, cmd: str, args: dict | None = None, *,
                 by: str = "", ttl: float = 60.0, timeout: float = 30.0) -> dict:
         """Send a signed command and return the door's ack (a dict with "ok")."""

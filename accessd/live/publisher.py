@@ -81,6 +81,8 @@ class Publisher:
         self.log_id, self.acked_seq = read_state(self.data_dir)
         self.last_seq = 0            # the newest record committed, as far as we know
         self.published = 0
+        self._rewind: int | None = None   # the office asked for records from here again
+        self._status_now = threading.Event()   # a status at once (after each connect)
         u = urlparse(self.mq.url)
         self.host, self.port = u.hostname, u.port or (8883 if u.scheme == "mqtts" else 1883)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
@@ -120,7 +122,8 @@ class Publisher:
             self._connected = True
             self.link = "connected"
             self._cond.notify_all()
-        self._nudge.set()
+        self._status_now.set()    # the office learns the log's head (a broker that lost
+        self._nudge.set()         # what it held: it asks for the rest again)
         log.info("mqtt: connected to %s:%s", self.host, self.port)
 
     def _on_connect_fail(self, client, userdata) -> None:
@@ -193,6 +196,17 @@ class Publisher:
         if self.commands is not None:
             self._cmd_thread.start()
 
+    def rewind(self, log_id: str, first: int) -> dict:
+        """The office missed records of this log from `first` on (a broker that lost
+        them): publish them again (the office keeps each record once)."""
+        if log_id != (self.log_id or ""):
+            return {"ok": False, "error": f"log {log_id} is not this door's current log "
+                                          f"({self.log_id}); the nightly upload has it"}
+        with self._cond:
+            self._rewind = first - 1 if self._rewind is None else min(self._rewind, first - 1)
+        self._nudge.set()
+        return {"ok": True, "from": first, "to": self.last_seq}
+
     def nudge(self, seq: int | None = None) -> None:
         """Called by the log writer after each commit."""
         if seq is not None:
@@ -253,6 +267,10 @@ class Publisher:
                 log_id = read_log_id(conn) or ""
                 if log_id != (self.log_id or ""):   # a new log: publish it from its start
                     self.log_id, self.acked_seq = log_id, 0
+                with self._cond:
+                    if self._rewind is not None:
+                        self.acked_seq = min(self.acked_seq, self._rewind)
+                        self._rewind = None
                 rows = list(iter_events(conn, after_seq=self.acked_seq, limit=BATCH))
             except Exception as exc:  # the log is the daemon's; never die over reading it
                 log.warning("mqtt: cannot read the event log: %s", exc)
@@ -272,7 +290,9 @@ class Publisher:
             # on change at most once a second (a busy door is not a status flood), and
             # every status_interval_seconds anyway
             if (status_due and now - last_status >= STATUS_MIN_GAP) or \
-                    now - last_status >= self.mq.status_interval_seconds:
+                    now - last_status >= self.mq.status_interval_seconds or \
+                    self._status_now.is_set():
+                self._status_now.clear()
                 self._publish_status()
                 last_status, status_due = now, False
             self._nudge.wait(min(1.0, self.mq.status_interval_seconds))
