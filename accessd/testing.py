@@ -474,9 +474,12 @@ class S3Server:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.bucket = bucket
         self.url = f"s3://{bucket}/{prefix}?endpoint={self.endpoint}"
+        import tempfile
+        # its request log goes to a file: a pipe nobody reads fills up and stops the server
+        self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
                                       "-p", str(self.port)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env={**os.environ, **self.env})
+                                     stderr=self._log, env={**os.environ, **self.env})
         wait_listening(self.proc, self.port, 30, "moto.server")
         self.client().create_bucket(Bucket=bucket)
 
@@ -493,6 +496,7 @@ class S3Server:
 
     def stop(self) -> None:
         terminate(self.proc)
+        self._log.close()
 
 
 class CuttingProxy:

@@ -20,6 +20,10 @@
                     bench starts, as the tests do): 225 doors in 25 groups from a CSV,
                     5,000 residents from a CSV, publish to the 25 groups, logs pull of
                     225 doors x 1,000 events, site doctor
+  revocation        revoke + publish -> the moment each of 225 doors denies the card
+                    (scripts/bench_revocation.py): on a file store and on S3 (moto), each
+                    door syncing every --revocation-interval s, and pushed over the live
+                    channel (sync-now to every door through a local Mosquitto)
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from accessd.storage.whitelist import Whitelist
 from accessd.storage.whitelist_admin import WhitelistAdmin
 from accessd.testing import DaemonProcess, free_tcp_port, write_sim_config
 from bench_lookup import bench_lookup_options
+from bench_revocation import bench_revocation
 
 
 def pct(values, p):
@@ -187,6 +192,11 @@ def main() -> None:
     ap.add_argument("--no-estate", action="store_true",
                     help="skip the office at estate scale (225 doors, 5,000 residents) "
                          "on SQLite and PostgreSQL")
+    ap.add_argument("--no-revocation", action="store_true",
+                    help="skip revocation propagation to 225 doors (file, S3, live push)")
+    ap.add_argument("--revocation-interval", type=float, default=10.0,
+                    help="the doors' sync interval in the revocation runs (default: "
+                         "%(default)s s)")
     args = ap.parse_args()
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -200,7 +210,9 @@ def main() -> None:
                           "log_lag_p99_ms": 50, "apply_100k_s": 3,
                           "decision_p99_ms_during_apply": 5, "upload_250k_s": 20,
                           "alarm_to_office_p99_ms": 50, "catch_up_events_per_s": 5000,
-                          "publisher_rss_added_mb": 10, "secure_card_added_compute_ms": 15},
+                          "publisher_rss_added_mb": 10, "secure_card_added_compute_ms": 15,
+                          "revocation_push_p99_s": 5,
+                          "revocation_timer_p99": "one sync interval"},
               "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="accessd-bench-") as tmp:
         result["eventlog_append_ms"] = bench_append(Path(tmp))
@@ -237,6 +249,10 @@ def main() -> None:
             result["estate"] = {db: bench_estate(Path(tmp) / "estate", db)
                                 for db in ("sqlite", "postgresql")}
             print("bench: estate done", file=sys.stderr)
+        if not args.no_revocation:
+            result["revocation"] = bench_revocation(Path(tmp) / "revocation",
+                                                    interval=args.revocation_interval)
+            print("bench: revocation done", file=sys.stderr)
     print(json.dumps(result, indent=2))
 
 

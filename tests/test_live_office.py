@@ -657,3 +657,25 @@ def test_records_a_restarted_broker_dropped_are_asked_of_the_door(tmp_path):
     assert asks and asks[0]["door"] == "door-a" and asks[0]["from"] == before + 1
     assert sorted(x["seq"] for x in lines if x["type"] == "event") == \
         list(range(before + 1, head + 1))
+
+
+def test_publish_push_reaches_every_door_at_once_and_wait_names_the_late_ones(estate):
+    """A revocation with --push: each door is told over the live channel to sync now
+    (their timers are an hour away), and publish waits until every door says it runs
+    the new version; with a door switched off, --wait names it and exits 1."""
+    a, b = estate.door("door-a"), estate.door("door-b")
+    card = json.loads(estate.ctl("list", "--json").stdout)[0]["id"]
+    estate.ctl("revoke", card, "--mark", "lost")
+    r = estate.ctl("publish", "--push")
+    assert "applied by 2 of 2 doors" in r.stdout, r.stdout + r.stderr
+    for d in (a, b):
+        assert d.request({"op": "sim", "input": "tap", "uid": UID})["reason"] == \
+            "denied: credential reported lost"
+    b.terminate()
+    del estate.doors["door-b"]
+    r = estate.ctl("publish", "--push", "--wait", "5", ok=False)
+    assert r.returncode == 1
+    assert "applied by 1 of 2 doors" in r.stdout and "not yet applied (1): door-b" in r.stderr
+    # no push: door-a's timer is an hour away, so neither has it within 3 s
+    doc = json.loads(estate.ctl("publish", "--wait", "3", "--json", ok=False).stdout)
+    assert doc["doors"] == {"door-a": None, "door-b": None}

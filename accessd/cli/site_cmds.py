@@ -774,14 +774,27 @@ def register(main) -> None:
                                                "'site show').")
     @click.option("--valid-days", default=30.0, show_default=True, type=click.FloatRange(0.01),
                   help="Doors refuse a bundle older than this.")
+    @click.option("--push", is_flag=True,
+                  help="Tell every door to sync now, over the live channel (the broker "
+                       "'broker setup' recorded); implies --wait.")
+    @click.option("--wait", "wait_s", type=click.FloatRange(1, 86400), default=None,
+                  metavar="SECONDS", is_flag=False, flag_value=600.0,
+                  help="Wait (600 s, or SECONDS) until every door says it runs the new "
+                       "version, showing how many have; exit 1 if some have not.")
     @json_opt
     @click.pass_obj
-    def publish_cmd(obj, store_url, valid_days, as_json):
+    def publish_cmd(obj, store_url, valid_days, push, wait_s, as_json):
         """Build, sign and encrypt one bundle per door group and put them in the store.
 
+        Doors fetch it at their next sync (sync.interval_seconds); --push makes every
+        door fetch it now, over the live channel. --wait follows the doors' status on
+        the live channel and says which have applied it.
+
         \b
-        Example:
+        Examples:
           accessctl --site /srv/accessd-site publish --store file:///srv/accessd-store
+          accessctl --site /srv/accessd-site publish --push
+          accessctl --site /srv/accessd-site publish --wait 900
         """
         site = site_of(obj)
         if store_url:
@@ -800,6 +813,16 @@ def register(main) -> None:
                 for problem in r["ambiguous"]:
                     click.echo(f"  warning: {problem}", err=True)
             click.echo(f"published to {store.url}" if res else "no door group has doors yet")
+        if (push or wait_s) and res:
+            if not as_json:
+                human()      # published, whatever the broker does next
+            doc = {"published": res, "doors": _wait_applied(site, res, push, wait_s or 600.0,
+                                                            as_json)}
+            late = [d for d, t in doc["doors"].items() if t is None]
+            out(as_json, doc, lambda: _say_applied(doc["doors"], late))
+            if late:
+                sys.exit(1)
+            return
         out(as_json, res, human)
 
     @main.group("logs")
@@ -955,6 +978,32 @@ def _since(since: str | None, tz: str) -> str | None:
     """--since (in the site's time zone, or 12h ago) as the log's UTC timestamp text."""
     from ..storage.eventlog import utc_iso
     return utc_iso(parse_when(since, tz=tz, past=True, param="--since")) if since else None
+
+
+def _wait_applied(site, res: list[dict], push: bool, timeout: float, quiet: bool) -> dict:
+    """Follow the doors on the live channel until each runs the new version."""
+    from ..live import office
+    from ..live.rollout import wait_applied
+    version = res[0]["version"]
+    doors = sorted(d for r in res for d in r["doors"])
+    with office.connect(site) as oc, \
+            Progress(console=console, transient=True, disable=quiet) as bar:
+        task = bar.add_task(f"version {version}: applied by 0 of {len(doors)} doors",
+                            total=len(doors))
+        return wait_applied(oc, site.site_id, version, doors, signing_key=site.keys.signing,
+                            push=push, timeout=timeout,
+                            progress=lambda n, m: bar.update(
+                                task, completed=n,
+                                description=f"version {version}: applied by {n} of {m} doors"))
+
+
+def _say_applied(doors: dict, late: list[str]) -> None:
+    times = sorted(t for t in doors.values() if t is not None)
+    click.echo(f"applied by {len(times)} of {len(doors)} doors"
+               + (f" (the last after {times[-1]:.1f} s)" if times else ""))
+    if late:
+        click.echo(f"not yet applied ({len(late)}): {', '.join(late)}; 'accessctl watch' "
+                   "and 'site doctor' show why", err=True)
 
 
 def _set_store(site, url: str) -> str:

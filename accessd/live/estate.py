@@ -186,6 +186,18 @@ def plain_line(line: dict, tz: str) -> str | None:
     return None
 
 
+def _whitelist_cell(wl: dict, published: int):
+    """The version a door runs against the one published: behind it shows yellow."""
+    from rich.text import Text
+    if not wl:
+        return "-"
+    v = wl.get("version")
+    text = f"v{v if v is not None else '?'}, {wl.get('credentials', '?')} credentials"
+    if isinstance(v, int) and v < published:
+        return Text(f"{text} (behind: v{published} published)", style="yellow")
+    return text
+
+
 def render(estate: Estate, tz: str):
     """The terminal view: open alarms, then doors, then the latest events."""
     from rich.console import Group
@@ -213,7 +225,9 @@ def render(estate: Estate, tz: str):
                    a["reason"], style="red")
     if not alarms:
         at.add_row("", "", "", "none", "")
-    dt = Table(title="Doors", title_justify="left", expand=True, title_style="bold")
+    published = int(estate.site.meta("bundle_version") or 0)
+    dt = Table(title=f"Doors (whitelist v{published} published)", title_justify="left",
+               expand=True, title_style="bold")
     for col in ("door", "link", "last seen", "mode", "relay", "door ", "whitelist"):
         dt.add_column(col)
     for v in sorted(estate.doors.values(), key=lambda v: v.id):
@@ -225,8 +239,7 @@ def render(estate: Estate, tz: str):
                        state, "yellow")), seen, str(st.get("mode", "-")),
                    str(st.get("relay", "-")),
                    "-" if "door_open" not in st else ("open" if st["door_open"] else "closed"),
-                   f"v{wl.get('version', '?')}, {wl.get('credentials', '?')} credentials"
-                   if wl else "-")
+                   _whitelist_cell(wl, published))
     et = Table(title="Latest events", title_justify="left", expand=True, title_style="bold")
     for col in ("when", "door", "event", "who", "reason"):
         et.add_column(col)
