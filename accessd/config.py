@@ -398,7 +398,7 @@ def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, st
     if kind == "nfc":
         if not o["path"].strip():
             raise _err(path, f"{where}.path", "must name an nfcpy device (usb, tty:AMA0:pn532, "
-                                              "udp:localhost:54321)")
+                                              "udp:localhost:auto)")
         if not o["targets"] or any(t not in NFC_TARGETS for t in o["targets"]):
             raise _err(path, f"{where}.targets",
                        f"must be a non-empty list of {', '.join(NFC_TARGETS)}; got {o['targets']!r}")

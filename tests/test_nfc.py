@@ -125,3 +125,44 @@ def test_garbage_on_the_rf_link_is_survived(nfc_rig):
     assert notices and all(n.kind == "reader.bad_frame" for n in notices), notices
     assert reader.health()["state"] == "ok" and reader.health()["bad_frames"] >= 1
     assert tap(reader, card, "01020304", q) == "01020304"
+
+
+def test_two_simulated_doors_on_one_machine_each_have_their_own_rf_link(tmp_path):
+    """config/sim.toml's reader is udp:localhost:auto: each door takes a free port at
+    start (status shows it), so a card held at one door is never read by the other
+    (with one fixed port, a tap aimed at one was granted at the other)."""
+    import shutil
+    from importlib.resources import files
+
+    from accessd.config import load_config
+    from accessd.storage.keys import generate, load_key_file, write_key_file
+    from accessd.storage.whitelist_admin import WhitelistAdmin
+    from accessd.testing import DaemonProcess
+    doors = {}
+    for name in ("a", "b"):
+        d = tmp_path / name
+        d.mkdir()
+        shutil.copy(str(files("accessd") / "share/config/sim.toml"), d / "accessd.toml")
+        cfg = load_config(d / "accessd.toml", require_keys=False)
+        write_key_file(cfg.storage.key_file, generate())
+        cfg.storage.data_dir.mkdir(parents=True)
+        admin = WhitelistAdmin(cfg.storage.whitelist_path, load_key_file(cfg.storage.key_file))
+        if name == "a":
+            admin.enroll("nfc", "04A1B2C3", "anna")
+        admin.close()
+        doors[name] = DaemonProcess(d / "accessd.toml").wait_ready(30)
+    try:
+        links = {n: next(r["path"] for r in p.request({"op": "status"})["readers"]
+                         if r["name"] == "front-nfc") for n, p in doors.items()}
+        assert links["a"] != links["b"] and all(v.startswith("udp:localhost:")
+                                                for v in links.values())
+        for _ in range(3):
+            got = doors["b"].request({"op": "sim", "input": "tap", "uid": "04A1B2C3"})
+            assert got["decision"] == "denied"          # b does not hold the card
+        assert doors["a"].request({"op": "sim", "input": "tap",
+                                   "uid": "04A1B2C3"})["decision"] == "granted"
+        granted = [e for e in doors["a"].events() if e["kind"] == "access.granted"]
+        assert len(granted) == 1                         # none of b's taps reached a
+    finally:
+        for p in doors.values():
+            p.terminate()

@@ -10,6 +10,7 @@ Hardware and `path`:
 | tty:AMA0:pn532    | a PN532 on the Pi's UART (/dev/ttyAMA0)                  |
 | tty:USB0:pn532    | a PN532 behind a USB-serial adapter                      |
 | udp:HOST:PORT     | nfcpy's software RF link (simulation and tests)          |
+| udp:HOST:auto     | the same on a free port chosen at start (in `status`)    |
 
 Only the configured `targets` are polled (106A by default; 106B and 212F
 opt-in): every technology polled adds to the time a tap takes. A card held on
@@ -41,13 +42,26 @@ from .readers import Reader
 log = logging.getLogger(__name__)
 
 
+def _link(path: str) -> str:
+    """udp:HOST:auto is nfcpy's udp link on a free port of HOST, chosen now: two
+    simulated doors on one machine never share a link (a card for one read by the
+    other). `status` shows the port (the reader's `path`)."""
+    if not (path.startswith("udp:") and path.endswith(":auto")):
+        return path
+    import socket
+    host = path[len("udp:"):-len(":auto")] or "localhost"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((socket.gethostbyname(host), 0))
+        return f"udp:{host}:{s.getsockname()[1]}"
+
+
 class NfcReader(Reader):
     kind = "nfc"
 
     def __init__(self, *args, secure=None, **kw):
         super().__init__(*args, **kw)
         self.secure = secure  # storage.secure_cards.SecureCards: checks secure cards
-        self.path = self.options["path"]
+        self.path = _link(self.options["path"])
         self.targets = list(self.options["targets"])
         self.clf = None
         self.field_clear = threading.Event()  # no card held on the reader
@@ -130,6 +144,9 @@ class NfcReader(Reader):
                 self.clf.close()
             finally:
                 self.clf = None
+
+    def health(self) -> dict:
+        return {**super().health(), "path": self.path}
 
     # ---- simulation: a card on nfcpy's udp link ------------------------------------
     def sim_inputs(self) -> set[str]:
