@@ -279,16 +279,41 @@ class _Handler(socketserver.StreamRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.idle_timeout  # type: ignore[attr-defined]
         super().setup()
+        self._buf = b""
+
+    def _readline(self) -> bytes:
+        """The next request line, which must arrive whole within idle_timeout of the
+        last reply: a deadline for the whole line, not for each read, so a client
+        trickling a byte at a time cannot hold its slot. b"" when it is closed, late or
+        gone; at most MAX_LINE + 1 bytes."""
+        deadline = time.monotonic() + self.server.idle_timeout  # type: ignore[attr-defined]
+        sock = self.request
+        while b"\n" not in self._buf and len(self._buf) <= MAX_LINE:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return b""
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                return b""
+            if not chunk:        # closed: what came before it is the last request
+                line, self._buf = self._buf[:MAX_LINE + 1], b""
+                return line
+            self._buf += chunk
+        cut = self._buf.find(b"\n")
+        if cut < 0 or cut > MAX_LINE:
+            line, self._buf = self._buf[:MAX_LINE + 1], b""
+        else:
+            line, self._buf = self._buf[:cut + 1], self._buf[cut + 1:]
+        return line
 
     def handle(self) -> None:
         controller: Controller = self.server.controller  # type: ignore[attr-defined]
         uid = peer_uid(self.request)
         lineno = 0
         while True:
-            try:
-                line = self.rfile.readline(MAX_LINE + 1)
-            except OSError:
-                return
+            line = self._readline()
             if not line:
                 return
             lineno += 1
@@ -348,6 +373,10 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self._slots = threading.Semaphore(max_connections)
         self._count_lock = threading.Lock()
         self.connections = 0
+        self.per_uid = max(1, max_connections // 4)
+        self._by_uid: dict[int | None, int] = {}      # connections served, per peer uid
+        self._waiting: dict[int | None, list] = {}    # beyond a uid's share, in order
+        self._uids: dict[int, int | None] = {}
         self._stopping = threading.Event()
         controller.connection_info = lambda: {"connections": self.connections,
                                               "max_connections": self.max_connections}
@@ -374,27 +403,77 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                                         name="control", daemon=True)
 
     def process_request(self, request, client_address) -> None:
+        """A connection beyond its user's share (a quarter of the slots) waits in that
+        user's own queue, not in a slot: a user opening many connections, or keeping
+        them busy, cannot lock out an intercom running as another user."""
+        uid = peer_uid(request)
+        with self._count_lock:
+            if self._by_uid.get(uid, 0) >= self.per_uid:
+                waiting = self._waiting.setdefault(uid, [])
+                if len(waiting) < self.request_queue_size:
+                    waiting.append((request, client_address))
+                    return
+                full = True
+            else:
+                self._by_uid[uid] = self._by_uid.get(uid, 0) + 1
+                full = False
+        if full:
+            self._refuse(request, f"{_who(uid)} has {self.request_queue_size} more "
+                                  "connections waiting already")
+            return
         while not self._slots.acquire(timeout=0.5):  # all slots busy: wait, stay stoppable
             if self._stopping.is_set():
+                self._release_uid(uid)
                 self.shutdown_request(request)
                 return
+        self._serve(request, client_address, uid)
+
+    def _serve(self, request, client_address, uid) -> None:
+        """Holding a slot and a share of uid's: serve the connection in a thread."""
         with self._count_lock:
             self.connections += 1
+            self._uids[id(request)] = uid
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._release()
+            self._release(request)
             raise
+
+    def _refuse(self, request, why: str) -> None:
+        try:
+            request.sendall(json.dumps({"ok": False, "error": why}).encode() + b"\n")
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
     def process_request_thread(self, request, client_address) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._release()
+            self._release(request)
 
-    def _release(self) -> None:
+    def _release_uid(self, uid) -> None:
         with self._count_lock:
+            left = self._by_uid.get(uid, 1) - 1
+            if left:
+                self._by_uid[uid] = left
+            else:
+                self._by_uid.pop(uid, None)
+
+    def _release(self, request) -> None:
+        with self._count_lock:
+            uid = self._uids.pop(id(request), None)
             self.connections -= 1
+            waiting = self._waiting.get(uid)
+            nxt = waiting.pop(0) if waiting else None
+            if waiting is not None and not waiting:
+                del self._waiting[uid]
+        if nxt is not None and not self._stopping.is_set():
+            self._serve(*nxt, uid)          # the slot and the share pass to the next one
+            return
+        if nxt is not None:
+            self.shutdown_request(nxt[0])
+        self._release_uid(uid)
         self._slots.release()
 
     def start(self) -> None:
