@@ -5,7 +5,13 @@ Requests (one JSON object per line, one reply line each):
   {"op": "status"}
   {"op": "unlock"}                               remote unlock, logged with the caller's uid
   {"op": "unlock", "token": "..."}               intercom / app unlock with a signed token
-  {"op": "capture", "timeout": 30}               the next credential presented (enrolment)
+  {"op": "capture", "timeout": 30}               the next card or fob presented: its kind
+                                                 and fingerprint, never its number
+  {"op": "capture", "timeout": 30, "enroll": {"holder": "12A-1", "valid_until": null}}
+                                                 ... enrolled into this door's whitelist
+                                                 (a door without an office)
+  {"op": "command", "message": "..."}            a command the office signed (as on MQTT;
+                                                 a capture's number comes sealed to it)
   {"op": "sync"}                                 pull and apply this door's bundle now
   {"op": "sim", "input": "tap", "uid": "04A1B2C3"}          simulation only
   {"op": "sim", "input": "fob", "number": "12648430"}
@@ -73,6 +79,27 @@ class Controller:
         self.connection_info = lambda: {}  # the server fills this in
         self.publisher = None  # the live channel's publisher, when mqtt.url is set
         self.log_check = None  # the service's: a new log identity when an upload asks
+        self.commands = None   # a live.runner.CommandRunner: signed commands (a site door)
+        self.enroll_local = None   # the service's: enrol a captured credential (local door)
+
+    def _enrol_fields(self, enrol) -> dict:
+        if self.enroll_local is None:
+            raise ProtocolError("this door's whitelist comes from its office: enrol at the "
+                                "office ('accessctl --site DIR enroll --capture-at DOOR')")
+        if not isinstance(enrol, dict) or set(enrol) - {"holder", "valid_from", "valid_until"}:
+            raise ProtocolError("field 'enroll' must be an object with holder, valid_from, "
+                                "valid_until")
+        holder = enrol.get("holder")
+        if not isinstance(holder, str) or not holder.strip() or len(holder) > 64 \
+                or any(ord(c) < 32 or ord(c) == 127 for c in holder):
+            raise ProtocolError("enroll.holder must be 1-64 printable characters")
+        out = {"holder": holder.strip()}
+        for name in ("valid_from", "valid_until"):
+            v = enrol.get(name)
+            if v is not None and (type(v) not in (int, float) or not 0 <= v < 253402300800):
+                raise ProtocolError(f"enroll.{name} must be a time (seconds since 1970)")
+            out[name] = None if v is None else float(v)
+        return out
 
     def _wait(self, fut: Future, timeout: float = REPLY_TIMEOUT) -> dict:
         try:
@@ -107,9 +134,24 @@ class Controller:
             if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) \
                     or not 0 < timeout <= 600:
                 raise ProtocolError("field 'timeout' must be a number of seconds, 0-600")
+            enrol = req.get("enroll")
+            if enrol is not None:
+                enrol = self._enrol_fields(enrol)
             fut = Future()
             self.engine.post(CaptureRequest(float(timeout), fut))
-            return self._wait(fut, timeout + REPLY_TIMEOUT)
+            got = self._wait(fut, timeout + REPLY_TIMEOUT)
+            value = got.pop("value", None)   # the number never leaves the daemon in clear
+            if enrol is not None and got.get("ok") and value is not None:
+                return {**got, **self.enroll_local(got["kind"], value, **enrol)}
+            return got
+        if op == "command":
+            # a command the office signed, given here instead of over MQTT (an office
+            # terminal beside the door): checked and carried out exactly the same way
+            if self.commands is None:
+                raise ProtocolError("this door takes no signed commands (it has no site "
+                                    "key file)")
+            message = _field(req, "message", str)
+            return self.commands.handle(message.encode())
         if op == "mode":
             from .config import DOOR_MODES
             from .core.events import SetMode

@@ -182,6 +182,17 @@ class DoorService:
                                     cfg.api.group, max_connections=cfg.api.max_connections,
                                     idle_timeout=cfg.api.idle_timeout_seconds)
         self.server.controller.log_check = self._log_check
+        if keys.site is None:        # a door enrolled here: a capture may enrol into it
+            self.server.controller.enroll_local = self._enroll_local
+        else:                        # a site's door: the office's signed commands
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            from .live.commands import CommandVerifier
+            from .live.runner import CommandRunner
+            self.server.controller.commands = CommandRunner(
+                CommandVerifier(Ed25519PublicKey.from_public_bytes(keys.site.public_key),
+                                keys.site.site, cfg.door.id, self.used_nonces),
+                self.server.controller, wall=self.clock.wall)
         self._closers.append(self.server.stop)
         self.server.start()
 
@@ -257,6 +268,21 @@ class DoorService:
         # final records, daemon.stopped among them, still reach the broker
         self._closers.insert(self._closers.index(self._stop_log), self.publisher.stop)
         self.server.controller.publisher = self.publisher
+
+    def _enroll_local(self, kind: str, value: str, *, holder: str, valid_from=None,
+                      valid_until=None) -> dict:
+        """A captured card or fob, enrolled into this door's own whitelist (a door
+        with no office); the number is never handed out."""
+        from .storage.keys import load_key_file
+        from .storage.whitelist_admin import WhitelistAdmin
+        admin = WhitelistAdmin(self.cfg.storage.whitelist_path,
+                               load_key_file(self.cfg.storage.key_file))
+        try:
+            rec = admin.enroll(kind, value, holder, valid_from=valid_from,
+                               valid_until=valid_until)
+        finally:
+            admin.close()
+        return {"credential": rec.credential_id, **rec.to_row()}
 
     def _log_check(self) -> dict:
         """The control socket's 'log-check' (asked by 'accessd upload'): when the upload

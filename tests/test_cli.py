@@ -244,3 +244,54 @@ def test_door_and_office_commands_do_not_import_each_other():
     tree = ast.parse((Path(accessctl.__file__).parent / "site_cmds.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "accessctl" not in imported and "common" in imported
+
+
+def test_a_capture_on_the_socket_never_hands_out_the_number(tmp_path):
+    """An office terminal beside a site's door enrols with --capture: the door gets a
+    capture command signed by the site over its socket and seals the number to the
+    terminal's one-off key. Any other member of the socket's group asking for a
+    capture gets the kind and fingerprint only, and cannot enrol into a site door."""
+    import threading
+
+    from accessd.testing import DaemonProcess
+
+    from .test_sync import Office
+    office = Office(tmp_path)
+    office.publish()
+    config = office.door()
+    person = office.site.person_add("Bo Lind", "14C", "resident")
+    d = DaemonProcess(config).wait_ready()
+    try:
+        result = {}
+
+        def enrol():
+            result["r"] = CliRunner().invoke(accessctl.main, [
+                "--site", str(tmp_path / "site"), "--config", str(config), "enroll",
+                "--person", person, "--kind", "nfc", "--capture", "--capture-timeout", "20"])
+        t = threading.Thread(target=enrol)
+        t.start()
+        for _ in range(200):
+            if d.request({"op": "sim", "input": "tap", "uid": "04CAFE02"}).get("captured"):
+                break
+        t.join(30)
+        assert result["r"].exit_code == 0, result["r"].output
+        assert "enrolled nfc" in result["r"].output and "Bo Lind (14C)" in result["r"].output
+        # someone else in the socket's group
+        got = {}
+        t = threading.Thread(target=lambda: got.update(d.request({"op": "capture",
+                                                                    "timeout": 20})))
+        t.start()
+        for _ in range(200):
+            if d.request({"op": "sim", "input": "tap", "uid": "04CAFE03"}).get("captured"):
+                break
+        t.join(30)
+        assert got["ok"] and got["kind"] == "nfc" and "value" not in got
+        assert "04CAFE03" not in json.dumps(got).upper()
+        refused = d.request({"op": "capture", "timeout": 1, "enroll": {"holder": "x"}})
+        assert not refused["ok"] and "comes from its office" in refused["error"]
+        forged = d.request({"op": "command", "message": "eyJ2IjoxfQ.AAAA"})
+        assert not forged["ok"] and "bad signature" in forged["error"]
+    finally:
+        d.terminate()
+    assert office.site.credential_holder("nfc", "04CAFE02") == person
+    office.site.close()

@@ -17,7 +17,7 @@ from rich.table import Table
 from .. import __version__
 from ..config import DEFAULT_CONFIG
 from ..core.credentials import KINDS, SECURE_CARDS, normalize
-from ..errors import CredentialFormatError, StoreError
+from ..errors import AccessdError, CredentialFormatError, StoreError
 from ..storage import eventlog as evlog
 from ..storage.crypto import fingerprint
 from ..storage.keys import generate, write_key_file
@@ -152,6 +152,9 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capt
                 raise click.UsageError("--capture-at takes a card or fob, instead of --uid, "
                                        "--capture and --nfc-reader")
             value = _capture_remote(site, kind, capture_at, capture_timeout)
+        if capture and not (value or nfc_reader) and kind != "pin":
+            value = _capture_signed(obj, site, kind, capture_timeout)
+            capture = False
         value = _credential_value(obj, kind, value, capture, capture_timeout, pin_stdin,
                                   nfc_reader, limits=(4, 8))
         rec = site.credential_add(who.id, kind, value, valid_from=vf, valid_until=vu,
@@ -167,6 +170,21 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capt
         raise click.BadParameter("must be 1-64 characters", param_hint="--holder")
     cfg = obj.cfg()
     vf, vu = _validity(valid_from, valid_until, None, force)
+    if capture and not value and kind != "pin":
+        # the door captures and enrols it itself: its number never leaves the daemon
+        click.echo(f"present the {kind} to any reader of door {cfg.door.id} "
+                   f"(waiting {capture_timeout} s)...", err=True)
+        with obj.client() as c:
+            got = _reply(c.request({"op": "capture", "timeout": capture_timeout,
+                                    "enroll": {"holder": holder.strip(), "valid_from": vf,
+                                               "valid_until": vu}},
+                                   timeout=capture_timeout + 15))
+        if got["kind"] != kind:
+            fail(f"captured a {got['kind']} credential, not a {kind}: not enrolled")
+        _out(as_json, got, lambda: click.echo(
+            f"enrolled {kind} {got['credential']} ({got['fingerprint']}) for "
+            f"{holder.strip()}" + _validity_words(vf, vu, None)))
+        return
     value = _credential_value(obj, kind, value, capture, capture_timeout, pin_stdin, None,
                               limits=(cfg.pin.min_length, cfg.pin.max_length))
     admin = obj.admin()
@@ -264,24 +282,41 @@ def _credential_value(obj: Ctx, kind, value, capture, capture_timeout, pin_stdin
     elif capture or nfc_reader:
         if value or (capture and nfc_reader):
             raise click.UsageError("use one of --uid, --capture and --nfc-reader")
-        if nfc_reader:
-            value = _read_office_nfc(nfc_reader, capture_timeout)
-        else:
-            cfg = obj.cfg(require_keys=False)
-            click.echo(f"present the {kind} to any reader of door {cfg.door.id} "
-                       f"(waiting {capture_timeout} s)...", err=True)
-            with obj.client() as c:
-                got = _reply(c.request({"op": "capture", "timeout": capture_timeout},
-                                       timeout=capture_timeout + 15))
-            if got["kind"] != kind:
-                fail(f"captured a {got['kind']} credential, but --kind is {kind}")
-            value = got["value"]
+        value = _read_office_nfc(nfc_reader, capture_timeout)
     elif not value:
         raise click.UsageError("give --uid VALUE or --capture")
     try:
         return normalize(kind, value, pin_min=limits[0], pin_max=limits[1])
     except CredentialFormatError as exc:
         raise click.BadParameter(str(exc), param_hint=None if kind == "pin" else "--uid")
+
+
+def _capture_signed(obj: Ctx, site, kind: str, timeout: int) -> str:
+    """At an office terminal beside a door (--config): the door's capture as the live
+    channel does it, a command signed by the site over the control socket, the number
+    sealed to a one-off key of ours (the socket's other users never see it)."""
+    import time as _time
+
+    from ..live import commands as wire
+    from ..site.db import os_user
+    cfg = obj.cfg(require_keys=False)
+    priv, pub = wire.reply_keypair()
+    message, _ = wire.sign(site.keys.signing, site=site.site_id, door=cfg.door.id,
+                           cmd="capture", args={"timeout": timeout, "reply_key": pub},
+                           now=_time.time(), ttl=min(300, timeout + 60), by=os_user())
+    click.echo(f"present the {kind} to any reader of door {cfg.door.id} "
+               f"(waiting {timeout} s)...", err=True)
+    with obj.client() as c:
+        ack = c.request({"op": "command", "message": message.decode()}, timeout=timeout + 15)
+    if not ack.get("ok"):
+        fail(f"door {cfg.door.id}: {ack.get('error') or 'nothing was captured'}")
+    try:
+        got = json.loads(wire.open_reply(priv, ack["sealed"]))
+    except (KeyError, ValueError, AccessdError):
+        fail(f"door {cfg.door.id}: its capture reply cannot be read")
+    if got.get("kind") != kind:
+        fail(f"captured a {got.get('kind')} credential, but --kind is {kind}")
+    return str(got["value"])
 
 
 def _capture_remote(site, kind: str, door: str, timeout: int) -> str:
