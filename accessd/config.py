@@ -9,6 +9,7 @@ relative to the directory of the config file.
 from __future__ import annotations
 
 import grp
+import math
 import os
 import re
 import stat
@@ -305,6 +306,39 @@ class Config:
         return out
 
 
+# Every number a config may hold, with the range a door can live with: checked at
+# load (exit 2), so NaN, infinity or 1e308 never reach a timer (a relay that never
+# relocks, a core or sync thread that dies at its first wait).
+RANGES: dict[str, tuple[float, float]] = {
+    "door.unlock_seconds": (0.001, 600), "door.held_open_seconds": (1, 86400),
+    "door.prealarm_seconds": (0, 86400),
+    "gpio.bounce_ms": (0, 1000),
+    "storage.max_events": (1000, 100_000_000),
+    "api.max_connections": (1, 1024), "api.idle_timeout_seconds": (0.1, 3600),
+    "sync.interval_seconds": (1, 86400), "sync.max_age_hours": (0.01, 8760),
+    "sync.timeout_seconds": (0.1, 600),
+    "mqtt.keepalive_seconds": (5, 3600), "mqtt.status_interval_seconds": (1, 86400),
+    "mqtt.reconnect_max_seconds": (1, 3600),
+    "policy.pin_lockout_attempts": (1, 1000), "policy.stranger_attempts": (1, 1000),
+    "policy.pin_lockout_window_seconds": (1, 86400), "policy.pin_lockout_seconds": (1, 86400),
+    "policy.pin_lockout_max_seconds": (1, 604800),
+    "policy.stranger_window_seconds": (1, 86400),
+    "policy.temporary_max_age_hours": (0.01, 8760),
+    "policy.card_pin_timeout_seconds": (1, 600),
+    "pin.min_length": (1, 16), "pin.max_length": (1, 16), "pin.timeout_seconds": (0.5, 600),
+    "readers.retry_max_seconds": (0.1, 3600), "readers.baudrate": (300, 4_000_000),
+    "readers.hold_ms": (0, 60_000), "readers.gap_ms": (2, 500),
+    "readers.debounce_ms": (0, 1000),
+}
+MAX_CONFIG_BYTES = 1 << 20   # a config is a few kB; never read a device or a huge file
+
+
+def _range(path: Path, key: str, value, rule: str) -> None:
+    lo, hi = RANGES[rule]
+    if not lo <= value <= hi:
+        raise _err(path, key, f"must be {lo:g} to {hi:g}, got {value!r}")
+
+
 def _err(path: Path, key: str, reason: str, cls: type = ConfigError) -> ConfigError:
     return cls(f"{path}: {key}: {reason}")
 
@@ -335,6 +369,11 @@ def _check_section(path: Path, prefix: str, raw: Any, schema: dict) -> dict:
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             raise _err(path, f"{prefix}.{key}",
                        f"must be {_typename(types)}, got {type(value).__name__} {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _err(path, f"{prefix}.{key}", f"must be a finite number, got {value!r}")
+        rule = f"{'readers' if prefix.startswith('readers[') else prefix}.{key}"
+        if rule in RANGES and not isinstance(value, bool):
+            _range(path, f"{prefix}.{key}", value, rule)
         if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
             bad = next(c for c in value if ord(c) < 32 or ord(c) == 127)
             raise _err(path, f"{prefix}.{key}", f"contains a control character "
@@ -342,10 +381,6 @@ def _check_section(path: Path, prefix: str, raw: Any, schema: dict) -> dict:
         values[key] = float(value) if types == (int, float) else value
     return values
 
-
-def _positive(path: Path, key: str, value: float) -> None:
-    if value <= 0:
-        raise _err(path, key, f"must be greater than 0, got {value}")
 
 
 def _choice(path: Path, key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -409,13 +444,9 @@ def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, st
             raise _err(path, f"{where}.port", "must name a serial port (/dev/serial0) or \"sim\"")
         if o["baudrate"] <= 0:
             raise _err(path, f"{where}.baudrate", f"must be positive, got {o['baudrate']}")
-        if o["hold_ms"] < 0:
-            raise _err(path, f"{where}.hold_ms", f"must be 0 or more, got {o['hold_ms']}")
     elif kind == "wiegand":
         pin("d0_pin", o["d0_pin"])
         pin("d1_pin", o["d1_pin"])
-        if not 2 <= o["gap_ms"] <= 500:
-            raise _err(path, f"{where}.gap_ms", f"must be 2-500 ms, got {o['gap_ms']}")
         _check_raw_bits(path, where, o["raw_bits"])
     elif kind == "keypad-matrix":
         for key in ("row_pins", "col_pins"):
@@ -431,8 +462,6 @@ def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, st
         bad = {c for k in keys for c in k} - set("0123456789*#ABCD")
         if bad:
             raise _err(path, f"{where}.keys", f"unknown keys {''.join(sorted(bad))!r}")
-        if o["debounce_ms"] < 0:
-            raise _err(path, f"{where}.debounce_ms", f"must be 0 or more, got {o['debounce_ms']}")
     elif kind == "osdp":
         if not o["port"].strip():
             raise _err(path, f"{where}.port", "must name a serial port (/dev/ttyUSB0) or \"sim\"")
@@ -447,17 +476,33 @@ def _check_reader(path: Path, where: str, kind: str, o: dict, pins: dict[int, st
 def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = True) -> Config:
     """Read and validate a config file; raise ConfigError on the first problem."""
     path = Path(path or os.environ.get("ACCESSD_CONFIG") or DEFAULT_CONFIG)
+    shown = repr(str(path))[1:-1]     # (a control character in the name, escaped)
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):   # a FIFO blocks, /dev/zero never ends
+            raise ConfigError(f"{shown}: not a regular file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{shown}: {st.st_size} bytes; a config is at most "
+                              f"{MAX_CONFIG_BYTES >> 10} kB")
         with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        raw = tomllib.loads(data.decode())
+    except ConfigError:
+        raise
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise ConfigError(f"{shown}: file not found") from None
     except PermissionError:
-        raise ConfigError(f"{path}: cannot be read by this user") from None
+        raise ConfigError(f"{shown}: cannot be read by this user") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{shown}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8: {exc}") from None
+        raise ConfigError(f"{shown}: not valid UTF-8: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{shown}: not valid TOML: nested too deeply") from None
+    except ValueError:                   # a NUL byte in the path (TOML's own are above)
+        raise ConfigError(f"{shown}: not a usable file name") from None
+    except OSError as exc:               # a name too long, a loop of links, ...
+        raise ConfigError(f"{shown}: cannot be read: {exc.strerror or exc}") from None
     base = path.parent.resolve()
 
     known = set(_SCHEMA) | {"readers"}
@@ -474,8 +519,6 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
     d = s["door"]
     if not d["id"].strip() or len(d["id"]) > 64 or any(c.isspace() for c in d["id"]):
         raise _err(path, "door.id", f"must be 1-64 characters without spaces, got {d['id']!r}")
-    for key in ("unlock_seconds", "held_open_seconds"):
-        _positive(path, f"door.{key}", d[key])
     if d["prealarm_seconds"] < 0 or d["prealarm_seconds"] >= d["held_open_seconds"]:
         raise _err(path, "door.prealarm_seconds",
                    f"must be at least 0 and less than door.held_open_seconds "
@@ -495,14 +538,12 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         if pin in seen:
             raise _err(path, f"gpio.{key}", f"GPIO{pin} is also used by {seen[pin]}")
         seen[pin] = f"gpio.{key}"
-    if g["bounce_ms"] < 0:
-        raise _err(path, "gpio.bounce_ms", f"must be 0 or more, got {g['bounce_ms']}")
 
     st = s["storage"]
-    if st["max_events"] < 1000:
-        raise _err(path, "storage.max_events", f"must be at least 1000, got {st['max_events']}")
     storage = StorageConfig(data_dir=base / st["data_dir"], key_file=base / st["key_file"],
                             max_events=st["max_events"])
+    if storage.data_dir.exists() and not storage.data_dir.is_dir():
+        raise _err(path, "storage.data_dir", f"{storage.data_dir} is a file, not a directory")
     check_key_file(path, storage.key_file, storage.data_dir, must_exist=require_keys)
 
     a = s["api"]
@@ -514,9 +555,9 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
     sock = base / a["socket"]
     if len(os.fsencode(sock)) > 107:
         raise _err(path, "api.socket", f"path is too long for a Unix socket ({sock})")
-    if not 1 <= a["max_connections"] <= 1024:
-        raise _err(path, "api.max_connections", f"must be 1-1024, got {a['max_connections']}")
-    _positive(path, "api.idle_timeout_seconds", a["idle_timeout_seconds"])
+    if (sock.exists() or sock.is_symlink()) and not stat.S_ISSOCK(os.lstat(sock).st_mode):
+        raise _err(path, "api.socket", f"{sock} exists and is not a socket (it would be "
+                                       "replaced): choose another path")
 
     sy = s["sync"]
     if sy["url"]:
@@ -525,23 +566,18 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
             check_url(sy["url"])
         except ConfigError as exc:
             raise _err(path, "sync.url", str(exc).replace("store URL ", "")) from None
-    _positive(path, "sync.interval_seconds", sy["interval_seconds"])
-    _positive(path, "sync.max_age_hours", sy["max_age_hours"])
-    _positive(path, "sync.timeout_seconds", sy["timeout_seconds"])
+        except ValueError as exc:        # urllib: "Invalid IPv6 URL", a port out of range
+            raise _err(path, "sync.url", f"{sy['url']!r}: {exc}") from None
 
     po = s["policy"]
     for key in ("pin_lockout_attempts", "stranger_attempts"):
         if po[key] < 1:
             raise _err(path, f"policy.{key}", f"must be 1 or more, got {po[key]}")
-    for key in ("pin_lockout_window_seconds", "pin_lockout_seconds", "pin_lockout_max_seconds",
-                "stranger_window_seconds", "temporary_max_age_hours"):
-        _positive(path, f"policy.{key}", po[key])
     _choice(path, "policy.unsynced_clock", po["unsynced_clock"], ("deny", "residents", "trust"))
     for key in ("card_pin", "high_assurance"):
         if not re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$", po[key]):
             raise _err(path, f"policy.{key}", "must be never, always, or a schedule's name, "
                                               f"got {po[key]!r}")
-    _positive(path, "policy.card_pin_timeout_seconds", po["card_pin_timeout_seconds"])
     if po["held_open_schedule"] and not re.match(r"^[a-z0-9][a-z0-9_-]{0,31}$",
                                                  po["held_open_schedule"]):
         raise _err(path, "policy.held_open_schedule", "must be a schedule's name, got "
@@ -555,7 +591,6 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         raise _err(path, "pin.max_length" if p["min_length"] >= 1 else "pin.min_length",
                    f"need 1 <= min_length <= max_length <= 16, got {p['min_length']} and "
                    f"{p['max_length']}")
-    _positive(path, "pin.timeout_seconds", p["timeout_seconds"])
 
     readers_raw = raw.get("readers", [])
     if not isinstance(readers_raw, list):
@@ -576,7 +611,6 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         if rv["name"] in names:
             raise _err(path, f"{where}.name", f"reader name {rv['name']!r} is used twice")
         names.add(rv["name"])
-        _positive(path, f"{where}.retry_max_seconds", rv["retry_max_seconds"])
         opts = {k: v for k, v in rv.items() if k not in ("name", "kind")}
         _check_reader(path, where, kind, opts, seen)
         port = opts.get("port")
@@ -619,7 +653,11 @@ def _metrics(path: Path, m: dict) -> MetricsConfig:
 def _mqtt(path: Path, base: Path, m: dict) -> MqttConfig:
     from urllib.parse import urlparse
     if m["url"]:
-        u = urlparse(m["url"])
+        try:
+            u = urlparse(m["url"])
+            u.port
+        except ValueError as exc:
+            raise _err(path, "mqtt.url", f"{m['url']!r}: {exc}") from None
         if u.scheme not in ("mqtt", "mqtts") or not u.hostname or u.path not in ("", "/"):
             raise _err(path, "mqtt.url", "must be mqtt://host[:port] or mqtts://host[:port], "
                                          f"got {m['url']!r}")
@@ -632,10 +670,6 @@ def _mqtt(path: Path, base: Path, m: dict) -> MqttConfig:
             raise _err(path, "mqtt.url", f"bad port in {m['url']!r}") from None
     if m["site"] and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", m["site"]):
         raise _err(path, "mqtt.site", "must be 1-64 letters, digits, '.', '_' or '-'")
-    if not 5 <= m["keepalive_seconds"] <= 3600:
-        raise _err(path, "mqtt.keepalive_seconds", f"must be 5-3600, got {m['keepalive_seconds']}")
-    _positive(path, "mqtt.status_interval_seconds", m["status_interval_seconds"])
-    _positive(path, "mqtt.reconnect_max_seconds", m["reconnect_max_seconds"])
     pw = base / m["password_file"] if m["password_file"] else None
     if pw is not None and m["url"]:
         try:

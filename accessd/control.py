@@ -36,6 +36,7 @@ import os
 import pwd
 import socket
 import socketserver
+import stat
 import struct
 import threading
 import time
@@ -423,6 +424,9 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         controller.connection_info = lambda: {"connections": self.connections,
                                               "max_connections": self.max_connections}
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if (self.path.exists() or self.path.is_symlink()) and \
+                not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+            raise HardwareError(f"{self.path}: exists and is not a socket; not replacing it")
         if self.path.exists() or self.path.is_symlink():
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:

@@ -40,7 +40,7 @@ def test_shipped_configs_are_valid(tmp_path):
 @pytest.mark.parametrize("old,new,message", [
     ('mode = "normal"', 'mode = "normal"\ncolour = "red"', r"door\.colour: unknown key"),
     ("unlock_seconds = 5", 'unlock_seconds = "five"', r"door\.unlock_seconds: must be a number, got str"),
-    ("unlock_seconds = 5", "unlock_seconds = -1", r"door\.unlock_seconds: must be greater than 0"),
+    ("unlock_seconds = 5", "unlock_seconds = -1", r"door\.unlock_seconds: must be 0\.001 to 600"),
     ("rex_pin = 22", "rex_pin = 17", r"gpio\.rex_pin: GPIO17 is also used by gpio\.relay_pin"),
     ("rex_pin = 22", "rex_pin = true", r"gpio\.rex_pin: must be an integer, got bool"),
     ("rex_pin = 22", "rex_pin = 99", r"gpio\.rex_pin: must be a BCM GPIO number"),
@@ -129,3 +129,88 @@ def test_a_control_character_in_a_path_is_a_config_error_not_a_crash(tmp_path):
     assert r.returncode == 2
     assert "storage.data_dir: contains a control character (U+0000)" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("section,line,key", [
+    ("door", "unlock_seconds = nan", "door.unlock_seconds"),      # the relay never relocks
+    ("door", "unlock_seconds = inf", "door.unlock_seconds"),      # the core dies at unlock
+    ("door", "unlock_seconds = 1e308", "door.unlock_seconds"),    # unlocked for ever
+    ("door", "held_open_seconds = nan", "door.held_open_seconds"),  # no held-open alarm
+    ("api", "idle_timeout_seconds = inf", "api.idle_timeout_seconds"),
+    ("api", "idle_timeout_seconds = nan", "api.idle_timeout_seconds"),
+    ("sync", "interval_seconds = inf", "sync.interval_seconds"),   # the sync thread dies
+    ("sync", "timeout_seconds = -inf", "sync.timeout_seconds"),
+    ("pin", "timeout_seconds = 1e400", "pin.timeout_seconds"),
+    ("policy", "card_pin_timeout_seconds = nan", "policy.card_pin_timeout_seconds"),
+    ("mqtt", "reconnect_max_seconds = 99999", "mqtt.reconnect_max_seconds"),
+    ("storage", "max_events = 99999999999999", "storage.max_events"),
+])
+def test_every_number_is_finite_and_in_its_range(tmp_path, section, line, key):
+    """Each number in the schema has a range a door can live with, checked at load:
+    check-config and start refuse it with exit 2, naming the key."""
+    from click.testing import CliRunner
+
+    from accessd.cli.daemon import main as accessd_main
+    from accessd.config import RANGES
+    from accessd.testing import write_sim_config
+    cfg = write_sim_config(tmp_path / "d")
+    text = cfg.read_text()
+    text = (text.replace(f"[{section}]\n", f"[{section}]\n{line}\n", 1) if f"[{section}]\n"
+            in text else text + f"\n[{section}]\n{line}\n")
+    name = line.split(" = ")[0]
+    text = "\n".join(x for x in text.splitlines() if not (x.startswith(f"{name} = ")
+                                                         and x != line)) + "\n"
+    cfg.write_text(text)
+    r = CliRunner().invoke(accessd_main, ["check-config", "--config", str(cfg)])
+    assert r.exit_code == 2, r.output
+    assert f"{key}: must be" in r.output and "Traceback" not in r.output
+    lo, hi = RANGES[key]
+    assert "finite" in r.output or f"{lo:g} to {hi:g}" in r.output
+
+
+def test_config_files_and_values_that_once_gave_tracebacks(tmp_path):
+    """A FIFO, /dev/zero, a directory, a 300-character name, a NUL in the path, deep
+    TOML, a bad IPv6 URL, port 99999, a data_dir that is a file, a socket path that
+    is a regular file (which start once deleted): one message each, exit 2."""
+    from click.testing import CliRunner
+
+    from accessd.cli.daemon import main as accessd_main
+    from accessd.testing import DaemonProcess, write_sim_config
+
+    def check(path, needle):
+        r = CliRunner().invoke(accessd_main, ["check-config", "--config", str(path)])
+        assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, \
+            (path, r.output)
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    check(fifo, "not a regular file")
+    check("/dev/zero", "not a regular file")
+    check(tmp_path, "is a directory")
+    check(tmp_path / ("x" * 300 + ".toml"), "cannot be read: File name too long")
+    check(str(tmp_path / "a") + "\0b", "cannot contain a NUL byte")
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    check(deep, "nested too deeply")
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (1 << 21) + "\n")
+    check(big, "a config is at most 1024 kB")
+    cfg = write_sim_config(tmp_path / "d")
+    good = cfg.read_text()
+    for extra, needle in (('[sync]\nurl = "http://[::1/x/"\n', "sync.url: 'http://[::1/x/'"),
+                          ('[sync]\nurl = "http://host:99999/x/"\n', "sync.url:"),
+                          ('[mqtt]\nurl = "mqtt://[fe80::1"\n', "mqtt.url:"),
+                          ('[mqtt]\nurl = "mqtt://host:99999"\n', "mqtt.url:")):
+        cfg.write_text(good + "\n" + extra)
+        check(cfg, needle)
+    cfg.write_text(good)
+    (tmp_path / "d" / "data").write_text("not a directory")
+    check(cfg, "storage.data_dir: ")
+    (tmp_path / "d" / "data").unlink()
+    sock = tmp_path / "d" / "run" / "control.sock"
+    sock.parent.mkdir()
+    sock.write_text("precious")
+    check(cfg, "exists and is not a socket")
+    d = DaemonProcess(cfg)
+    assert d.proc.wait(20) == 2
+    d.close()
+    assert sock.read_text() == "precious"                  # not deleted

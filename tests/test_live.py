@@ -226,7 +226,7 @@ def test_status_and_availability_are_retained(tmp_path, broker):
     ('url = "mqtt://user:pw@127.0.0.1"', "mqtt.url: put the user in mqtt.username"),
     ('url = "mqtt://127.0.0.1"\nsite = "a/b"', "mqtt.site: must be 1-64 letters"),
     ('url = "mqtt://127.0.0.1"\npassword_file = "nope.txt"', "mqtt.password_file: "),
-    ('url = "mqtt://127.0.0.1"\nkeepalive_seconds = 1', "mqtt.keepalive_seconds: must be 5-3600"),
+    ('url = "mqtt://127.0.0.1"\nkeepalive_seconds = 1', "mqtt.keepalive_seconds: must be 5 to 3600"),
 ])
 def test_bad_mqtt_config_is_named(tmp_path, line, message):
     config = write_sim_config(tmp_path / "d")

@@ -21,11 +21,11 @@ from ..errors import AccessdError, CredentialFormatError, StoreError
 from ..storage import eventlog as evlog
 from ..storage.crypto import fingerprint
 from ..storage.keys import generate, write_key_file
-from .common import (Ctx, Group, console, fail, fmt_time as _fmt_time, json_opt,
+from .common import (SafePath, Ctx, Group, console, fail, fmt_time as _fmt_time, json_opt,
                      out as _out, parse_when, plural, reply as _reply, site_of)
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
+@click.option("--config", "-c", "config_path", type=SafePath(dir_okay=False),
               envvar="ACCESSD_CONFIG", default=str(DEFAULT_CONFIG), show_default=True,
               help="The door's TOML config file (or $ACCESSD_CONFIG).")
 @click.option("--site", "site_dir", envvar="ACCESSD_SITE",
@@ -34,7 +34,7 @@ from .common import (Ctx, Group, console, fail, fmt_time as _fmt_time, json_opt,
                    "revoke and lost then work on the site database, and the office "
                    "commands (site, group, door, person, grant, import, publish) are "
                    "available.")
-@click.option("--site-dir", "site_home", type=click.Path(file_okay=False),
+@click.option("--site-dir", "site_home", type=SafePath(file_okay=False),
               envvar="ACCESSD_SITE_DIR",
               help="With a postgresql:// --site: this terminal's site directory, which "
                    "holds the site's keys/ (or $ACCESSD_SITE_DIR).")
@@ -720,7 +720,7 @@ reader_opt = click.option("--reader", help="Which simulated reader (default: the
 
 @sim.command()
 @click.argument("uid", required=False)
-@click.option("--card", "card_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--card", "card_file", type=SafePath(dir_okay=False, path_type=Path),
               help="Tap this simulated secure card instead (a file from 'sim card new'; its "
                    "read counter is written back). Needs an nfc reader on udp.")
 @reader_opt
@@ -800,7 +800,7 @@ def sim_card() -> None:
 
 
 @sim_card.command("new")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=SafePath(dir_okay=False, path_type=Path))
 @click.option("--uid", help="Its 7-byte UID in hex (default: a random NXP one, 04...).")
 @click.option("--type", "card_type", type=click.Choice(SECURE_CARDS),
               default="ntag424", show_default=True,
@@ -828,7 +828,7 @@ def sim_card_new(path, uid, card_type):
 
 
 @sim_card.command("present")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=SafePath(dir_okay=False, path_type=Path))
 @click.option("--nfc-link", required=True, help="The udp link of the reader to hold it on "
                                                 "(udp:HOST:PORT), e.g. the office reader's.")
 @click.option("--hold", default=10.0, show_default=True, type=click.FloatRange(0.1, 600),

@@ -8,6 +8,7 @@ import from here and never from each other.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -153,3 +154,20 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 
 
 iso_local = when.fmt_iso   # an event's UTC timestamp text in tz, to the second
+
+
+class SafePath(click.Path):
+    """click.Path that refuses what the OS cannot take as a file name (a NUL byte)
+    with a usage error naming the option, instead of a ValueError traceback."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (str, bytes)) and "\0" in os.fsdecode(value):
+            self.fail(f"{os.fsdecode(value)!r}: a file name cannot contain a NUL byte",
+                      param, ctx)
+        try:
+            return super().convert(value, param, ctx)
+        except (ValueError, OSError) as exc:   # (click's own BadParameter passes through)
+            if isinstance(exc, click.BadParameter):
+                raise
+            self.fail(f"{os.fsdecode(value)!r}: {getattr(exc, 'strerror', None) or exc}",
+                      param, ctx)

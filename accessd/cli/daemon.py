@@ -11,9 +11,10 @@ import click
 from .. import __version__
 from ..config import DEFAULT_CONFIG, load_config
 from ..errors import AccessdError, ConfigError
+from .common import SafePath
 
 CONFIG_OPT = click.option(
-    "--config", "-c", "config_path", type=click.Path(dir_okay=False), envvar="ACCESSD_CONFIG",
+    "--config", "-c", "config_path", type=SafePath(dir_okay=False), envvar="ACCESSD_CONFIG",
     default=str(DEFAULT_CONFIG), show_default=True, help="The door's TOML config file.")
 
 
@@ -37,7 +38,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=SafePath(file_okay=False))
 @click.option("--accessd-bin", help="The accessd the systemd units start (default: the one "
                                     "installed beside this Python).")
 @click.option("--force", is_flag=True, help="Overwrite files that already exist there.")

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from ..errors import BrokerError
-from .common import console, fail, fmt_time, iso_local, json_opt, out, site_of
+from .common import SafePath, console, fail, fmt_time, iso_local, json_opt, out, site_of
 
 broker_opt = click.option("--broker", "broker_url", metavar="URL",
                           help="The broker (mqtt://HOST:PORT or mqtts://); default: the one "
@@ -42,19 +42,19 @@ def register(main) -> None:
         """
 
     @broker_group.command("setup")
-    @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+    @click.argument("out_dir", type=SafePath(file_okay=False, path_type=Path))
     @click.option("--url", required=True, help="How the doors reach the broker: "
                   "mqtt://HOST:1883, or mqtts://HOST:8883 with TLS.")
     @click.option("--listen", default=None, metavar="HOST:PORT",
                   help="Where Mosquitto listens [default: 0.0.0.0:1883, 0.0.0.0:8883 with TLS].")
     @click.option("--install-dir", default="/etc/mosquitto/accessd", show_default=True,
-                  type=click.Path(path_type=Path),
+                  type=SafePath(path_type=Path),
                   help="Where you will copy mosquitto/passwd and acl on the broker machine.")
-    @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    @click.option("--tls-cert", type=SafePath(exists=True, dir_okay=False, path_type=Path),
                   help="The broker's certificate (PEM) for a TLS listener.")
-    @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    @click.option("--tls-key", type=SafePath(exists=True, dir_okay=False, path_type=Path),
                   help="The broker's private key (PEM).")
-    @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    @click.option("--ca-file", type=SafePath(exists=True, dir_okay=False, path_type=Path),
                   help="The CA certificate doors and the office check the broker with.")
     @click.option("--rotate", is_flag=True,
                   help="New passwords for every account (then install them on every door).")

@@ -12,7 +12,7 @@ from rich.table import Table
 from ..core.credentials import TEMPORARY_ROLES
 from ..core.passes import MAX_USES
 from ..site import passes as site_passes
-from .common import console, fmt_time, json_opt, out, parse_when, site_of
+from .common import SafePath, console, fmt_time, json_opt, out, parse_when, site_of
 
 
 def register(main) -> None:
@@ -39,7 +39,7 @@ def register(main) -> None:
                   help="End: 2026-12-24T18:00, a date (its end), or 8h (from now).")
     @click.option("--entries", "uses", type=click.IntRange(1, MAX_USES), default=1,
                   show_default=True, help="Entries allowed at each door of the group.")
-    @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+    @click.option("--out", "out_path", type=SafePath(dir_okay=False, path_type=Path),
                   help="Write the pass: .png or .svg (a QR code to print or send), .txt "
                        "(its text).")
     @click.option("--show/--no-show", default=True, show_default=True,

@@ -20,7 +20,7 @@ from ..site.db import ROLES, SiteDB
 from ..site.publish import door_keys, publish
 from ..storage.keys import write_key_file
 from ..sync.store import open_store
-from .common import (console, fail, fmt_time, iso_local, json_opt, out, parse_when, plural,
+from .common import (SafePath, console, fail, fmt_time, iso_local, json_opt, out, parse_when, plural,
                      reply, site_of)
 
 
@@ -514,7 +514,7 @@ def register(main) -> None:
             sys.exit(1)
 
     @door_group.command("provision")
-    @click.argument("out_dir", type=click.Path(file_okay=False))
+    @click.argument("out_dir", type=SafePath(file_okay=False))
     @click.option("--door", "door_ids", multiple=True,
                   help="Only this door (repeatable; default: every door).")
     @click.pass_obj
@@ -543,7 +543,7 @@ def register(main) -> None:
 
     @door_group.command("keys")
     @click.argument("door_id")
-    @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
+    @click.option("--out", "out_path", type=SafePath(dir_okay=False), required=True,
                   help="Where to write the door's key file (mode 0600).")
     @click.pass_obj
     def door_keys_cmd(obj, door_id, out_path):

@@ -218,7 +218,11 @@ class HttpStore:
 
 def check_url(url: str) -> None:
     """ConfigError unless this is a store URL accessd can use."""
-    u = urlparse(url)
+    try:
+        u = urlparse(url)
+        u.port, u.hostname
+    except ValueError as exc:   # "Invalid IPv6 URL", a port beyond 65535
+        raise ConfigError(f"store URL {url!r}: {exc}") from None
     if u.scheme == "s3":
         from .s3store import parse_url
         parse_url(url)
