@@ -91,7 +91,10 @@ def new_pass(*, site: str, group: str, role: str, label: str, valid_from: int,
                                     f"got {role!r}")
     if not 1 <= uses <= MAX_USES:
         raise CredentialFormatError(f"pass entries must be 1-{MAX_USES}, got {uses}")
-    if not 0 <= valid_from < valid_until < 2 ** 32:
+    if not 0 <= valid_from < 2 ** 32 or not 0 <= valid_until < 2 ** 32:
+        raise CredentialFormatError("a pass runs from 1970 to 2106-02-07 at the latest "
+                                    "(its times are 32-bit in the QR code)")
+    if valid_until <= valid_from:
         raise CredentialFormatError("pass must end after it starts")
     if len(label.encode()) > LABEL_MAX:
         raise CredentialFormatError(f"pass label must be at most {LABEL_MAX} bytes")

@@ -21,6 +21,12 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _REL = re.compile(r"^\+?(\d{1,6})\s*([smhdw])$")
+# The times accessd takes: 1970-01-01 to the end of 9999-12-31 (UTC). Whatever staff
+# type, a CSV holds or a library caller passes is checked against this once, where
+# it enters (check_epoch); "no end" is an empty field, not a far date.
+MIN_EPOCH = 0.0
+MAX_EPOCH = 253402300800.0       # 10000-01-01T00:00Z: the end of 9999-12-31
+RANGE_WORDS = "from 1970-01-01 to 9999-12-31 (for no end, leave the end out)"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 FORMS = "2026-12-31, 2026-12-31T18:00 or 7d / 12h / 30m"
@@ -46,28 +52,51 @@ def is_relative(text: str) -> bool:
     return bool(_REL.match(text.strip()))
 
 
+def check_epoch(t: float, what: str = "time") -> float:
+    """`t` if it is a time accessd takes, else ValueError saying the range."""
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not MIN_EPOCH <= t <= MAX_EPOCH:
+        raise ValueError(f"{what} must be {RANGE_WORDS}")
+    return float(t)
+
+
 def parse(text: str, tz: str | None, *, end: bool = False, past: bool = False,
           now: float) -> float:
-    """UTC epoch for what staff typed; ValueError naming the accepted forms."""
+    """UTC epoch for what staff typed; ValueError naming the accepted forms or the
+    supported range (RANGE_WORDS)."""
     text = text.strip()
     m = _REL.match(text)
     if m:
         delta = int(m.group(1)) * _UNITS[m.group(2)]
-        return now - delta if past else now + delta
+        return _in_range(now - delta if past else now + delta, text)
     z = zone(tz)
     if _DATE.match(text):
         try:
             day = date.fromisoformat(text)
         except ValueError:
             raise ValueError(f"{text!r} is not a date (no such day)") from None
-        return _midnight(day + timedelta(days=1) if end else day, z)
+        if not 1970 <= day.year <= 9999:
+            raise ValueError(f"{text!r}: dates are {RANGE_WORDS}")
+        if end and day == date.max:       # the day after 9999-12-31 is not a date
+            return _in_range(_midnight(day, z) + 86400, text)
+        return _in_range(_midnight(day + timedelta(days=1) if end else day, z), text)
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a time: use {FORMS}") from None
+    if not 1970 <= dt.year <= 9999:
+        raise ValueError(f"{text!r}: dates are {RANGE_WORDS}")
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=z) if z is not None else dt.astimezone()
-    return dt.timestamp()
+    try:
+        return _in_range(dt.timestamp(), text)
+    except (OverflowError, OSError):
+        raise ValueError(f"{text!r}: dates are {RANGE_WORDS}") from None
+
+
+def _in_range(t: float, text: str) -> float:
+    if not MIN_EPOCH <= t <= MAX_EPOCH:
+        raise ValueError(f"{text!r}: dates are {RANGE_WORDS}")
+    return t
 
 
 def _local(epoch: float, tz: str | None) -> datetime:
@@ -81,7 +110,12 @@ def fmt(epoch: float | None, tz: str | None, *, end: bool = False,
     the day before, so a pass valid through the 31st shows 2026-12-31 24:00."""
     if epoch is None:
         return "-"
-    dt = _local(epoch, tz)
+    try:
+        dt = _local(epoch, tz)
+    except (OverflowError, OSError, ValueError):
+        if end and MAX_EPOCH - 2 * 86400 <= epoch <= MAX_EPOCH:
+            return "9999-12-31 24:00"              # the last day's end, east of UTC
+        return f"(out of range: {epoch!r})"       # stored before times were checked
     clock = "%H:%M:%S" if seconds else "%H:%M"
     if end and (dt.hour, dt.minute, dt.second, dt.microsecond) == (0, 0, 0, 0):
         return (dt - timedelta(days=1)).strftime("%Y-%m-%d ") + ("24:00:00" if seconds

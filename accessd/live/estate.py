@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ..alarms import ALARM_KINDS, label
 from ..core import when
+from ..core.text import printable
 from ..site import intake
 from ..site.db import SiteDB
 from . import topics
@@ -158,7 +159,9 @@ class Estate:
 
 
 def plain_line(line: dict, tz: str) -> str | None:
-    """`watch` without a terminal: one readable line per event, alarm, door change."""
+    """`watch` without a terminal: one readable line per event, alarm, door change.
+    Whatever came from a door or the database is escaped: no text makes two lines."""
+    line = {k: printable(v, 500) if isinstance(v, str) else v for k, v in line.items()}
     t = line.get("type")
     if t == "event":
         when_ = when.fmt_iso(line["ts"], tz)

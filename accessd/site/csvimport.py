@@ -120,8 +120,10 @@ def parse(text: str, site: SiteDB, *, now: float | None = None,
                     continue
                 try:
                     t = when.parse(text_, tz, end=col == "valid_until", now=now)
-                except ValueError:
-                    problems.append(f"{col} {text_!r} is not a date (2026-12-31 or "
+                except ValueError as exc:
+                    problems.append(f"{col} {text_!r}: dates are {when.RANGE_WORDS}"
+                                    if "dates are" in str(exc) else
+                                    f"{col} {text_!r} is not a date (2026-12-31 or "
                                     "2026-12-31T18:00)")
                     continue
                 vf, vu = (t, vu) if col == "valid_from" else (vf, t)

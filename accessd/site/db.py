@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import schedule as sched
+from ..core.when import check_epoch
 from ..core.credentials import (ASSURANCE, KINDS, SECURE_CARDS, STATUSES, check_reader_name,
                                 gives_any, parse_fob, reader_gives, unreadable_reason)
 from ..errors import AccessdError, KeyFileError, NotFoundError, StoreError
+from ..core.text import check_text
 from ..storage.crypto import Sealer, fingerprint, lookup_digest
 from . import keys as site_keys
 from .sql import Conflict, PostgresDatabase, SQLiteDatabase, is_url
@@ -192,6 +194,18 @@ def os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+NAME_MAX, UNIT_MAX, PHONE_MAX, DESCRIPTION_MAX, NOTE_MAX = 100, 32, 32, 200, 500
+
+
+def text(what: str, value, max_len: int, *, required: bool = False) -> str:
+    """A name, unit, phone, description or note as it enters the site: StoreError for
+    a control character or an oversized value (core.text.check_text)."""
+    try:
+        return check_text(what, value, max_len, required=required)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
 
 
 def check_id(what: str, value: str) -> str:
@@ -397,6 +411,7 @@ class SiteDB:
 
     def alarm_ack(self, alarm_id: int, note: str = "") -> dict:
         """Staff acknowledge an alarm: who (the OS user) and when are kept."""
+        note = text("the note", note, NOTE_MAX)
         actor = os_user()
         with self.db.atomic():   # one statement: two terminals cannot both acknowledge it
             done = self.db.execute("UPDATE alarms SET acked = ?, acked_by = ?, note = ? "
@@ -420,6 +435,7 @@ class SiteDB:
     # ---- groups and doors -----------------------------------------------------------
     def group_add(self, group_id: str, description: str = "") -> None:
         check_id("group", group_id)
+        description = text("the description", description, DESCRIPTION_MAX)
         key = secrets.token_bytes(32)
         try:
             with self.db.atomic():
@@ -447,6 +463,7 @@ class SiteDB:
         """readers: what the door's readers are (core.credentials.READER_GIVES names);
         none declared means any, and then no enrolment is refused for its sake."""
         check_id("door", door_id)
+        description = text("the description", description, DESCRIPTION_MAX)
         readers = check_readers(readers)
         self._readers = None
         self.group_key(group_id)  # exists?
@@ -472,6 +489,8 @@ class SiteDB:
     def door_update(self, door_id: str, *, description: str | None = None,
                     readers=None) -> None:
         door = self.door(door_id)
+        if description is not None:
+            description = text("the description", description, DESCRIPTION_MAX)
         readers = door["readers"] if readers is None else check_readers(readers)
         self._readers = None
         with self.db.atomic():
@@ -521,9 +540,9 @@ class SiteDB:
 
     def person_add(self, name: str, unit: str, role: str, phone: str | None = None,
                    person_id: str | None = None) -> str:
-        name, unit = name.strip(), unit.strip()
-        if not name:
-            raise StoreError("a person needs a name")
+        name = text("a person's name", name, NAME_MAX, required=True)
+        unit = text("the unit", unit, UNIT_MAX)
+        phone = text("the phone number", phone, PHONE_MAX) or None
         if role not in ROLES:
             raise StoreError(f"role {role!r} is not one of {', '.join(ROLES)}")
         person_id = check_id("person", person_id) if person_id else "p" + secrets.token_hex(4)
@@ -566,9 +585,12 @@ class SiteDB:
 
     def person_edit(self, person_id: str, *, name=None, unit=None, role=None, phone=None) -> Person:
         p = self.person(person_id)
-        new = Person(p.id, unit.strip() if unit is not None else p.unit, role or p.role,
-                     name.strip() if name is not None else p.name,
-                     phone if phone is not None else p.phone)
+        new = Person(p.id, text("the unit", unit, UNIT_MAX) if unit is not None else p.unit,
+                     role or p.role,
+                     text("a person's name", name, NAME_MAX, required=True)
+                     if name is not None else p.name,
+                     (text("the phone number", phone, PHONE_MAX) or None)
+                     if phone is not None else p.phone)
         if new.role not in ROLES:
             raise StoreError(f"role {new.role!r} is not one of {', '.join(ROLES)}")
         with self.db.atomic():
@@ -609,6 +631,12 @@ class SiteDB:
                 value = parse_fob(value).canonical
             except AccessdError as exc:
                 raise StoreError(str(exc)) from None
+        for what, t in (("valid-from", valid_from), ("valid-until", valid_until)):
+            if t is not None:
+                try:
+                    check_epoch(t, what)
+                except ValueError as exc:
+                    raise StoreError(str(exc)) from None
         if valid_from is not None and valid_until is not None and valid_until <= valid_from:
             raise StoreError("valid-until must be later than valid-from")
         if card is not None and (kind != "nfc" or card[0] not in SECURE_CARDS):

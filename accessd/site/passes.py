@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core import passes
 from ..errors import CredentialFormatError, NotFoundError, StoreError
-from .db import SiteDB, os_user
+from .db import NAME_MAX, SiteDB, os_user, text as checked_text
 
 QR_FORMATS = (".png", ".svg", ".txt")
 
@@ -23,6 +23,7 @@ def issue(site: SiteDB, *, group: str, role: str, label: str, valid_from: float,
           valid_until: float, uses: int) -> tuple[passes.Pass, str]:
     """Sign a new pass; returns it and its text (what the QR code holds)."""
     site.group_key(group)  # the group exists (NotFoundError otherwise)
+    label = checked_text("the pass's label", label, NAME_MAX, required=True)
     if valid_until <= time.time():
         raise CredentialFormatError("the pass would already have ended: give a --until in "
                                     "the future")

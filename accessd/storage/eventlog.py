@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 
 import sqlite_utils
 
+from ..core.text import printable
 from ..errors import EventLogError
 from .migrations import EVENTLOG_MIGRATIONS, migrate
 
@@ -274,8 +275,10 @@ class LogWriter:
 
     def submit(self, kind: str, reason: str, *, credential: str | None = None,
                detail: dict | None = None, ts: float | None = None) -> Future:
+        # (a store server's reply or a reader's frame may carry a NUL or a newline: it is
+        # escaped here, so no record forges a line or is refused by the office)
         rec = PendingRecord(utc_iso(self._wall() if ts is None else ts), kind, credential,
-                            reason, detail or {})
+                            printable(reason, 2000), detail or {})
         with self._cond:
             if len(self._pending) >= MAX_PENDING:
                 # Keep the oldest (they say what happened first); count the rest.

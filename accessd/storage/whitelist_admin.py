@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 import sqlite_utils
 
 from ..core.credentials import ASSURANCE, STATUSES, CredentialRecord, whitelist_values
+from ..core.text import check_text
 from ..errors import NotFoundError, StoreError
 from .crypto import Sealer, fingerprint, lookup_digest
 from .keys import DoorKeys
@@ -74,6 +75,10 @@ class WhitelistAdmin:
         for kind, value, holder, valid_from, valid_until, status in items:
             if status not in STATUSES:
                 raise StoreError(f"unknown status {status!r} (known: {', '.join(STATUSES)})")
+            try:
+                holder = check_text("the holder", holder, 64, required=True)
+            except ValueError as exc:
+                raise StoreError(str(exc)) from None
             if valid_from is not None and valid_until is not None and valid_until <= valid_from:
                 raise StoreError("valid-until must be later than valid-from")
             rec = CredentialRecord(credential_id="c" + secrets.token_hex(5), kind=kind,
