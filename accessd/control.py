@@ -373,12 +373,22 @@ class _Handler(socketserver.StreamRequestHandler):
                 continue
             try:
                 req = json.loads(line)
-                reply = controller.dispatch(req, uid)
             except json.JSONDecodeError as exc:
-                reply = {"ok": False, "error": f"line {lineno}: malformed JSON: {exc.msg} "
-                                                f"at column {exc.colno}"}
+                req = {"ok": False, "error": f"line {lineno}: malformed JSON: {exc.msg} "
+                                              f"at column {exc.colno}"}
             except UnicodeDecodeError:
-                reply = {"ok": False, "error": f"line {lineno}: not UTF-8"}
+                req = {"ok": False, "error": f"line {lineno}: not UTF-8"}
+            except ValueError as exc:   # a number beyond what the parser takes, ...
+                req = {"ok": False, "error": f"line {lineno}: malformed JSON: "
+                                             f"{str(exc)[:120]}"}
+            else:
+                req = None if req is None else {"request": req}
+            if req is not None and "error" in req:
+                if not self._reply(req):
+                    return
+                continue
+            try:
+                reply = controller.dispatch(req["request"] if req else None, uid)
             except ProtocolError as exc:
                 reply = {"ok": False, "error": f"line {lineno}: {exc}"}
             except AccessdError as exc:

@@ -133,3 +133,29 @@ def test_a_store_status_line_with_a_nul_is_logged_escaped_and_reaches_the_office
     rep = intake.pull(office.site, office.store)["door-a1"]
     assert rep.ok, rep
     office.site.close()
+
+
+def test_tracebacks_once_seen_are_messages(tmp_path, daemon):
+    """sim qr @IMAGE.png, a 5000-digit number on the control socket, an empty CSV kind,
+    and a daemon's refusal printed by accessctl without the socket's 'line 1:'."""
+    png = tmp_path / "pass.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    r = CliRunner().invoke(accessctl.main, ["--config", str(daemon.config), "sim", "qr",
+                                            f"@{png}"])
+    assert r.exit_code == 1 and "is not text (an image of the code?)" in r.output
+    with daemon.client() as c:
+        c.sock.sendall(b'{"op": "mode", "mode": ' + b"9" * 5000 + b"}\n")
+        got = json.loads(c._rfile.readline())
+        assert not got["ok"] and got["error"].startswith("line 1: malformed JSON")
+        assert c.request({"op": "status"})["ok"]          # the connection still serves
+    assert "Traceback" not in daemon.stderr() and "internal error" not in daemon.stderr()
+    r = CliRunner().invoke(accessctl.main, ["--config", str(daemon.config), "sim", "tap",
+                                            "04A1B2C3", "--reader", "nope"])
+    assert r.exit_code == 1 and "no reader named 'nope'" in r.output
+    assert "line 1" not in r.output
+    site, _ = _site(tmp_path)
+    csv = tmp_path / "r.csv"
+    csv.write_text("name,unit,role,phone,kind,uid,groups,valid_from,valid_until\n"
+                   "Bo Lind,14C,resident,,,04C0FFEE,bldg-a,,\n")
+    r = ctl(site, "import", str(csv))
+    assert r.exit_code == 1 and ":2: kind is empty: give nfc or fob for the uid" in r.output

@@ -769,6 +769,10 @@ def sim_qr(obj, text, reader, as_json):
         except OSError as exc:
             raise click.BadParameter(f"cannot read {text[1:]}: {exc.strerror}",
                                      param_hint="TEXT")
+        except UnicodeDecodeError:
+            raise click.BadParameter(f"{text[1:]} is not text (an image of the code?): give "
+                                     "the pass's text as 'pass issue' printed it, or a file "
+                                     "holding it", param_hint="TEXT") from None
     _sim(obj, {"input": "qr", "text": text, **({"reader": reader} if reader else {})}, as_json)
 
 

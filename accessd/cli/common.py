@@ -134,8 +134,12 @@ def out(as_json: bool, obj, human) -> None:
 
 
 def reply(resp: dict) -> dict:
+    """A daemon's answer; its refusal printed without the socket's 'line N:' (that
+    is about the request line accessctl wrote, not what the user typed)."""
     if not resp.get("ok"):
-        fail(resp.get("error", "the daemon refused the request"))
+        import re
+        fail(re.sub(r"^line \d+: ", "", str(resp.get("error")
+                                            or "the daemon refused the request")))
     return resp
 
 

@@ -97,7 +97,9 @@ def parse(text: str, site: SiteDB, *, now: float | None = None,
         if kind == "pin":
             problems.append("PINs are not imported from files (residents type them)")
         elif kind or value:
-            if kind not in ("nfc", "fob"):
+            if kind is None:
+                problems.append("kind is empty: give nfc or fob for the uid")
+            elif kind not in ("nfc", "fob"):
                 problems.append(f"kind {kind!r} must be nfc or fob")
             elif not value:
                 problems.append(f"kind {kind} needs a uid")
