@@ -260,6 +260,15 @@ def test_frame_checker_passes_good_frames_and_names_bad_ones():
     assert checker.feed(chk + bytes([proto.checksum(chk) ^ 0x10])) == [
         "OSDP frame from address 101 fails its checksum (7 bytes)"]
     assert checker.feed(b"noise without a start of message") == []
+    # a bit error in LEN where a frame begins (after a mark, or right after a frame) is a
+    # bad frame too; the same bytes in the middle of noise are not
+    wrong_len = bytearray(good)
+    wrong_len[3] = 0x80                            # LEN 0x8008: beyond any frame
+    assert checker.feed(b"\xff" + bytes(wrong_len)) == [
+        "OSDP frame from address 101 gives a length of 32776 bytes (a frame is 7-1440)"]
+    assert checker.feed(good + bytes(wrong_len)) == [
+        "OSDP frame from address 101 gives a length of 32776 bytes (a frame is 7-1440)"]
+    assert checker.feed(b"xyz" + bytes([0x53, 0x01, 0x02, 0x00, 0x00])) == []
 
 
 def test_card_and_keypad_reports_decode_like_the_other_readers():

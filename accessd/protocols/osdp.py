@@ -51,6 +51,7 @@ class FrameChecker:
 
     def __init__(self):
         self._buf = bytearray()
+        self._boundary = False   # the buffer starts where a frame must: after one, a mark
 
     def feed(self, data: bytes) -> list[str]:
         buf = self._buf
@@ -59,14 +60,21 @@ class FrameChecker:
         while True:
             start = buf.find(SOM)
             if start < 0:
+                self._boundary = bool(buf) and buf[-1] == MARK
                 buf.clear()
                 return bad
+            framed = (self._boundary and start == 0) or (start > 0 and buf[start - 1] == MARK)
             del buf[:start]
+            self._boundary = framed
             if len(buf) < 5:
                 return bad
             length = buf[2] | buf[3] << 8
             if not MIN_LEN <= length <= MAX_LEN:
-                del buf[:1]            # not a frame start after all
+                if framed:   # where a frame begins: a bit error in its length
+                    bad.append(f"OSDP frame from address {buf[1] & 0x7F} gives a length of "
+                               f"{length} bytes (a frame is {MIN_LEN}-{MAX_LEN})")
+                del buf[:1]            # (else noise that looked like a frame start)
+                self._boundary = False
                 continue
             if len(buf) < length:
                 return bad
@@ -78,10 +86,12 @@ class FrameChecker:
                 ok = checksum(frame[:-1]) == frame[-1]
             if ok:
                 del buf[:length]
+                self._boundary = True
             else:
                 bad.append(f"OSDP frame from address {frame[1] & 0x7F} fails its "
                            f"{'CRC' if use_crc else 'checksum'} ({length} bytes)")
                 del buf[:1]            # resynchronise on the next SOM
+                self._boundary = False
 
 
 def bits_of(data: bytes, length: int) -> list[int]:
