@@ -388,7 +388,8 @@ def _choice(path: Path, key: str, value: str, choices: tuple[str, ...]) -> None:
         raise _err(path, key, f"must be one of {', '.join(choices)}; got {value!r}")
 
 
-def check_key_file(path: Path, key_file: Path, data_dir: Path, *, must_exist: bool = True) -> None:
+def check_key_file(path: Path, key_file: Path, data_dir: Path, *, must_exist: bool = True,
+                   door_id: str = "", site_door: bool = False) -> None:
     """A key file must exist, be a regular file, and not be readable by others."""
     where = "storage.key_file"
     try:
@@ -401,6 +402,11 @@ def check_key_file(path: Path, key_file: Path, data_dir: Path, *, must_exist: bo
     try:
         st = key_file.stat()
     except FileNotFoundError:
+        if must_exist and site_door:   # its keys come from the office, never made here
+            raise _err(path, where, f"{key_file} does not exist: this door syncs with an "
+                       "office, which makes its key file ('accessctl --site SITE door keys "
+                       f"{door_id} --out keys.json', or 'door provision'); install it here, "
+                       "mode 0600", KeyFileError) from None
         if must_exist:
             raise _err(path, where, f"{key_file} does not exist (create it with "
                        f"'accessctl --config {path} keys init')", KeyFileError) from None
@@ -544,7 +550,8 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
                             max_events=st["max_events"])
     if storage.data_dir.exists() and not storage.data_dir.is_dir():
         raise _err(path, "storage.data_dir", f"{storage.data_dir} is a file, not a directory")
-    check_key_file(path, storage.key_file, storage.data_dir, must_exist=require_keys)
+    check_key_file(path, storage.key_file, storage.data_dir, must_exist=require_keys,
+                   door_id=d["id"], site_door=bool(s["sync"]["url"] or s["mqtt"]["url"]))
 
     a = s["api"]
     if a["group"]:

@@ -159,3 +159,48 @@ def test_tracebacks_once_seen_are_messages(tmp_path, daemon):
                    "Bo Lind,14C,resident,,,04C0FFEE,bldg-a,,\n")
     r = ctl(site, "import", str(csv))
     assert r.exit_code == 1 and ":2: kind is empty: give nfc or fob for the uid" in r.output
+
+
+def test_cli_surprises_are_gone(tmp_path):
+    """schedule add no longer replaces silently; import --skip-bad with every row bad
+    exits 1; logs show --person takes a unique name; a duress PIN is marked; explain
+    names a holiday; a site door without its key file is told to get it from the
+    office."""
+    site, person = _site(tmp_path, tz="UTC")
+    assert ctl(site, "schedule", "add", "delivery", "--window", "mon-fri 08:00-16:00"
+               ).exit_code == 0
+    r = ctl(site, "schedule", "add", "delivery", "--window", "daily 00:00-24:00")
+    assert r.exit_code == 1 and "already exists" in r.output and "--replace" in r.output
+    assert "fri 08:00-16:00" in ctl(site, "schedule", "list").output   # unchanged
+    assert ctl(site, "schedule", "add", "delivery", "--window", "daily 07:00-18:00",
+               "--replace").exit_code == 0
+    csv = tmp_path / "bad.csv"
+    csv.write_text("name,unit,role,phone,kind,uid,groups,valid_from,valid_until\n"
+                   ",1A,resident,,,,bldg-a,,\n")
+    r = ctl(site, "import", str(csv), "--skip-bad")
+    assert r.exit_code == 1 and "nothing imported" in r.output
+    r = ctl(site, "logs", "show", "--person", "anna berg")
+    assert r.exit_code == 0, r.output
+    other = json.loads(setup_site(site, "person", "add", "--name", "Anna Berg", "--unit",
+                                  "3B", "--json"))["person"]
+    r = ctl(site, "logs", "show", "--person", "Anna Berg")
+    assert r.exit_code == 1 and "2 people are named 'Anna Berg'" in r.output and other in r.output
+    assert ctl(site, "logs", "show", "--person", "Anna Berg (3B)").exit_code == 0
+    r = CliRunner().invoke(accessctl.main, ["--site", str(site), "enroll", "--person", person,
+                                            "--kind", "pin", "--pin-stdin", "--duress"],
+                           input="739102\n")
+    assert r.exit_code == 0 and "duress PIN" in r.output, r.output
+    assert "duress: opens and raises a silent alarm" in ctl(site, "person", "show",
+                                                            person).output
+    card = json.loads(ctl(site, "enroll", "--person", person, "--kind", "nfc", "--uid",
+                          "04A1B2C3", "--json").output)["id"]
+    setup_site(site, "person", "edit", person, "--schedule", "delivery")
+    setup_site(site, "holiday", "2026-12-25")
+    r = ctl(site, "explain", card, "--door", "door-a", "--at", "2026-12-25T10:00")
+    assert "2026-12-25 is a holiday: schedules are off all day" in r.output, r.output
+    from accessd.testing import write_sim_config
+    cfg = write_sim_config(tmp_path / "door", keys=False, door_id="door-a")
+    cfg.write_text(cfg.read_text() + '\n[sync]\nurl = "file:///srv/store"\n')
+    from accessd.cli.daemon import main as accessd_main
+    r = CliRunner().invoke(accessd_main, ["check-config", "--config", str(cfg)])
+    assert r.exit_code == 2 and "door keys door-a" in r.output and "keys init" not in r.output

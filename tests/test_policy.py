@@ -131,7 +131,7 @@ def test_the_door_applies_the_schedule_from_its_bundle(office):
         assert r["decision"] == "denied" and r["reason"] == "denied: outside schedule 'delivery'"
         assert dp.request({"op": "sim", "input": "tap", "uid": "04A1B2C3"})["reason"] == "granted"
         # the office widens delivery hours; the door follows after the next bundle
-        office.site.schedule_set("delivery", {"daily": "00:00-24:00"})
+        office.site.schedule_set("delivery", {"daily": "00:00-24:00"}, replace=True)
         office.publish()
         assert dp.request({"op": "sync"})["ok"]
         r = dp.request({"op": "sim", "input": "tap", "uid": "04C0C0C0"})

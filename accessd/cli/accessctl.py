@@ -101,8 +101,9 @@ def keys_init(obj: Ctx) -> None:
 @click.option("--uid", "value", help="The card UID, or a fob's number in any printed form: "
                                      "decimal (0045131261), facility:card (176:42493), the "
                                      "10 hex digits of the EM ID (0102B0A5FD) or its 13 "
-                                     "digits, raw<bits>:<hex> for a raw Wiegand frame "
-                                     "(not for PINs).")
+                                     "digits, 0x and up to 8 hex digits for its 32-bit "
+                                     "number (0x02B0A5FD), raw<bits>:<hex> for a raw "
+                                     "Wiegand frame (not for PINs).")
 @click.option("--capture", is_flag=True, help="Take the next credential presented at the door.")
 @click.option("--capture-at", metavar="DOOR", help="At the office: take the next card or "
               "fob presented at DOOR, over the live channel (MQTT).")
@@ -160,7 +161,8 @@ def enroll(obj: Ctx, kind, holder, person, nfc_reader, duress, uses, value, capt
         rec = site.credential_add(who.id, kind, value, valid_from=vf, valid_until=vu,
                                   duress=duress, max_uses=uses)
         _out(as_json, rec, lambda: click.echo(
-            f"enrolled {kind} {rec['id']} ({rec['fingerprint']}) for {site.label(who)}"
+            f"enrolled {'a duress PIN (it opens and raises a silent alarm)' if duress else kind}"
+            f" {rec['id']} ({rec['fingerprint']}) for {site.label(who)}"
             + _validity_words(vf, vu, tz) + "; run 'accessctl publish' to update the doors"))
         return
     if duress or uses or capture_at:

@@ -173,14 +173,17 @@ def register(main) -> None:
     @click.option("--window", "windows", multiple=True, required=True,
                   help='"DAYS HH:MM-HH:MM": mon-fri, sat, sun, daily, weekdays, weekends; '
                        'an end before the start crosses midnight (repeatable).')
+    @click.option("--replace", is_flag=True, help="Change a schedule that exists already.")
     @click.pass_obj
-    def schedule_add(obj, name, windows):
-        """Add or replace a schedule. Bad windows are refused with the reason.
+    def schedule_add(obj, name, windows, replace):
+        """Add a schedule (--replace to change one). Bad windows are refused with the
+        reason.
 
         \b
         Examples:
           accessctl --site /srv/accessd-site schedule add delivery --window "mon-fri 08:00-16:00"
           accessctl --site /srv/accessd-site schedule add night --window "daily 22:00-06:00"
+          accessctl --site /srv/accessd-site schedule add delivery --window "daily 07:00-18:00" --replace
         """
         spec: dict[str, list[str]] = {}
         for w in windows:
@@ -189,7 +192,7 @@ def register(main) -> None:
                 raise click.BadParameter(f"{w!r}: give DAYS and a window, e.g. 'mon-fri 08:00-16:00'",
                                          param_hint="--window")
             spec.setdefault(parts[0], []).append(parts[1])
-        s = site_of(obj).schedule_set(name, spec)
+        s = site_of(obj).schedule_set(name, spec, replace=replace)
         click.echo(f"schedule {name}: {json.dumps(s.to_spec())}; run 'accessctl publish'")
 
     @schedule_group.command("list")
@@ -356,11 +359,17 @@ def register(main) -> None:
                           "card'; none in time 'denied: no PIN after the card')")
         holder = site.person(row["holder"])
         tz = site.timezone
+        from ..core.when import day as local_day
+        today = local_day(when, tz)
+        holiday = site.policy().holidays.get(today)
+        if holiday and row.get("schedule"):   # why a schedule is off, or another one today
+            reason += (f" ({today} is a holiday: schedules are off all day)" if holiday == "off"
+                       else f" ({today} is a holiday: schedule '{holiday}' applies instead)")
         doc = {"credential": credential_id, "door": door_id, "at": when,
                "at_local": f"{fmt_time(when, tz)} {tz}", "granted": granted,
                "reason": reason, "schedule": row.get("schedule"), "person": row["holder"],
                "name": site.label(holder), "assurance": row["assurance"],
-               "card": row.get("card") or None}
+               "card": row.get("card") or None, "holiday": holiday}
         what = f"{row['card']} card" if row.get("card") else row["kind"]
         out(as_json, doc, lambda: click.echo(
             f"{'OPENS' if granted else 'DOES NOT OPEN'}: {reason}\n"
@@ -639,7 +648,9 @@ def register(main) -> None:
                 valid = ("" if c["valid_from"] is None and c["valid_until"] is None else
                          f", valid {fmt_time(c['valid_from'], tz)} .. "
                          f"{fmt_time(c['valid_until'], tz, end=True)} {tz}")
-                click.echo(f"  {c['id']} {c['kind']} {c['fingerprint']} {c['status']}{valid}")
+                kind = f"{c['kind']} (duress: opens and raises a silent alarm)" \
+                    if c.get("duress") else c["kind"]
+                click.echo(f"  {c['id']} {kind} {c['fingerprint']} {c['status']}{valid}")
         out(as_json, doc, human)
 
     @person_group.command("edit")
@@ -880,7 +891,8 @@ def register(main) -> None:
 
     @logs_group.command("show")
     @click.option("--door", help="Only this door.")
-    @click.option("--person", help="Only this person's credentials.")
+    @click.option("--person", help="Only this person's credentials: the id, or the name "
+                                   "if only one person has it.")
     @click.option("--since", help="2026-11-21, 2026-11-21T18:00 (site time zone) or 12h (ago).")
     @click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable).")
     @click.option("--limit", type=click.IntRange(1))
@@ -898,6 +910,8 @@ def register(main) -> None:
         site = site_of(obj)
         tz = site.timezone
         since_ts = _since(since, tz)
+        if person:
+            person = site.person_named(person)
         rows = intake.show(site, door=door, person=person, since=since_ts,
                            kinds=kinds, limit=limit)
         for r in rows:

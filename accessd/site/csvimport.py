@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 from ..core import when
 from ..core.credentials import normalize
+from ..core.text import check_text
 from ..errors import AccessdError, CredentialFormatError, StoreError
-from .db import ROLES, SiteDB
+from .db import NAME_MAX, PHONE_MAX, ROLES, UNIT_MAX, SiteDB
 
 COLUMNS = ("name", "unit", "role", "phone", "kind", "uid", "groups", "valid_from", "valid_until")
 REQUIRED = ("name", "unit", "role")
@@ -91,6 +92,12 @@ def parse(text: str, site: SiteDB, *, now: float | None = None,
         name, unit, role = get("name"), get("unit"), get("role")
         if not name:
             problems.append("name is empty")
+        for col, value, most in (("name", name, NAME_MAX), ("unit", unit, UNIT_MAX),
+                                 ("phone", get("phone"), PHONE_MAX)):
+            try:
+                check_text(col, value, most)
+            except ValueError as exc:
+                problems.append(str(exc))
         if role not in ROLES:
             problems.append(f"role {role!r} is not one of {', '.join(ROLES)}")
         kind, value = get("kind") or None, get("uid") or None
@@ -184,7 +191,7 @@ def import_csv(site: SiteDB, text: str, *, skip_bad: bool = False, progress=None
         with site.db.atomic():
             rows, errors = parse(text, site, now=now, warnings=warnings)
             rep = ImportReport(rows=len(rows) + len(errors), errors=errors, warnings=warnings)
-            if errors and not skip_bad:
+            if errors and (not skip_bad or not rows):   # (every row bad: nothing imported)
                 return rep
             for row in rows:
                 pid = site.find_person(row.unit, row.name)

@@ -562,6 +562,23 @@ class SiteDB:
         """How staff see a person: 'Anna Berg (12A)', or the name alone."""
         return f"{p.name} ({p.unit})" if p.unit else p.name
 
+    def person_named(self, text: str) -> str:
+        """A person's id from their id, their name or 'Name (unit)' as lists show it
+        (case does not matter); refused when no one or several have it."""
+        text = text.strip()
+        if self.db.execute("SELECT 1 FROM people WHERE id = ?", [text]).fetchone():
+            return text
+        want = text.casefold()
+        hits = [p for p in self.people()
+                if want in (p.name.casefold(), self.label(p).casefold())]
+        if not hits:
+            raise NotFoundError(f"no person with the id or name {text!r}")
+        if len(hits) > 1:
+            raise StoreError(f"{len(hits)} people are named {text!r}: "
+                             + ", ".join(f"{self.label(p)} = {p.id}" for p in hits)
+                             + "; give the id")
+        return hits[0].id
+
     def find_person(self, unit: str, name: str) -> str | None:
         row = self.db.execute("SELECT id FROM people WHERE ident = ?",
                               [self.person_ident(unit, name)]).fetchone()
@@ -751,18 +768,19 @@ class SiteDB:
         """The site's credentials (fingerprints, never values); with revoked=True also
         the revoked ones the office remembers (status 'revoked')."""
         sql = ("SELECT id, person_id, kind, fingerprint, assurance, valid_from, valid_until, "
-               "status FROM credentials")
+               "status, duress FROM credentials")
         if revoked:
             sql += (" UNION ALL SELECT id, person_id, kind, fingerprint, '', NULL, NULL, "
-                    "status FROM retired_credentials")
+                    "status, 0 FROM retired_credentials")
         sql = f"SELECT * FROM ({sql}) AS c"
         args: list = []
         if person_id:
             sql += " WHERE person_id = ?"
             args.append(person_id)
         cols = ("id", "person", "kind", "fingerprint", "assurance", "valid_from", "valid_until",
-                "status")
-        return [dict(zip(cols, r)) for r in self.db.execute(sql + " ORDER BY person_id, id", args)]
+                "status", "duress")
+        return [{**dict(zip(cols, r)), "duress": bool(r[8])}
+                for r in self.db.execute(sql + " ORDER BY person_id, id", args)]
 
     def holders(self) -> dict[str, tuple[str, str, str, float | None]]:
         """Credential id and fingerprint -> (person id, kind, status, since when) for
@@ -845,10 +863,15 @@ class SiteDB:
         with self.db.atomic():
             self.db.upsert("meta", {"key": "timezone", "value": tz}, pk="key")
 
-    def schedule_set(self, name: str, spec: dict) -> sched.Schedule:
-        """Add or replace a schedule; refused (PolicyError) if badly defined."""
+    def schedule_set(self, name: str, spec: dict, *, replace: bool = False) -> sched.Schedule:
+        """Add a schedule, or with replace=True change one; refused (PolicyError) if
+        badly defined, StoreError if it exists and replace is not given."""
         s = sched.parse_schedule(name, spec)
         with self.db.atomic():
+            if not replace and self.db.execute("SELECT 1 FROM schedules WHERE name = ?",
+                                               [name]).fetchone():
+                raise StoreError(f"schedule {name!r} already exists: 'schedule add {name} "
+                                 "... --replace' changes it")
             self.db.upsert("schedules", {"name": name, "spec": json.dumps(s.to_spec())},
                            pk="name")
         return s
