@@ -82,7 +82,8 @@ def test_courier_follows_delivery_hours_and_explain_says_why(office):
         return json.loads(r.output)["reason"]
     assert explain("2026-11-23T09:00") == "granted: schedule 'delivery'"
     assert explain("2026-11-23T19:30") == "denied: outside schedule 'delivery'"
-    assert explain("2026-12-25T09:00") == "denied: outside schedule 'delivery'"   # holiday
+    assert explain("2026-12-25T09:00") == ("denied: outside schedule 'delivery' (2026-12-25 "
+                                            "is a holiday: schedules are off all day)")
     assert explain("2026-11-23T19:30", cred=office.card["id"]) == "granted"      # a resident
     assert explain("2026-11-23T09:00", door="door-b1").startswith(
         "denied: unknown credential (not granted door group 'bldg-b'")
