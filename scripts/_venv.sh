@@ -17,7 +17,10 @@ stamp=".venv/.accessd-installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "installing accessd and its dependencies into .venv ..." >&2
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  # (PYTHONWARNINGS: setuptools' box about the checkout's accessd/ folder is for
+  # editable installs in general; ours is meant to be one)
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[test]' 2>&1 \
+    | grep -v '^WARNING: Location' >&2 || true
   .venv/bin/python -c 'import accessd, nfc, gpiozero, serial, sqlite_utils, pytest' \
     || { echo "installing into .venv failed" >&2; exit 1; }
   rm -f .venv/.accessd-installed-*

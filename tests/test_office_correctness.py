@@ -302,6 +302,9 @@ def test_the_wheel_carries_the_examples_and_accessd_init_writes_them(tmp_path):
     for f in ("config/pi-door.toml", "systemd/accessd.service", "hw/WIRING.md",
               "hw/99-accessd-nfc.rules"):
         assert f"accessd/share/{f}" in names
+    # the license it claims, as a file (Apache-2.0 asks for its text to go with it)
+    licence = next(n for n in names if n.endswith("/LICENSE"))
+    assert b"Apache License" in zipfile.ZipFile(wheel).read(licence)
     # run `accessd init` from the unpacked wheel, not from this checkout
     unpacked = tmp_path / "unpacked"
     zipfile.ZipFile(wheel).extractall(unpacked)
@@ -321,3 +324,8 @@ def test_the_wheel_carries_the_examples_and_accessd_init_writes_them(tmp_path):
                            text=True, timeout=60, cwd=tmp_path,
                            env={"PYTHONPATH": str(unpacked)})
     assert again.returncode == 1 and "already exist" in again.stderr and "--force" in again.stderr
+    # units that could not start it: a binary under /home, which ProtectHome= hides
+    home = subprocess.run([sys.executable, "-c", code, "init", str(tmp_path / "home-files"),
+                           "--accessd-bin", "/home/pi/venv/bin/accessd"], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path, env={"PYTHONPATH": str(unpacked)})
+    assert home.returncode == 0 and "ProtectHome=yes" in home.stderr and "/opt" in home.stderr

@@ -68,6 +68,12 @@ def init(directory: str, accessd_bin: str | None, force: bool) -> None:
         sys.exit(1)
     for path, what in written:
         click.echo(f"wrote {path}  ({what})")
+    if accessd_bin and Path(accessd_bin).resolve().is_relative_to("/home") or \
+            accessd_bin and Path(accessd_bin).resolve().is_relative_to("/root"):
+        click.echo(f"warning: {accessd_bin} is under a home directory, which the units "
+                   "hide from the service (ProtectHome=yes): systemd will not start it. "
+                   "Install accessd under /opt (scripts/install-on-pi does) or give "
+                   "--accessd-bin a path outside /home and /root", err=True)
     click.echo(f"units start {accessd_bin or '/opt/accessd/.venv/bin/accessd'}. Next: edit "
                "accessd.toml (door.id, pins, readers), copy it to /etc/accessd/accessd.toml, "
                "then 'accessctl keys init' and 'accessd check-config'.")

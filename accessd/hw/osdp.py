@@ -130,7 +130,11 @@ class OsdpReader(Reader):
         chan = SerialChannel(self._ser, self.bad_frame, self.clock)
         cp = osdp.ControlPanel([osdp.PDInfo(self.address, chan, scbk=key.scbk, flags=flags,
                                             name=self.name[:15])],
-                               log_level=osdp.LogLevel.Error)
+                               # install mode: libosdp tries our key first and says
+                               # "Failed to verify PD cryptogram" before the default one,
+                               # as expected; the door reports the keying itself
+                               log_level=osdp.LogLevel.Critical if keying
+                               else osdp.LogLevel.Error)
         cp.lock = threading.Lock()  # refreshed here, in this thread, not by its own
         ctx = cp.ctx
         deadline = self.clock.monotonic() + ONLINE_TIMEOUT
