@@ -21,8 +21,9 @@ from ..errors import AccessdError, CredentialFormatError, StoreError
 from ..storage import eventlog as evlog
 from ..storage.crypto import fingerprint
 from ..storage.keys import generate, write_key_file
-from .common import (SafePath, Ctx, Group, console, fail, fmt_time as _fmt_time, json_opt,
-                     out as _out, parse_when, plural, reply as _reply, site_of)
+from .common import (Ctx, FloatRange, Group, SafePath, console, fail, fmt_time as _fmt_time,
+                     json_opt, out as _out, parse_when, plural, read_path, reply as _reply,
+                     site_of)
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "-c", "config_path", type=SafePath(dir_okay=False),
@@ -507,7 +508,7 @@ def lost(ctx, credential_id: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True,
+@click.option("--limit", type=click.IntRange(1, 10_000_000), default=50, show_default=True,
               help="The newest this many entries.")
 @json_opt
 @click.pass_obj
@@ -633,9 +634,9 @@ def _event_line(e: dict) -> str:
 
 @main.command()
 @click.option("--since", help="Only events since: 2026-11-21T08:00, 2026-11-21 or 1h (ago).")
-@click.option("--after", type=click.IntRange(0), default=0,
+@click.option("--after", type=click.IntRange(0, 2**62), default=0,
               help="Only events with a sequence number above this one.")
-@click.option("--limit", type=click.IntRange(1), help="At most this many events.")
+@click.option("--limit", type=click.IntRange(1, 10_000_000), help="At most this many events.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they arrive.")
 @click.option("--verify", is_flag=True, help="Check the hash chain instead of listing.")
 @json_opt
@@ -767,10 +768,7 @@ def sim_qr(obj, text, reader, as_json):
     """
     if text.startswith("@"):
         try:
-            text = Path(text[1:]).read_text().strip()
-        except OSError as exc:
-            raise click.BadParameter(f"cannot read {text[1:]}: {exc.strerror}",
-                                     param_hint="TEXT")
+            text = read_path(text[1:], "TEXT").decode().strip()
         except UnicodeDecodeError:
             raise click.BadParameter(f"{text[1:]} is not text (an image of the code?): give "
                                      "the pass's text as 'pass issue' printed it, or a file "
@@ -781,11 +779,10 @@ def sim_qr(obj, text, reader, as_json):
 def _card_file(path: Path):
     """The simulated secure card kept in PATH; a clear error if it is not one."""
     from ..protocols.cards import card_from_image
+    data = read_path(path, "--card")
     try:
-        return card_from_image(json.loads(path.read_text()))
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--card")
-    except ValueError as exc:   # JSONDecodeError is one
+        return card_from_image(json.loads(data))
+    except (ValueError, RecursionError) as exc:   # JSONDecodeError and bad UTF-8 are ones
         raise click.BadParameter(f"{path}: {exc}", param_hint="--card")
 
 
@@ -837,9 +834,9 @@ def sim_card_new(path, uid, card_type):
 @click.argument("path", type=SafePath(dir_okay=False, path_type=Path))
 @click.option("--nfc-link", required=True, help="The udp link of the reader to hold it on "
                                                 "(udp:HOST:PORT), e.g. the office reader's.")
-@click.option("--hold", default=10.0, show_default=True, type=click.FloatRange(0.1, 600),
+@click.option("--hold", default=10.0, show_default=True, type=FloatRange(0.1, 600),
               help="Seconds to hold it there once a reader has found it.")
-@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 600),
+@click.option("--timeout", default=30.0, show_default=True, type=FloatRange(0.1, 600),
               help="Seconds to wait for a reader.")
 def sim_card_present(path, nfc_link, hold, timeout):
     """Hold a simulated card on a reader's udp link (for 'enroll --kind ntag424

@@ -81,8 +81,8 @@ class Ctx:
         return Client(self.cfg(require_keys=False).api.socket)
 
 
-def fail(msg: str, code: int = 1):
-    click.echo(f"accessctl: {msg}", err=True)
+def fail(msg: str, code: int = 1, prog: str = "accessctl"):
+    click.echo(f"{prog}: {msg}", err=True)
     sys.exit(code)
 
 
@@ -92,38 +92,48 @@ class Group(click.Group):
     an operation refused), 2 for usage (an unknown or missing option, options that
     do not go together, no --site) and for a broken door config."""
 
+    prog = "accessctl"
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            fail(f"config error: {exc}", 2)
+            fail(f"config error: {exc}", 2, self.prog)
         except AccessdError as exc:
-            fail(str(exc))
+            fail(str(exc), 1, self.prog)
+        except OSError as exc:   # a file or directory a command was given and cannot use
+            where = exc.filename if exc.filename is not None else ""
+            fail(f"{where}: {exc.strerror or exc}" if where else str(exc.strerror or exc), 1,
+                 self.prog)
 
     def main(self, args=None, prog_name=None, **extra):
         extra.pop("standalone_mode", None)
         try:
             rv = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.MissingParameter as exc:
-            _usage_error(exc)
+            self._usage_error(exc)
         except click.BadParameter as exc:
             hint = exc.param_hint if isinstance(exc.param_hint, str) else (
                 exc.param.get_error_hint(exc.ctx) if exc.param is not None and exc.ctx else "")
             msg = " ".join(exc.message.split())
-            fail(f"{hint.strip(chr(39))}: {msg}" if hint else msg, 1)
+            fail(f"{hint.strip(chr(39))}: {msg}" if hint else msg, 1, self.prog)
         except click.UsageError as exc:
-            _usage_error(exc)
+            self._usage_error(exc)
         except click.ClickException as exc:  # e.g. a file that cannot be opened
-            fail(exc.format_message(), 1)
+            fail(exc.format_message(), 1, self.prog)
         except (click.Abort, EOFError, KeyboardInterrupt):
-            fail("aborted", 1)
+            fail("aborted", 1, self.prog)
         sys.exit(rv if isinstance(rv, int) else 0)
 
+    def _usage_error(self, exc: click.UsageError):
+        where = exc.ctx.command_path if exc.ctx is not None else self.prog
+        msg = " ".join(exc.format_message().split()).rstrip(".")
+        fail(f"{msg[:1].lower() + msg[1:]} (see '{where} --help')", 2, self.prog)
 
-def _usage_error(exc: click.UsageError):
-    where = exc.ctx.command_path if exc.ctx is not None else "accessctl"
-    msg = " ".join(exc.format_message().split()).rstrip(".")
-    fail(f"{msg[:1].lower() + msg[1:]} (see '{where} --help')", 2)
+
+class DaemonGroup(Group):
+    """The same, for `accessd`."""
+    prog = "accessd"
 
 
 def out(as_json: bool, obj, human) -> None:
@@ -175,3 +185,77 @@ class SafePath(click.Path):
                 raise
             self.fail(f"{os.fsdecode(value)!r}: {getattr(exc, 'strerror', None) or exc}",
                       param, ctx)
+
+
+MAX_INPUT_FILE = 64 << 20   # a CSV of 5,000 residents is under 1 MB
+
+
+def read_input(fh, param: str, limit: int = MAX_INPUT_FILE) -> bytes:
+    """The whole of an input file click opened (a file, standard input, a pipe), with a
+    cap: a device such as /dev/zero, or anything beyond `limit`, is refused naming
+    the option."""
+    import stat
+    try:
+        mode = os.fstat(fh.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        mode = 0
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise click.BadParameter(f"{getattr(fh, 'name', '?')} is a device, not a file",
+                                 param_hint=param)
+    data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise click.BadParameter(f"{getattr(fh, 'name', '?')} is larger than "
+                                 f"{limit >> 20} MB", param_hint=param)
+    return data
+
+
+def read_path(path, param: str, limit: int = 1 << 20) -> bytes:
+    """A small input named by path (a card image, a pass's text): a regular file of at
+    most `limit` bytes (a FIFO would block, /dev/zero never end)."""
+    import stat
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise click.BadParameter(f"{path} is not a regular file", param_hint=param)
+        if st.st_size > limit:
+            raise click.BadParameter(f"{path} is larger than {limit >> 10} kB",
+                                     param_hint=param)
+        with open(path, "rb") as fh:
+            return fh.read(limit + 1)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}",
+                                 param_hint=param) from None
+
+
+class InputFile(click.File):
+    """click.File for reading that refuses what would block or never end: a named pipe
+    nobody writes to, a device such as /dev/zero ('-' and a shell's <(...) work)."""
+
+    def convert(self, value, param, ctx):
+        import stat
+        if isinstance(value, (str, bytes, os.PathLike)) and os.fsdecode(value) != "-":
+            name = os.fsdecode(value)
+            if "\0" in name:
+                self.fail(f"{name!r}: a file name cannot contain a NUL byte", param, ctx)
+            try:
+                mode = os.stat(name).st_mode
+            except OSError:
+                mode = 0      # click says what is wrong with it
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                self.fail(f"{name} is a device, not a file", param, ctx)
+            if stat.S_ISFIFO(mode) and not name.startswith(("/dev/fd/", "/proc/self/fd/")):
+                self.fail(f"{name} is a named pipe: give a file, or - for standard input",
+                          param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class FloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and infinity (which pass its min/max
+    comparisons) naming the option."""
+
+    def convert(self, value, param, ctx):
+        import math
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv

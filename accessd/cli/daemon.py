@@ -11,7 +11,7 @@ import click
 from .. import __version__
 from ..config import DEFAULT_CONFIG, load_config
 from ..errors import AccessdError, ConfigError
-from .common import SafePath
+from .common import DaemonGroup, SafePath
 
 CONFIG_OPT = click.option(
     "--config", "-c", "config_path", type=SafePath(dir_okay=False), envvar="ACCESSD_CONFIG",
@@ -26,7 +26,7 @@ def _load(config_path: str, **kw):
         sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=DaemonGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="accessd")
 def main() -> None:
     """The accessd door daemon.
@@ -58,6 +58,11 @@ def init(directory: str, accessd_bin: str | None, force: bool) -> None:
     from pathlib import Path
 
     from ..examples import write_examples
+    if accessd_bin is not None and (not accessd_bin.startswith("/") or any(
+            ord(c) < 32 or ord(c) == 127 for c in accessd_bin)):
+        raise click.BadParameter(f"{accessd_bin!r}: give the absolute path of the accessd "
+                                 "program, e.g. /opt/accessd/.venv/bin/accessd",
+                                 param_hint="--accessd-bin")
     if accessd_bin is None:
         beside = Path(sys.executable).parent / "accessd"
         accessd_bin = str(beside) if beside.exists() else (shutil.which("accessd") or None)

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from ..errors import BrokerError
-from .common import SafePath, console, fail, fmt_time, iso_local, json_opt, out, site_of
+from .common import FloatRange, SafePath, console, fail, fmt_time, iso_local, json_opt, out, site_of
 
 broker_opt = click.option("--broker", "broker_url", metavar="URL",
                           help="The broker (mqtt://HOST:PORT or mqtts://); default: the one "
@@ -223,8 +223,8 @@ def register(main) -> None:
     @click.option("--json", "as_json", is_flag=True,
                   help="Print one JSON object per line (NDJSON) for scripts.")
     @click.option("--plain", is_flag=True, help="One line per event, no live screen.")
-    @click.option("--count", type=click.IntRange(1), help="Stop after this many new events.")
-    @click.option("--seconds", type=click.FloatRange(0.1), help="Stop after this long.")
+    @click.option("--count", type=click.IntRange(1, 10**9), help="Stop after this many new events.")
+    @click.option("--seconds", type=FloatRange(0.1, 10**8), help="Stop after this long.")
     @click.option("--session", default="", metavar="NAME",
                   help="The broker session to resume [default: this host and user]; give "
                        "each watch running at once on one account its own.")
@@ -315,7 +315,7 @@ def register(main) -> None:
     @main.command("alarms")
     @click.option("--all", "show_all", is_flag=True, help="Acknowledged ones too.")
     @click.option("--door", help="Only this door.")
-    @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+    @click.option("--limit", type=click.IntRange(1, 10_000_000), default=50, show_default=True)
     @json_opt
     @click.pass_obj
     def alarms(obj, show_all, door, limit, as_json):
@@ -351,7 +351,8 @@ def register(main) -> None:
         out(as_json, rows, human)
 
     @main.command("ack")
-    @click.argument("alarm_ids", nargs=-1, required=True, type=int, metavar="ALARM...")
+    @click.argument("alarm_ids", nargs=-1, required=True, type=click.IntRange(1, 2**62),
+                    metavar="ALARM...")
     @click.option("--note", default="", help="What was found or done.")
     @click.pass_obj
     def ack(obj, alarm_ids, note):

@@ -20,8 +20,8 @@ from ..site.db import ROLES, SiteDB
 from ..site.publish import door_keys, publish
 from ..storage.keys import write_key_file
 from ..sync.store import open_store
-from .common import (SafePath, console, fail, fmt_time, iso_local, json_opt, out, parse_when, plural,
-                     reply, site_of)
+from .common import (FloatRange, InputFile, SafePath, console, fail, fmt_time, iso_local,
+                     json_opt, out, parse_when, plural, read_input, reply, site_of)
 
 
 def register(main) -> None:
@@ -81,10 +81,10 @@ def register(main) -> None:
 
     @site_group.command("doctor")
     @click.option("--upload-hours", default=36.0, show_default=True,
-                  type=click.FloatRange(min=0, min_open=True),
+                  type=FloatRange(min=0, min_open=True),
                   help="A door whose log is older than this is reported.")
     @click.option("--whitelist-hours", default=36.0, show_default=True,
-                  type=click.FloatRange(min=0, min_open=True),
+                  type=FloatRange(min=0, min_open=True),
                   help="A door still on an older whitelist this long after a publish "
                        "is reported.")
     @click.option("--all", "show_all", is_flag=True, help="List healthy doors too.")
@@ -271,7 +271,7 @@ def register(main) -> None:
 
     @main.command("token")
     @click.option("--door", "door_id", required=True, help="The door it opens.")
-    @click.option("--ttl", default=30.0, show_default=True, type=click.FloatRange(1, 600),
+    @click.option("--ttl", default=30.0, show_default=True, type=FloatRange(1, 600),
                   help="Seconds it stays valid.")
     @click.option("--by", default="", help="Who asked (logged at the door), e.g. intercom-12A.")
     @click.pass_obj
@@ -298,9 +298,9 @@ def register(main) -> None:
                                      "(default: now).")
     @click.option("--mode", "mode", type=click.Choice(["normal", "lockdown", "held-open"]),
                   default="normal", show_default=True, help="The door's mode.")
-    @click.option("--used", type=click.IntRange(0), default=0, show_default=True,
+    @click.option("--used", type=click.IntRange(0, 10**6), default=0, show_default=True,
                   help="Entries the pass already made at that door.")
-    @click.option("--whitelist-age-hours", type=click.FloatRange(0),
+    @click.option("--whitelist-age-hours", type=FloatRange(0, 10**6),
                   help="How old the door's whitelist is (temporary passes fail closed).")
     @click.option("--clock-unsynced", type=click.Choice(["deny", "residents", "trust"]),
                   help="Ask as if the door's clock were not synchronised, with this policy.")
@@ -486,7 +486,7 @@ def register(main) -> None:
                                             r["description"]] for r in rows]))
 
     @door_group.command("import")
-    @click.argument("csv_file", type=click.File("rb"))
+    @click.argument("csv_file", type=InputFile("rb"))
     @json_opt
     @click.pass_obj
     def door_import(obj, csv_file, as_json):
@@ -505,7 +505,8 @@ def register(main) -> None:
         """
         from ..site.provision import import_doors
         site = site_of(obj)
-        rep = import_doors(site, csvimport.decode(csv_file.read(), csv_file.name))
+        rep = import_doors(site, csvimport.decode(read_input(csv_file, "CSV_FILE"),
+                                                  csv_file.name))
 
         def human():
             for line, msg in rep.errors:
@@ -516,7 +517,7 @@ def register(main) -> None:
                            f"{plural(rep.doors_changed, 'door')} updated, "
                            f"{plural(rep.unchanged, 'door')} already present")
             else:
-                click.echo(f"nothing imported: {plural(len(rep.errors), 'bad line')}",
+                click.echo(f"accessctl: nothing imported: {plural(len(rep.errors), 'bad line')}",
                            err=True)
         out(as_json, rep.__dict__, human)
         if not rep.imported:
@@ -721,7 +722,7 @@ def register(main) -> None:
 
     # ---- import / export / publish --------------------------------------------------------
     @main.command("import")
-    @click.argument("csv_file", type=click.File("rb"))
+    @click.argument("csv_file", type=InputFile("rb"))
     @click.option("--skip-bad", is_flag=True, help="Import the good rows even if some are bad.")
     @json_opt
     @click.pass_obj
@@ -739,7 +740,7 @@ def register(main) -> None:
           accessctl --site /srv/accessd-site import residents.csv
         """
         site = site_of(obj)
-        text = csvimport.decode(csv_file.read(), csv_file.name)
+        text = csvimport.decode(read_input(csv_file, "CSV_FILE"), csv_file.name)
         total = max(0, text.count("\n") - 1)
         with Progress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("importing", total=total or None)
@@ -760,7 +761,7 @@ def register(main) -> None:
                            + (f"; {plural(len(rep.errors), 'bad row')} skipped"
                               if rep.errors else ""))
             else:
-                click.echo(f"nothing imported: {plural(len(rep.errors), 'bad row')} "
+                click.echo(f"accessctl: nothing imported: {plural(len(rep.errors), 'bad row')} "
                            "(fix them, or use --skip-bad)", err=True)
         out(as_json, doc, human)
         if not rep.imported:
@@ -783,12 +784,12 @@ def register(main) -> None:
     @click.option("--store", "store_url", help="Bundle store URL; remembered as the site's "
                                                "store (default: the site's store, see "
                                                "'site show').")
-    @click.option("--valid-days", default=30.0, show_default=True, type=click.FloatRange(0.01),
+    @click.option("--valid-days", default=30.0, show_default=True, type=FloatRange(0.01, 3650),
                   help="Doors refuse a bundle older than this.")
     @click.option("--push", is_flag=True,
                   help="Tell every door to sync now, over the live channel (the broker "
                        "'broker setup' recorded); implies --wait.")
-    @click.option("--wait", "wait_s", type=click.FloatRange(1, 86400), default=None,
+    @click.option("--wait", "wait_s", type=FloatRange(1, 86400), default=None,
                   metavar="SECONDS", is_flag=False, flag_value=600.0,
                   help="Wait (600 s, or SECONDS) until every door says it runs the new "
                        "version, showing how many have; exit 1 if some have not.")
@@ -808,13 +809,16 @@ def register(main) -> None:
           accessctl --site /srv/accessd-site publish --wait 900
         """
         site = site_of(obj)
-        if store_url:
-            _set_store(site, store_url)
-        store = _site_store(site)
+        if push or wait_s:   # the broker is known before anything is published
+            from ..site.broker import office_broker
+            office_broker(site)
+        store = _open_store(store_url, "--store", site) if store_url else _site_store(site)
         groups = [g for g in site.groups() if g["doors"]]
         with Progress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("publishing", total=len(groups) or None)
             res = publish(site, store, valid_days=valid_days, progress=lambda g: bar.advance(task))
+        if store_url:             # remembered once it has taken a publish
+            _set_store(site, store_url)
 
         def human():
             for r in res:
@@ -895,7 +899,7 @@ def register(main) -> None:
                                    "if only one person has it.")
     @click.option("--since", help="2026-11-21, 2026-11-21T18:00 (site time zone) or 12h (ago).")
     @click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable).")
-    @click.option("--limit", type=click.IntRange(1))
+    @click.option("--limit", type=click.IntRange(1, 10_000_000))
     @json_opt
     @click.pass_obj
     def logs_show(obj, door, person, since, kinds, limit, as_json):
@@ -1038,11 +1042,12 @@ def _site_store(site):
         fail(str(exc))
 
 
-def _open_store(url: str, param: str):
-    """A store from a URL staff typed: a bad URL is bad input (exit 1), naming it."""
+def _open_store(url: str, param: str, site=None):
+    """A store from a URL staff typed: a bad URL is bad input (exit 1), naming it. With
+    the site, this terminal's credentials for it are used."""
     from ..errors import ConfigError
     try:
-        return open_store(url)
+        return site.store(url) if site is not None else open_store(url)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint=param) from None
 

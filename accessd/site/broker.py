@@ -140,7 +140,11 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 
 def check_url(url: str) -> str:
-    u = urlparse(url)
+    try:
+        u = urlparse(url)
+        u.hostname
+    except ValueError as exc:   # "Invalid IPv6 URL"
+        raise BrokerError(f"broker URL {url!r}: {exc}") from None
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
         raise BrokerError(f"broker URL {url!r}: must be mqtt://HOST[:PORT] or "
                           "mqtts://HOST[:PORT]")
@@ -166,13 +170,29 @@ def setup(site: SiteDB, out: Path, *, url: str, install_dir: Path, listener: Lis
         raise BrokerError(f"{url}: mqtts:// needs a TLS listener (--tls-cert, --tls-key)")
     site_id = site.site_id
     doors = [d["id"] for d in site.doors()]
+    # one transaction around the settings and the files: a file that cannot be written
+    # leaves the site as it was (a new generation is not kept without its files)
     with site.db.atomic():
         if rotate:
             site.meta_set("mqtt_generation", str(generation(site) + 1))
         site.meta_set("mqtt_url", url)
         site.meta_set("mqtt_ca_file", str(ca_file.resolve()) if ca_file else "")
-    users = ([office_user(site_id)] + ([ha_user(site_id)] if home_assistant else [])
-             + [door_user(site_id, d) for d in doors])
+        _write_files(site, out, site_id, doors, url=url, install_dir=install_dir,
+                     listener=listener, ca_file=ca_file, rotate=rotate,
+                     home_assistant=home_assistant)
+    return {"doors": doors, "users": _users(site_id, doors, home_assistant),
+            "generation": generation(site)}
+
+
+def _users(site_id: str, doors: list[str], home_assistant: bool) -> list[str]:
+    return ([office_user(site_id)] + ([ha_user(site_id)] if home_assistant else [])
+            + [door_user(site_id, d) for d in doors])
+
+
+def _write_files(site: SiteDB, out: Path, site_id: str, doors: list[str], *, url: str,
+                 install_dir: Path, listener: Listener, ca_file: Path | None, rotate: bool,
+                 home_assistant: bool) -> None:
+    users = _users(site_id, doors, home_assistant)
     _write(out / "mosquitto" / "passwd",
            "".join(f"{u}:{mosquitto_hash(password(site, u))}\n" for u in users), 0o600)
     _write(out / "mosquitto" / "acl", acl(site_id, doors, home_assistant=home_assistant),
@@ -194,7 +214,6 @@ def setup(site: SiteDB, out: Path, *, url: str, install_dir: Path, listener: Lis
             f"home_assistant = {'true' if home_assistant else 'false'}", ""]), 0o644)
     site.audit("broker.setup", f"{len(doors)} door accounts for {url}"
                + (f", password generation {generation(site)}" if rotate else ""))
-    return {"doors": doors, "users": users, "generation": generation(site)}
 
 
 @dataclass(frozen=True)

@@ -326,7 +326,8 @@ class SiteDB:
         Returns the URL as kept (without them). ConfigError for a URL no store takes."""
         from urllib.parse import unquote, urlparse
 
-        from ..sync.store import open_store
+        from ..sync.store import check_url, open_store
+        check_url(url)                      # (ConfigError, before anything else)
         u = urlparse(url)
         if u.scheme in ("http", "https") and (u.username or u.password):
             clean = open_store(url).url            # (checks it too)
@@ -342,8 +343,10 @@ class SiteDB:
         credentials for it. StoreError when a PostgreSQL site has none set."""
         from urllib.parse import quote, urlparse, urlunparse
 
-        from ..sync.store import open_store
+        from ..sync.store import check_url, open_store
         url = url or self.store_url
+        if url:
+            check_url(url)                  # (ConfigError naming what is wrong)
         if not url:
             raise StoreError("this site has no store yet: set the one every terminal and "
                              "door uses with 'accessctl site store URL' (e.g. "
