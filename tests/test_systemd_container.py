@@ -68,6 +68,11 @@ def test_the_door_under_real_systemd(tmp_path):
     cfg = (REPO / "config/pi-door.toml").read_text()
     cfg = cfg.replace('pin_factory = "lgpio"', 'pin_factory = "mock"')
     cfg = cfg.replace("simulation = false", "simulation = true")
+    # the container shares this machine's network: a port of its own for the metrics, so
+    # another run of the suite (or a door) on this machine is not in its way
+    from accessd.testing import free_tcp_port
+    assert 'listen = "127.0.0.1:9469"' in cfg
+    cfg = cfg.replace('listen = "127.0.0.1:9469"', f'listen = "127.0.0.1:{free_tcp_port()}"')
     cfg += '\n[[readers]]\nname = "sim"\nkind = "sim"\n'
     (upper / "etc/accessd").mkdir()
     (upper / "etc/accessd/accessd.toml").write_text(cfg)

@@ -93,6 +93,7 @@ class Group(click.Group):
     do not go together, no --site) and for a broken door config."""
 
     prog = "accessctl"
+    bad_value = 1     # the exit code for a bad value
 
     def invoke(self, ctx):
         try:
@@ -113,10 +114,16 @@ class Group(click.Group):
         except click.exceptions.MissingParameter as exc:
             self._usage_error(exc)
         except click.BadParameter as exc:
-            hint = exc.param_hint if isinstance(exc.param_hint, str) else (
-                exc.param.get_error_hint(exc.ctx) if exc.param is not None and exc.ctx else "")
+            if isinstance(exc.param_hint, str):
+                hint = exc.param_hint
+            elif isinstance(exc.param, click.Argument):
+                hint = exc.param.human_readable_name
+            elif exc.param is not None:      # its first name (--config, not '--config' / '-c')
+                hint = (exc.param.opts or [exc.param.human_readable_name])[0]
+            else:
+                hint = ""
             msg = " ".join(exc.message.split())
-            fail(f"{hint.strip(chr(39))}: {msg}" if hint else msg, 1, self.prog)
+            fail(f"{hint.strip(chr(39))}: {msg}" if hint else msg, self.bad_value, self.prog)
         except click.UsageError as exc:
             self._usage_error(exc)
         except click.ClickException as exc:  # e.g. a file that cannot be opened
@@ -132,8 +139,10 @@ class Group(click.Group):
 
 
 class DaemonGroup(Group):
-    """The same, for `accessd`."""
+    """The same, for `accessd`: a bad value there is the door's configuration (its
+    --config), exit 2, which systemd does not restart on."""
     prog = "accessd"
+    bad_value = 2
 
 
 def out(as_json: bool, obj, human) -> None:
