@@ -329,3 +329,21 @@ def test_the_wheel_carries_the_examples_and_accessd_init_writes_them(tmp_path):
                            "--accessd-bin", "/home/pi/venv/bin/accessd"], capture_output=True,
                           text=True, timeout=60, cwd=tmp_path, env={"PYTHONPATH": str(unpacked)})
     assert home.returncode == 0 and "ProtectHome=yes" in home.stderr and "/opt" in home.stderr
+
+
+def test_the_upload_unit_is_hardened_as_the_door_unit_is():
+    """accessd-upload.service reads the log and the key file and talks to the store: it
+    gets every hardening setting of accessd.service but those for what only the door
+    does (GPIO, serial and USB devices, the clock query, its runtime directory)."""
+    def settings(name):
+        text = (ROOT / "systemd" / name).read_text()
+        return {ln.split("=", 1)[0] for ln in text.splitlines()
+                if "=" in ln and not ln.startswith("#")}
+    door_only = {"Type", "NotifyAccess", "ExecStart", "ExecStopPost", "Restart", "RestartSec",
+                 "WatchdogSec", "TimeoutStopSec", "RestartPreventExitStatus",
+                 "SupplementaryGroups", "RuntimeDirectory", "RuntimeDirectoryMode",
+                 "StateDirectory", "StateDirectoryMode", "WorkingDirectory", "Environment",
+                 "DevicePolicy", "DeviceAllow", "StandardError", "SyslogIdentifier",
+                 "Documentation", "After", "Description", "WantedBy", "SystemCallFilter"}
+    missing = settings("accessd.service") - settings("accessd-upload.service") - door_only
+    assert not missing, sorted(missing)
