@@ -6,6 +6,8 @@
 # - postgresql: the site database tests start a real PostgreSQL server (initdb);
 # - nginx-full (nginx with its WebDAV modules): tests/test_store_nginx.py runs the store
 #   on a real nginx, behind a proxy that cuts, shortens and stalls its answers.
+# - chromium: tests/test_web_browser.py drives the office console in Debian's Chromium
+#   through Playwright (executable_path; nothing downloads a browser).
 # Installing needs root (CI runs as root); otherwise it says what is missing.
 need=()
 /usr/bin/python3 -I -c 'import seccomp' 2>/dev/null || need+=(python3-seccomp)
@@ -18,6 +20,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
   || need+=(postgresql)
 [ -x /usr/sbin/nginx ] && [ -e /usr/lib/nginx/modules/ngx_http_dav_ext_module.so ] \
   || need+=(nginx-full)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian packages for the tests: ${need[*]} ..." >&2

@@ -1,4 +1,4 @@
-# Sourced by scripts/*: make .venv with accessd (and the test extra) installed.
+# Sourced by scripts/*: make .venv with accessd (and the test and web extras) installed.
 # Re-installs only when pyproject.toml changes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,9 +19,9 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
   # (PYTHONWARNINGS: setuptools' box about the checkout's accessd/ folder is for
   # editable installs in general; ours is meant to be one)
-  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[test]' 2>&1 \
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[test,web]' 2>&1 \
     | grep -v '^WARNING: Location' >&2 || true
-  .venv/bin/python -c 'import accessd, nfc, gpiozero, serial, sqlite_utils, pytest' \
+  .venv/bin/python -c 'import accessd, nfc, gpiozero, serial, sqlite_utils, pytest, starlette, playwright' \
     || { echo "installing into .venv failed" >&2; exit 1; }
   rm -f .venv/.accessd-installed-*
   touch "$stamp"

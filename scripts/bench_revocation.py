@@ -132,7 +132,7 @@ def _run(directory: Path, store_url: str, *, interval: float, push_broker=None) 
         published = time.perf_counter()
         if push_broker is not None:
             from accessd.live.office import OfficeClient
-            from accessd.site.broker import OfficeBroker
+            from accessd.live.broker import OfficeBroker
             oc = OfficeClient(OfficeBroker(push_broker.url, None, None, None),
                               site.site_id).connect()
             for door in doors:

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from accessd.live import commands as wire
-from accessd.site import broker as site_broker
+from accessd.live import broker as site_broker
 from accessd.site.db import SiteDB
 from accessd.site.publish import door_keys
 from accessd.storage.keys import write_key_file
@@ -69,9 +69,10 @@ class Estate:
             assert (r.returncode == 0) == ok, r.stdout + r.stderr
         return r
 
-    def door(self, door="door-a", *, password=None, connected=True):
+    def door(self, door="door-a", *, password=None, connected=True, readers=None):
         d = self.tmp / door
-        config = write_sim_config(d, keys=False, door_id=door)
+        config = write_sim_config(d, keys=False, door_id=door,
+                                  **({"readers": readers} if readers else {}))
         site = SiteDB.open(self.site_dir)
         write_key_file(d / "keys/door-keys.json", door_keys(site, door))
         site.close()

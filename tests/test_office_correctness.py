@@ -347,3 +347,17 @@ def test_the_upload_unit_is_hardened_as_the_door_unit_is():
                  "Documentation", "After", "Description", "WantedBy", "SystemCallFilter"}
     missing = settings("accessd.service") - settings("accessd-upload.service") - door_only
     assert not missing, sorted(missing)
+
+
+def test_the_console_unit_is_hardened_as_the_upload_unit_is():
+    """accessd-console.service (the office console) gets every hardening setting of
+    accessd-upload.service, and serves on the loopback only (nginx is in front)."""
+    def settings(name):
+        text = (ROOT / "systemd" / name).read_text()
+        return {ln.split("=", 1)[0] for ln in text.splitlines()
+                if "=" in ln and not ln.startswith("#")}
+    missing = settings("accessd-upload.service") - settings("accessd-console.service") - {
+        "Type", "ExecStart", "User", "Group", "Description", "After", "Wants"}
+    assert not missing, sorted(missing)
+    unit = (ROOT / "systemd" / "accessd-console.service").read_text()
+    assert "--listen 127.0.0.1:" in unit and "--secure-cookies" in unit

@@ -8,7 +8,6 @@ Each command parses, calls accessd.site / accessd.live, prints.
 from __future__ import annotations
 
 import json
-import queue
 import sys
 import time
 from pathlib import Path
@@ -82,7 +81,7 @@ def register(main) -> None:
           accessctl --site /srv/site broker setup /tmp/broker --url mqtts://office.lan:8883 \\
               --tls-cert office.crt --tls-key office.key --ca-file ca.crt
         """
-        from ..site.broker import Listener, setup
+        from ..live.broker import Listener, setup
         site = site_of(obj)
         tls = tls_cert is not None or tls_key is not None
         host, port = _listener(listen or f"0.0.0.0:{8883 if tls else 1883}", tls)
@@ -120,11 +119,9 @@ def register(main) -> None:
         """
 
     def _send(obj, door, cmd, args, broker_url, ttl, timeout, as_json):
-        site = site_of(obj)
-        site.door(door)                      # a door of this site?
         from ..live import office   # (paho only for the commands that use it)
-        with office.connect(site, broker_url) as oc:
-            ack = oc.command(site.keys.signing, door, cmd, args, ttl=ttl, timeout=timeout)
+        ack = office.remote(site_of(obj), door, cmd, args, url=broker_url, ttl=ttl,
+                            timeout=timeout)
         if as_json:
             click.echo(json.dumps(ack, indent=2, default=str))
         if not ack.get("ok"):
@@ -154,7 +151,7 @@ def register(main) -> None:
         Example:
           accessctl --site /srv/site remote sync-now front
         """
-        ack = _send(obj, door, "sync-now", {}, broker_url, ttl, max(timeout, 120), as_json)
+        ack = _send(obj, door, "sync-now", {}, broker_url, ttl, timeout, as_json)
         if not as_json:
             click.echo(f"door {door}: {ack.get('result', 'synced')}")
 
@@ -183,11 +180,7 @@ def register(main) -> None:
         Example:
           accessctl --site /srv/site remote unlock front
         """
-        from ..sync.token import issue
-        site = site_of(obj)
-        from ..site.db import os_user
-        token = issue(site.keys.signing, door, now=time.time(), ttl=ttl, by=os_user())
-        ack = _send(obj, door, "unlock", {"token": token}, broker_url, ttl, timeout, as_json)
+        ack = _send(obj, door, "unlock", {}, broker_url, ttl, timeout, as_json)
         if not as_json:
             click.echo(f"door {door}: unlocked (relay {ack.get('relay')})")
 
@@ -245,7 +238,6 @@ def register(main) -> None:
           accessctl --site /srv/site watch
           accessctl --site /srv/site watch --json | jq 'select(.alarm)'
         """
-        from ..live import topics
         from ..live.estate import Estate, plain_line, render
         site = site_of(obj)
         for d in doors:
@@ -256,8 +248,9 @@ def register(main) -> None:
             raise click.BadParameter("letters, digits, '-', '_' and '.' only",
                                      param_hint="--session")
         from ..live import office
+        from ..live.watch import Watcher
         oc = office.connect(site, broker_url, persistent=True, session=session)
-        oc.subscribe(f"{topics.ROOT}/{site.site_id}/#")
+        watcher = Watcher(estate, oc, site.keys.signing)
         deadline = time.monotonic() + seconds if seconds else None
         live_screen = not as_json and not plain and console.is_terminal
         events = 0
@@ -275,26 +268,8 @@ def register(main) -> None:
             sys.stdout.flush()
 
         def loop(draw=None):
-            first = True
             while deadline is None or time.monotonic() < deadline:
-                try:
-                    topic, payload, retained = oc.messages.get(timeout=0.5)
-                except queue.Empty:
-                    topic = None
-                if topic == "$disconnected":
-                    show([estate.link(False, payload.decode())])
-                elif topic == "$connected":
-                    if not first:
-                        show([estate.link(True, payload.decode())])
-                    first = False
-                elif topic is not None:
-                    show(estate.feed(topic, payload, retained))
-                # what a broker lost, the doors send again
-                asks = estate.fill() if estate.receiving else []
-                for a in asks:
-                    oc.send(site.keys.signing, a["door"], "resend",
-                            {"log": a["log"], "from": a["from"]})
-                show(asks)
+                show(watcher.step(0.5))
                 if draw:
                     draw()
                 if count and events >= count:

@@ -24,6 +24,7 @@ from ..site import intake
 from ..site.db import SiteDB
 from . import topics
 from .backfill import GapFiller
+from .rollout import applied_version
 
 STALE_AFTER = 180.0   # seconds without a status before a door shows as "silent"
 
@@ -122,6 +123,13 @@ class Estate:
             return [self._refused(door, f"record #{rep.bad[0][0]}: {rep.bad[0][1]}")]
         r = json.loads(payload)
         self.gaps.arrived(door, r.get("log", ""), r["seq"], self.wall())
+        applied = applied_version("event", payload)
+        if applied is not None:     # the door runs a new whitelist: its row says so at once
+            view = self.doors.setdefault(door, DoorView(door))
+            wl = view.status.setdefault("whitelist", {})
+            if isinstance(wl, dict) and (not isinstance(wl.get("version"), int)
+                                         or wl["version"] < applied):
+                wl["version"] = applied
         if not rep.added:
             return []        # had it already (a redelivery, or the nightly upload's)
         cred = r.get("credential")
@@ -149,6 +157,22 @@ class Estate:
         if view.last_seen is not None and self.wall() - view.last_seen > STALE_AFTER:
             return "silent"
         return "online"
+
+    def door_rows(self, published: int) -> list[dict]:
+        """One row per door for a view: its link state, when last heard of, mode, relay,
+        door contact, and the whitelist version it runs against the one published
+        (behind: it has not applied the newest yet)."""
+        rows = []
+        for v in sorted(self.doors.values(), key=lambda v: v.id):
+            st = v.status
+            wl = st.get("whitelist") or {}
+            version = wl.get("version") if isinstance(wl.get("version"), int) else None
+            rows.append({"id": v.id, "state": self.door_state(v), "last_seen": v.last_seen,
+                         "mode": st.get("mode"), "relay": st.get("relay"),
+                         "door_open": st.get("door_open"), "version": version,
+                         "credentials": wl.get("credentials"),
+                         "behind": version is not None and version < published})
+        return rows
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -189,14 +213,15 @@ def plain_line(line: dict, tz: str) -> str | None:
     return None
 
 
-def _whitelist_cell(wl: dict, published: int):
+def _whitelist_cell(row: dict, published: int):
     """The version a door runs against the one published: behind it shows yellow."""
     from rich.text import Text
-    if not wl:
+    if row["version"] is None and row["credentials"] is None:
         return "-"
-    v = wl.get("version")
-    text = f"v{v if v is not None else '?'}, {wl.get('credentials', '?')} credentials"
-    if isinstance(v, int) and v < published:
+    v = row["version"]
+    n = row["credentials"]
+    text = f"v{v if v is not None else '?'}, {n if n is not None else '?'} credentials"
+    if row["behind"]:
         return Text(f"{text} (behind: v{published} published)", style="yellow")
     return text
 
@@ -233,16 +258,13 @@ def render(estate: Estate, tz: str):
                expand=True, title_style="bold")
     for col in ("door", "link", "last seen", "mode", "relay", "door ", "whitelist"):
         dt.add_column(col)
-    for v in sorted(estate.doors.values(), key=lambda v: v.id):
-        state = estate.door_state(v)
-        st = v.status
-        wl = st.get("whitelist") or {}
-        seen = f"{int(now - v.last_seen)} s ago" if v.last_seen else "-"
-        dt.add_row(v.id, Text(state, style={"online": "green", "offline": "bold red"}.get(
-                       state, "yellow")), seen, str(st.get("mode", "-")),
-                   str(st.get("relay", "-")),
-                   "-" if "door_open" not in st else ("open" if st["door_open"] else "closed"),
-                   _whitelist_cell(wl, published))
+    for r in estate.door_rows(published):
+        seen = f"{int(now - r['last_seen'])} s ago" if r["last_seen"] else "-"
+        dt.add_row(r["id"], Text(r["state"], style={"online": "green", "offline": "bold red"}.get(
+                       r["state"], "yellow")), seen, str(r["mode"] or "-"),
+                   str(r["relay"] or "-"),
+                   "-" if r["door_open"] is None else ("open" if r["door_open"] else "closed"),
+                   _whitelist_cell(r, published))
     et = Table(title="Latest events", title_justify="left", expand=True, title_style="bold")
     for col in ("when", "door", "event", "who", "reason"):
         et.add_column(col)

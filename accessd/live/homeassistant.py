@@ -22,24 +22,12 @@ from __future__ import annotations
 import json
 
 from .. import __version__
+from ..core.doorids import clash_key, node_id  # noqa: F401  (re-exported)
 
 PREFIX = "homeassistant"
 
 
 BIRTH_TOPIC = f"{PREFIX}/status"   # Home Assistant says "online" here when it starts
-
-
-def node_id(site: str, door: str) -> str:
-    """Home Assistant's node id for a door (letters, digits, '_' and '-' only). Door
-    ids that differ only in '.' against '_' or in case would share one (and one line
-    of the broker's ACL): the site refuses such a pair (clash_key)."""
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in f"accessd_{site}_{door}")
-
-
-def clash_key(door: str) -> str:
-    """What Home Assistant makes of a door id: two doors with the same key would be
-    one device there."""
-    return node_id("", door).lower()
 
 
 def discovery(site: str, door: str, base: str) -> list[tuple[str, bytes]]:

@@ -2,7 +2,7 @@
 whole site's topics for `accessctl watch`.
 
 It logs in as office@<site> with the password derived from the site key
-(site/broker.py), so only a machine holding the site's keys can watch or
+(live/broker.py), so only a machine holding the site's keys can watch or
 command. `watch` uses a persistent session per terminal (client id from the host
 and user), so what was published while the terminal was off is delivered when it
 comes back, and stored once (the intake drops what it already has). It
@@ -181,7 +181,7 @@ def connect(site, url: str | None = None, *, persistent: bool = False,
             session: str = "") -> OfficeClient:
     """The office logged in to its site's broker (the one 'broker setup' recorded, or
     url), as office@<site>."""
-    from ..site.broker import office_broker
+    from .broker import office_broker
     return OfficeClient(office_broker(site, url), site.site_id, persistent=persistent,
                         session=session).connect()
 
@@ -200,3 +200,30 @@ def remote_capture(oc: OfficeClient, signing_key, door: str, timeout: float) -> 
         return str(got["kind"]), str(got["value"])
     except (KeyError, TypeError, ValueError):
         raise LiveError(f"door {door}: its capture reply is not readable") from None
+
+
+REMOTE_COMMANDS = ("sync-now", "mode", "unlock")
+
+
+def remote(site, door: str, cmd: str, args: dict | None = None, *, url: str | None = None,
+           ttl: float = 60, timeout: float = 30) -> dict:
+    """A signed command to one door of the site and its answer (the ack): sync-now,
+    mode {"mode": ...}, or unlock (a one-time unlock token is made for it). Recorded
+    in the audit trail under whoever the site's actor is."""
+    import time as _time
+
+    from ..sync.token import issue
+    site.door(door)                      # a door of this site?
+    if cmd not in REMOTE_COMMANDS:
+        raise LiveError(f"unknown command {cmd!r}: one of {', '.join(REMOTE_COMMANDS)}")
+    args = dict(args or {})
+    if cmd == "unlock":
+        args["token"] = issue(site.keys.signing, door, now=_time.time(), ttl=ttl, by=site.actor)
+    if cmd == "sync-now":
+        timeout = max(timeout, 120)      # a door's sync may retry its store
+    with connect(site, url) as oc:
+        ack = oc.command(site.keys.signing, door, cmd, args, ttl=ttl, timeout=timeout,
+                         by=site.actor)
+    site.audit(f"remote.{cmd}", f"door {door}" + (f" {args['mode']}" if cmd == "mode" else "")
+               + (": done" if ack.get("ok") else f": {ack.get('error') or 'refused'}"))
+    return ack

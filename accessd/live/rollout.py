@@ -19,7 +19,7 @@ from typing import Callable
 from . import topics
 
 
-def _version(what: str, payload: bytes) -> int | None:
+def applied_version(what: str, payload: bytes) -> int | None:
     """The whitelist version a status or a sync.applied record names."""
     try:
         doc = json.loads(payload)
@@ -69,7 +69,7 @@ def wait_applied(oc, site_id: str, version: int, doors: list[str], *, signing_ke
         parts = topic.split("/")
         if len(parts) != 4 or parts[2] not in seen or seen[parts[2]] is not None:
             continue
-        v = _version(parts[3] if parts[3] == "status" else "event", payload)
+        v = applied_version(parts[3] if parts[3] == "status" else "event", payload)
         if v is not None and v >= version:
             seen[parts[2]] = round(clock() - start, 3)
             done += 1

@@ -171,6 +171,23 @@ SITE_MIGRATIONS = [
                                   reason TEXT NOT NULL, first_seen REAL NOT NULL,
                                   last_seen REAL NOT NULL);
     """,
+    # 15: the office console (accessd/web): staff accounts (argon2id hashes), signed-in
+    #     sessions (only a hash of the cookie is kept), residents' one-time sign-in
+    #     codes (hashes), failed sign-ins (throttling and lockout)
+    """
+    CREATE TABLE staff (name TEXT PRIMARY KEY, role TEXT NOT NULL, pw_hash TEXT NOT NULL,
+                        created REAL NOT NULL, disabled REAL);
+    CREATE TABLE web_sessions (token_hash TEXT PRIMARY KEY, kind TEXT NOT NULL,
+                               subject TEXT NOT NULL, csrf TEXT NOT NULL,
+                               created REAL NOT NULL, last_seen REAL NOT NULL,
+                               terminal TEXT NOT NULL DEFAULT '');
+    CREATE TABLE resident_codes (code_hash TEXT PRIMARY KEY, person_id TEXT NOT NULL
+                                 REFERENCES people(id) ON DELETE CASCADE,
+                                 issued REAL NOT NULL, expires REAL NOT NULL, used REAL,
+                                 issued_by TEXT NOT NULL);
+    CREATE TABLE login_failures (key TEXT PRIMARY KEY, count INTEGER NOT NULL,
+                                 first REAL NOT NULL, locked_until REAL);
+    """,
 ]
 
 
@@ -197,6 +214,7 @@ def os_user() -> str:
 
 
 NAME_MAX, UNIT_MAX, PHONE_MAX, DESCRIPTION_MAX, NOTE_MAX = 100, 32, 32, 200, 500
+OFFICE_PIN = (4, 8)   # PIN lengths the office enrols (a door may allow fewer; see pin.*)
 
 
 def text(what: str, value, max_len: int, *, required: bool = False) -> str:
@@ -234,6 +252,7 @@ class SiteDB:
         self.db = (PostgresDatabase(database, SITE_MIGRATIONS) if database
                    else SQLiteDatabase(self.dir / "site.db", SITE_MIGRATIONS))
         self._readers: tuple[int, list[str] | None] | None = None   # (transaction, readers)
+        self.actor = os_user()   # who the audit trail names: the OS user, or a console account
 
     @property
     def where(self) -> str:
@@ -382,7 +401,7 @@ class SiteDB:
     def audit(self, event: str, detail: str) -> None:
         """A line for administrators (accessctl audit), with the OS user who caused it."""
         with self.db.atomic():
-            self.db.insert("audit", {"ts": time.time(), "actor": os_user(), "event": event,
+            self.db.insert("audit", {"ts": time.time(), "actor": self.actor, "event": event,
                                      "detail": detail})
 
     def audit_log(self, limit: int | None = None) -> list[dict]:
@@ -415,7 +434,7 @@ class SiteDB:
     def alarm_ack(self, alarm_id: int, note: str = "") -> dict:
         """Staff acknowledge an alarm: who (the OS user) and when are kept."""
         note = text("the note", note, NOTE_MAX)
-        actor = os_user()
+        actor = self.actor
         with self.db.atomic():   # one statement: two terminals cannot both acknowledge it
             done = self.db.execute("UPDATE alarms SET acked = ?, acked_by = ?, note = ? "
                                    "WHERE id = ? AND acked IS NULL",
@@ -470,7 +489,7 @@ class SiteDB:
         readers = check_readers(readers)
         self._readers = None
         self.group_key(group_id)  # exists?
-        from ..live.homeassistant import clash_key
+        from ..core.doorids import clash_key
         twin = next((d["id"] for d in self.doors() if d["id"] != door_id
                      and clash_key(d["id"]) == clash_key(door_id)), None)
         if twin is not None:
@@ -558,6 +577,7 @@ class SiteDB:
         except Conflict:
             raise StoreError(f"{name} in unit {unit!r} is already registered "
                              f"(or the id {person_id!r} is taken)") from None
+        self.audit("person.add", f"person {person_id} ({role}, unit {unit or '-'})")
         return person_id
 
     @staticmethod
@@ -618,12 +638,14 @@ class SiteDB:
                             [new.unit, new.role, self.person_ident(new.unit, new.name),
                              self._data.seal(f"person:{p.id}".encode(),
                                              {"name": new.name, "phone": new.phone}), p.id])
+        self.audit("person.edit", f"person {p.id}")
         return new
 
     def person_remove(self, person_id: str) -> None:
         self.person(person_id)
         with self.db.atomic():
             self.db.execute("DELETE FROM people WHERE id = ?", [person_id])
+        self.audit("person.remove", f"person {person_id}")
 
     # ---- credentials and grants ---------------------------------------------------------
     def fingerprint(self, kind: str, value: str) -> str:
@@ -631,6 +653,14 @@ class SiteDB:
 
     def digest(self, kind: str, value: str) -> bytes:
         return lookup_digest(self.keys.lookup, kind, value)
+
+    def enrol(self, person_id: str, kind: str, typed: str, **kw) -> dict:
+        """A credential as staff typed it (a fob's number in any printed form, a card
+        UID, a PIN of OFFICE_PIN digits): normalised, then credential_add. A value in
+        the wrong form is a CredentialFormatError naming what was wrong."""
+        from ..core.credentials import normalize
+        value = normalize(kind, str(typed), pin_min=OFFICE_PIN[0], pin_max=OFFICE_PIN[1])
+        return self.credential_add(person_id, kind, value, **kw)
 
     def credential_add(self, person_id: str, kind: str, value: str, *,
                        valid_from: float | None = None, valid_until: float | None = None,
@@ -697,6 +727,8 @@ class SiteDB:
                                  "with 'accessctl audit')")
             raise StoreError(f"that {kind} is already enrolled to "
                              f"{self.label(self.person(other[1]))} ({other[0]})")
+        self.audit("credential.add", f"{kind} {cid} ({row['fingerprint']}) for person "
+                                     f"{person_id}" + (" (duress)" if duress else ""))
         return {k: v for k, v in row.items() if k not in ("lookup", "card_sealed")}
 
     def credential_check(self, kind: str, value: str) -> None:
@@ -823,6 +855,8 @@ class SiteDB:
                     raise StoreError(f"unknown status {status!r}")
                 self.db.execute("UPDATE credentials SET status = ?, status_since = ? "
                                 "WHERE id = ?", [status, time.time(), credential_id])
+        self.audit(f"credential.{status or 'revoke'}",
+                   f"{held[1]} {credential_id} of person {held[0]}")
         return held[0], held[1]
 
     def _subject(self, subject: str, group_id: str | None = None) -> str:
@@ -846,6 +880,7 @@ class SiteDB:
         with self.db.atomic():
             self.db.execute(f"INSERT INTO {table} VALUES (?, ?) ON CONFLICT DO NOTHING",
                             [subject, group_id])
+        self.audit("grant", f"{kind} {subject} -> group {group_id}")
         return kind
 
     def ungrant(self, subject: str, group_id: str) -> None:
@@ -855,6 +890,7 @@ class SiteDB:
         with self.db.atomic():
             self.db.execute(f"DELETE FROM {table} WHERE {col} = ? AND group_id = ?",
                             [subject, group_id])
+        self.audit("ungrant", f"{kind} {subject} -/-> group {group_id}")
 
     def grants(self, person_id: str) -> list[str]:
         return [r[0] for r in self.db.execute(

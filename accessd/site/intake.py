@@ -245,13 +245,18 @@ def verify_door(site: SiteDB, door: str, log_id: str = "") -> tuple[list[tuple[i
 _WHAT = {"nfc": "card", "fob": "fob", "pin": "PIN"}
 
 
-def show(site: SiteDB, *, door=None, person=None, since=None, kinds=(), limit=None) -> list[dict]:
+def show(site: SiteDB, *, door=None, person=None, since=None, kinds=(), limit=None,
+         until=None, newest_first: bool = False, before=None, credentials=None) -> list[dict]:
     """Events with the person behind each credential (names from the sealed records).
 
     A door logs its credential id, or for a credential it does not hold (another
     group's, a revoked one, a wrong PIN) a fingerprint of the same keyed HMAC the
     office keeps. Revoked credentials keep their holder at the office, so an
     ex-tenant's old card reads "revoked card of Anna Berg (12A)", not a stranger's.
+
+    since/until: UTC timestamp text (until excluded). newest_first with before=(ts,
+    door, seq) of the last row shown pages backwards through a long log (keyset
+    paging: each page costs the same however deep). credentials: only these ids.
     """
     holders = site.holders()
     sql = "SELECT e.door, e.seq, e.ts, e.kind, e.credential, e.reason FROM events e WHERE 1=1"
@@ -262,15 +267,30 @@ def show(site: SiteDB, *, door=None, person=None, since=None, kinds=(), limit=No
     if person:
         site.person(person)  # exists?
         mine = [k for k, v in holders.items() if v[0] == person]
+        if not mine:
+            return []
         sql += f" AND e.credential IN ({', '.join('?' * len(mine))})"
         args.extend(mine)
+    if credentials is not None:
+        if not credentials:
+            return []
+        sql += f" AND e.credential IN ({', '.join('?' * len(credentials))})"
+        args.extend(credentials)
     if since:
         sql += " AND e.ts >= ?"
         args.append(since)
+    if until:
+        sql += " AND e.ts < ?"
+        args.append(until)
     if kinds:
         sql += f" AND e.kind IN ({', '.join('?' * len(kinds))})"
         args.extend(kinds)
-    sql += " ORDER BY e.ts, e.door, e.seq"
+    if before is not None:
+        ts, d, seq = before
+        sql += " AND (e.ts < ? OR (e.ts = ? AND (e.door < ? OR (e.door = ? AND e.seq < ?))))"
+        args.extend([ts, ts, d, d, seq])
+    sql += (" ORDER BY e.ts DESC, e.door DESC, e.seq DESC" if newest_first
+            else " ORDER BY e.ts, e.door, e.seq")
     if limit:
         sql += " LIMIT ?"
         args.append(limit)

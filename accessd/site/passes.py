@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core import passes
 from ..errors import CredentialFormatError, NotFoundError, StoreError
-from .db import NAME_MAX, SiteDB, os_user, text as checked_text
+from .db import NAME_MAX, SiteDB, text as checked_text
 
 QR_FORMATS = (".png", ".svg", ".txt")
 
@@ -34,7 +34,7 @@ def issue(site: SiteDB, *, group: str, role: str, label: str, valid_from: float,
         site.db.insert("passes", {"id": p.pass_id, "group_id": group, "role": role,
                                   "label": label, "valid_from": p.valid_from,
                                   "valid_until": p.valid_until, "uses": uses,
-                                  "issued": time.time(), "issued_by": os_user()})
+                                  "issued": time.time(), "issued_by": site.actor})
     site.audit("pass.issue", f"pass {p.pass_id} for {label!r} ({role}) at group {group}")
     return p, text
 
@@ -44,7 +44,7 @@ def revoke(site: SiteDB, pass_id: str) -> dict:
     with site.db.atomic():
         done = site.db.execute("UPDATE passes SET revoked = ?, revoked_by = ? "
                                "WHERE id = ? AND revoked IS NULL",
-                               [time.time(), os_user(), pass_id]).rowcount
+                               [time.time(), site.actor, pass_id]).rowcount
     if not done:
         row = site.db.execute("SELECT revoked_by FROM passes WHERE id = ?",
                               [pass_id]).fetchone()
@@ -89,3 +89,57 @@ def write_qr(text: str, path: Path, *, scale: int = 6) -> None:
         path.write_text(text + "\n")
         return
     segno.make(text, error="m", micro=False).save(str(path), scale=scale, border=4)
+
+
+# ---- passes residents issue themselves (the resident page) ---------------------------
+RESIDENT_LIMITS = {"resident_pass_per_month": 5, "resident_pass_hours": 24,
+                   "resident_pass_entries": 3}
+RESIDENT_ROLES = ("visitor", "courier")
+
+
+def resident_limits(site: SiteDB) -> dict[str, int]:
+    """What a resident may issue: passes in any 30 days, hours a pass may last, entries
+    at each door. The office sets them (site meta); these are the defaults."""
+    out = {}
+    for key, default in RESIDENT_LIMITS.items():
+        try:
+            out[key] = int(site.meta(key) or default)
+        except ValueError:
+            out[key] = default
+    return out
+
+
+def resident_issued(site: SiteDB, person_id: str, now: float) -> int:
+    return site.db.execute("SELECT count(*) FROM passes WHERE issued_by = ? AND issued > ?",
+                           [f"resident:{person_id}", now - 30 * 86400]).fetchone()[0]
+
+
+def resident_issue(site: SiteDB, person_id: str, *, group: str, role: str, label: str,
+                   hours: float, entries: int, now: float | None = None
+                   ) -> tuple[passes.Pass, str]:
+    """A resident's pass for their visitor or courier: only for a door group the
+    resident holds, within the office's limits (CredentialFormatError says which)."""
+    now = time.time() if now is None else now
+    lim = resident_limits(site)
+    if group not in site.grants(person_id):
+        raise CredentialFormatError("you can only issue passes for your own building")
+    if role not in RESIDENT_ROLES:
+        raise CredentialFormatError(f"a pass is for a {' or a '.join(RESIDENT_ROLES)}")
+    if not 0 < hours <= lim["resident_pass_hours"]:
+        raise CredentialFormatError(f"a pass lasts at most {lim['resident_pass_hours']} hours")
+    if not 1 <= entries <= lim["resident_pass_entries"]:
+        raise CredentialFormatError(f"a pass allows 1 to {lim['resident_pass_entries']} "
+                                    "entries")
+    with site.db.atomic():
+        if resident_issued(site, person_id, now) >= lim["resident_pass_per_month"]:
+            raise CredentialFormatError(f"you have issued {lim['resident_pass_per_month']} "
+                                        "passes in the last 30 days, the most allowed")
+        site.actor = f"resident:{person_id}"
+        return issue(site, group=group, role=role, label=label, valid_from=now,
+                     valid_until=now + hours * 3600, uses=entries)
+
+
+def qr_svg(text: str, *, scale: int = 6) -> str:
+    """The pass as an SVG QR code (for a page or for printing)."""
+    import segno
+    return segno.make(text, error="m", micro=False).svg_inline(scale=scale, border=4)

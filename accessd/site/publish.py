@@ -29,6 +29,7 @@ def publish(site: SiteDB, store, *, valid_days: float = 30, progress=None) -> li
                            progress)
         if out:
             site.meta_set("published_at", str(issued))
+            site.audit("publish", f"version {version}: {len(out)} group bundles to {store.url}")
     return out
 
 

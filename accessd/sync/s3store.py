@@ -23,7 +23,7 @@ import hashlib
 from urllib.parse import parse_qs, urlparse
 
 from ..errors import ConfigError
-from .store import StoreError, check_name
+from .names import StoreError, check_name
 
 OPTIONS = ("endpoint", "region", "profile", "addressing")
 

@@ -26,18 +26,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import quote, unquote, urlparse, urlunparse
 
-from ..errors import AccessdError, ConfigError
+from ..errors import ConfigError
+from .names import StoreError, check_name
 
-
-class StoreError(AccessdError, OSError):
-    """The store cannot be reached, read or written."""
-
-
-def check_name(name: str) -> str:
-    """A name inside a store: relative, never climbing out of it."""
-    if name.startswith("/") or ".." in name.split("/"):
-        raise StoreError(f"bad store name {name!r}")
-    return name
+__all__ = ["StoreError", "check_name", "FileStore", "HttpStore", "check_url", "open_store"]
 
 
 class FileStore:

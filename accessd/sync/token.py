@@ -20,9 +20,9 @@ import secrets
 from cryptography.exceptions import InvalidSignature
 
 from ..errors import AccessdError
+from ..storage.used_tokens import SKEW, MemoryUsedTokens
 
 MAX_TTL = 600.0     # seconds a token may live at most
-SKEW = 30.0         # clock difference tolerated between office and door
 
 
 class TokenError(AccessdError, ValueError):
@@ -80,7 +80,6 @@ class TokenVerifier:
     (storage.used_tokens.UsedTokens on a door: on disk, across restarts)."""
 
     def __init__(self, public_key, door: str, used=None):
-        from ..storage.used_tokens import MemoryUsedTokens
         self.public_key = public_key
         self.door = door
         self.used = used if used is not None else MemoryUsedTokens()

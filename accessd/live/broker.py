@@ -29,10 +29,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import BrokerError
-from ..live import topics
-from ..live.homeassistant import BIRTH_TOPIC as HA_BIRTH, PREFIX as HA_PREFIX
-from ..live.homeassistant import node_id as ha_node
-from .db import SiteDB
+from . import topics
+from .homeassistant import BIRTH_TOPIC as HA_BIRTH, PREFIX as HA_PREFIX
+from .homeassistant import node_id as ha_node
+from ..site.db import SiteDB
 
 PBKDF2_ITERATIONS = 101    # what mosquitto_passwd writes by default
 
