@@ -400,3 +400,54 @@ def test_bad_input_is_a_message_not_a_traceback(office):
     big = c.post("/people/import", content=b"x" * (3 << 20),
                  headers={"content-type": "application/x-www-form-urlencoded"})
     assert big.status_code == 413
+
+
+def test_staff_accounts_from_the_command_line(office, tmp_path):
+    from click.testing import CliRunner
+
+    from accessd.cli import accessctl
+    run = CliRunner()
+    site = ["--site", str(office.dir)]
+    r = run.invoke(accessctl.main, site + ["staff", "add", "dana", "--role", "staff",
+                                           "--password-stdin"], input="short\n")
+    assert r.exit_code == 1 and "10 to 1024 characters" in r.output
+    r = run.invoke(accessctl.main, site + ["staff", "add", "dana", "--role", "staff",
+                                           "--password-stdin"], input=PASSWORD + "\n")
+    assert r.exit_code == 0, r.output
+    r = run.invoke(accessctl.main, site + ["staff", "add", "dana", "--role", "staff",
+                                           "--password-stdin"], input=PASSWORD + "\n")
+    assert r.exit_code == 1 and "exists already" in r.output
+    assert "dana  staff" in run.invoke(accessctl.main, site + ["staff", "list"]).output
+    c = office.client()
+    assert office.sign_in(c, "dana", PASSWORD).status_code == 303
+    r = run.invoke(accessctl.main, site + ["staff", "role", "dana", "auditor"])
+    assert r.exit_code == 0
+    csrf = _session_csrf(office, c)
+    assert c.post("/people", data={"csrf": csrf, "name": "X"}).status_code == 403
+    r = run.invoke(accessctl.main, site + ["staff", "remove", "dana"])
+    assert r.exit_code == 0
+    assert c.get("/people", follow_redirects=False).status_code == 303   # session ended
+    r = run.invoke(accessctl.main, site + ["resident-code", "Anna Berg"])
+    assert r.exit_code == 0 and re.fullmatch(r"\w{4}-\w{4}-\w{4}\n", r.output)
+    for bad in ("8080", "host:0", "a b:80", "127.0.0.1:99999"):
+        r = run.invoke(accessctl.main, site + ["web", "--listen", bad])
+        assert r.exit_code == 1 and "--listen" in r.output, (bad, r.output)
+
+
+def test_a_resident_code_works_once_and_not_after_it_expires(office):
+    code = staff.resident_code(office.site, office.anna, now=office.clock())
+    c = office.client()
+    c.get("/me/login")
+    ok = c.post("/me/login", data={"code": code, "csrf": c.cookies.get("accessd_pre")},
+                follow_redirects=False)
+    assert ok.status_code == 303
+    c2 = office.client()
+    c2.get("/me/login")
+    again = c2.post("/me/login", data={"code": code, "csrf": c2.cookies.get("accessd_pre")})
+    assert again.status_code == 401 and "wrong, used or expired" in again.text
+    late = staff.resident_code(office.site, office.anna, now=office.clock())
+    office.clock.t += (staff.CODE_DAYS + 1) * 86400
+    c3 = office.client()
+    c3.get("/me/login")
+    r = c3.post("/me/login", data={"code": late, "csrf": c3.cookies.get("accessd_pre")})
+    assert r.status_code == 401

@@ -183,11 +183,17 @@ def test_the_whole_loop_in_chromium(console, browser, tmp_path):
     assert first.get("decision") == "granted", first
     assert door.request({"op": "sim", "input": "qr", "text": text})["decision"] == "denied"
 
+    # a remote command to the door, confirmed first
+    page.goto(base + "/doors")
+    page.click("tr[data-door=door-a] form:has(input[value=sync-now]) button")
+    page.click("button:has-text('Yes')")
+    assert "Door door-a: done." in page.inner_text(".flash")
+
     # the audit trail names who did each thing
     page.goto(base + "/audit")
     audit = page.inner_text("table.audit")
     for line in ("web:alice", "import", "credential.add", "publish", "alarm.ack",
-                 "resident:", "pass.issue"):
+                 "resident:", "pass.issue", "remote.sync-now"):
         assert line in audit, line
 
 
