@@ -197,6 +197,9 @@ def main() -> None:
     ap.add_argument("--revocation-interval", type=float, default=10.0,
                     help="the doors' sync interval in the revocation runs (default: "
                          "%(default)s s)")
+    ap.add_argument("--no-console", action="store_true",
+                    help="skip the office console (pages with 5,000 residents, 225 doors and "
+                         "1M events on SQLite and PostgreSQL; an alarm to the dashboard)")
     args = ap.parse_args()
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -253,6 +256,10 @@ def main() -> None:
             result["revocation"] = bench_revocation(Path(tmp) / "revocation",
                                                     interval=args.revocation_interval)
             print("bench: revocation done", file=sys.stderr)
+        if not args.no_console:
+            from bench_console import bench_console
+            result["console"] = bench_console(Path(tmp) / "console")
+            print("bench: console done", file=sys.stderr)
     print(json.dumps(result, indent=2))
 
 

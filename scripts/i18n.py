@@ -69,7 +69,7 @@ ZH = {
     "You have issued %(n)s of %(m)s passes in the last 30 days.":
     "最近 30 天您已开了 %(n)s 张通行证（上限 %(m)s 张）。", "For": "给谁",
     "e.g. Grandson Tom": "例如：孙子小明", "visitor": "访客", "courier": "快递员",
-    "Building": "楼栋", "Hours": "小时", "Entries": "次数", "Make the pass": "生成通行证",
+    "Building": "楼栋", "Hours": "小时", "Days": "天数", "Entries": "次数", "Make the pass": "生成通行证",
     "My door events": "我的门禁记录", "None yet.": "暂无。", "%(n)s entries": "%(n)s 次",
     "Shown once: print it or send it now; the office does not keep it.":
     "只显示一次：请现在打印或发送；物业不保存它。", "Pass text": "通行证文本",

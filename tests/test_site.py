@@ -219,3 +219,30 @@ def test_unreadable_csv_files_are_refused_with_the_line(site, tmp_path):
     r = runner.invoke(accessctl.main, [*site.loc.args, "import", str(huge)])
     assert r.exit_code == 1 and f"{huge}:3: not readable as CSV: field larger" in r.output
     assert site.people() == []
+
+
+def test_a_short_report_puts_each_record_in_its_local_day_across_a_dst_change(tmp_path,
+                                                                                monkeypatch):
+    """report() folds a short span's days in SQL by the days' UTC boundaries; it must
+    give what the minute-by-minute way gives, on the 25-hour day a clock goes back."""
+    from accessd.core import when
+    from accessd.site import intake
+    from accessd.site.db import SiteDB
+    from accessd.storage.eventlog import utc_iso
+    site = SiteDB.init(tmp_path / "site", "oslo")
+    site.timezone_set("Europe/Oslo")
+    start = when.parse("2026-10-23", "Europe/Oslo", now=0)
+    rows = [("front" if i % 2 else "back", "L", i, utc_iso(start + i * 1777),
+             ("access.granted", "access.denied", "door.forced")[i % 3], None, "", "", "", "h")
+            for i in range(1, 300)]
+    with site.db.atomic():
+        site.db.executemany("INSERT INTO events (door, log, seq, ts, kind, credential, reason, "
+                            "detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+    since = utc_iso(start + 3600)
+    now = start + 7 * 86400
+    fast = intake.report(site, since=since, now=now)
+    monkeypatch.setattr(intake, "DAYS_IN_SQL", 0)
+    slow = intake.report(site, since=since, now=now)
+    assert fast == slow and {r["day"] for r in fast} >= {"2026-10-25", "2026-10-26"}
+    assert sum(r["granted"] + r["denied"] + r["alarms"] for r in fast) == 297   # (2 before)
+    site.close()

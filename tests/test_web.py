@@ -350,7 +350,7 @@ def test_logs_page_backwards_without_overlap_and_export_everything(office):
     csv_text = c.get("/logs/export.csv?door=front&kind=access.denied").text
     assert len(csv_text.strip().splitlines()) == 1 + len([i for i in range(1, 251) if i % 3 == 0])
     assert "Anna Berg (12A)" in csv_text
-    chart = c.get("/logs/chart?days=366")
+    chart = c.get("/logs/chart?days=366&group=bldg-a")
     assert chart.status_code == 200 and "<svg" in chart.text and "front" in chart.text
 
 
@@ -387,6 +387,7 @@ def test_bad_input_is_a_message_not_a_traceback(office):
              ("get", "/logs?door=nowhere", "no door"),
              ("get", "/people?page=0", "page"),
              ("get", "/logs?before=x|y", "before"),
+             ("get", "/logs/chart?group=nowhere", "group"),
              ("post", "/passes", "until"),
              ("post", "/staff", "name"),
              ("post", "/staff/limits", "resident_pass"),

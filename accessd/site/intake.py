@@ -354,9 +354,18 @@ def strangers(site: SiteDB, *, since=None, min_doors: int = 2) -> list[dict]:
             for fp, n, t, a, b, ds in site.db.execute(sql, args)]
 
 
-def report(site: SiteDB, *, since=None) -> list[dict]:
-    """Per door and day in the site's time zone: grants, denials and alarms."""
+def report(site: SiteDB, *, since=None, now: float | None = None,
+           doors: list[str] | None = None) -> list[dict]:
+    """Per door and day in the site's time zone: grants, denials and alarms (of the
+    doors named, or of all)."""
     from ..core import when
+    tz = site.timezone
+    if since:
+        days = _local_days(when.from_iso(since), time.time() if now is None else now, tz)
+        if len(days) <= DAYS_IN_SQL:
+            rows = _report_days(site, since, days, doors)
+            if rows is not None:
+                return rows
     # count per UTC minute in SQL (every zone's day starts on a whole minute), then
     # fold the minutes into the site's local days
     sql = ("SELECT door, substr(ts, 1, 16) AS minute, "
@@ -364,11 +373,14 @@ def report(site: SiteDB, *, since=None) -> list[dict]:
            "count(*) FILTER (WHERE kind = 'access.denied'), "
            f"count(*) FILTER (WHERE kind IN ({', '.join('?' * len(ALARM_KINDS))})) FROM events")
     args: list = sorted(ALARM_KINDS)
+    sql += " WHERE 1=1"
     if since:
-        sql += " WHERE ts >= ?"
+        sql += " AND ts >= ?"
         args.append(since)
+    if doors is not None:
+        sql += f" AND door IN ({', '.join('?' * len(doors))})" if doors else " AND 0=1"
+        args.extend(doors)
     sql += " GROUP BY door, minute"
-    tz = site.timezone
     days: dict[str, str] = {}
     out: dict[tuple[str, str], list[int]] = {}
     for d, minute, g, n, a in site.db.execute(sql, args):
@@ -380,3 +392,45 @@ def report(site: SiteDB, *, since=None) -> list[dict]:
         c[2] += a
     return [{"door": d, "day": day, "granted": g, "denied": n, "alarms": a}
             for (day, d), (g, n, a) in sorted(out.items())]
+
+
+DAYS_IN_SQL = 62     # a report this short folds its days in SQL (the console's chart)
+
+
+def _local_days(start: float, end: float, tz: str) -> list[tuple[str, str]]:
+    """(day, UTC timestamp text of the next day's start) for each local day from the
+    one holding `start` to the one holding `end` (zoneinfo: DST days are 23 or 25 h)."""
+    from datetime import date, timedelta
+
+    from ..core import when
+    out = []
+    d = date.fromisoformat(when.day(start, tz))
+    last = date.fromisoformat(when.day(max(start, end), tz))
+    while d <= last and len(out) <= DAYS_IN_SQL:
+        nxt = d + timedelta(days=1)
+        out.append((d.isoformat(), utc_iso(when.parse(nxt.isoformat(), tz, now=start))))
+        d = nxt
+    return out
+
+
+def _report_days(site: SiteDB, since: str, days: list[tuple[str, str]],
+                 doors: list[str] | None) -> list[dict] | None:
+    """report() for a short span: each record put in its local day by comparing its
+    timestamp with the days' UTC boundaries, in SQL (one row per door and day back)."""
+    case = " ".join("WHEN ts < ? THEN ?" for _ in days)
+    args: list = [x for day, end in days for x in (end, day)]
+    sql = (f"SELECT door, CASE {case} ELSE NULL END AS day, "
+           "count(*) FILTER (WHERE kind = 'access.granted'), "
+           "count(*) FILTER (WHERE kind = 'access.denied'), "
+           f"count(*) FILTER (WHERE kind IN ({', '.join('?' * len(ALARM_KINDS))})) "
+           "FROM events WHERE ts >= ?")
+    args += sorted(ALARM_KINDS) + [since]
+    if doors is not None:
+        sql += f" AND door IN ({', '.join('?' * len(doors))})" if doors else " AND 0=1"
+        args.extend(doors)
+    sql += " GROUP BY door, day"
+    rows = [{"door": d, "day": day, "granted": g, "denied": n, "alarms": a}
+            for d, day, g, n, a in site.db.execute(sql, args)]
+    if any(r["day"] is None for r in rows):   # a record stamped after today (a door's
+        return None                           # clock ahead): the minute-by-minute way
+    return sorted(rows, key=lambda r: (r["day"], r["door"]))
