@@ -87,7 +87,8 @@ ZH = {
     "once here and never shown again.":
     "钥匙扣号码可用任何印刷格式（0004512345、068,58905、44CC7B…）；PIN 只在此输入一次，之后不再显示。",
     "fob": "钥匙扣", "nfc": "NFC 卡", "pin": "PIN 码", "Present it at door": "在此门刷一下",
-    "Wait for it (30 s)": "等待刷卡（30 秒）", "Door groups": "门组", "remove": "移除",
+    "Wait for it (30 s)": "等待刷卡（30 秒）",
+    "Read a card on the office reader (30 s)": "在办公室读卡器上读卡（30 秒）", "Door groups": "门组", "remove": "移除",
     "Grant": "授权", "Resident page": "住户页面", "Print a sign-in code": "打印登录码",
     "Their door events": "其门禁记录", "Publish the whitelist": "发布白名单",
     "Version %(v)s is published to %(s)s.": "版本 %(v)s 已发布到 %(s)s。",

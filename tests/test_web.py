@@ -452,3 +452,37 @@ def test_a_resident_code_works_once_and_not_after_it_expires(office):
     c3.get("/me/login")
     r = c3.post("/me/login", data={"code": late, "csrf": c3.cookies.get("accessd_pre")})
     assert r.status_code == 401
+
+
+def test_a_card_read_on_the_office_reader_is_enrolled(office, tmp_path):
+    """The console started with --nfc-reader: a card held on the office's reader
+    (nfcpy's software link, a real card emulator on the other end) is enrolled by a
+    click; its number is not on the page."""
+    import threading
+
+    from accessd.hw.nfc_emulator import CardEmulator
+    from accessd.testing import free_udp_port
+    path = f"udp:localhost:{free_udp_port()}"
+    console = Console(office.dir, live=False, clock=office.clock, nfc_reader=path)
+    c = TestClient(create_app(console))
+    office.sign_in(c, "staff1", PASSWORD)
+    csrf = _session_csrf(office, c)
+    assert 'id="enrol-office"' in c.get(f"/people/{office.bo}").text
+    uid = "04C0FFEE123480"
+    card = threading.Thread(target=CardEmulator(path).present, args=(bytes.fromhex(uid),),
+                            kwargs={"hold": 1.0, "timeout": 20})
+    card.start()
+    r = c.post(f"/people/{office.bo}/enrol", data={"kind": "nfc", "reader": "office",
+                                                    "timeout": "20", "csrf": csrf})
+    card.join(30)
+    assert r.status_code == 200 and "Enrolled nfc" in r.text and uid not in r.text
+    fp = office.site.fingerprint("nfc", uid)
+    assert fp in [x["fingerprint"] for x in office.site.credentials(office.bo)]
+    # a reader that is not there: a message naming it, nothing stored
+    c2 = TestClient(create_app(Console(office.dir, live=False, clock=office.clock,
+                                       nfc_reader="usb:999:999")))
+    office.sign_in(c2, "staff1", PASSWORD)
+    r = c2.post(f"/people/{office.bo}/enrol", data={"kind": "nfc", "reader": "office",
+                                                     "csrf": _session_csrf(office, c2)})
+    assert r.status_code == 400 and "usb:999:999" in r.text
+    assert len(office.site.credentials(office.bo)) == 2

@@ -273,24 +273,13 @@ def _capture_remote(site, kind: str, door: str, timeout: int) -> str:
 
 def _read_office_nfc(path: str, timeout: float) -> str:
     """One card from an NFC reader on the office machine, through nfcpy."""
-    import nfc
-    clf = nfc.ContactlessFrontend()
-    try:
-        if not clf.open(path):
-            fail(f"no NFC reader found at {path!r}")
-    except OSError as exc:
-        fail(f"cannot open the NFC reader at {path!r}: {exc}")
+    from ..errors import HardwareError
+    from ..site.office_reader import read_uid
     click.echo(f"tap the card on the reader (waiting {timeout} s)...", err=True)
-    deadline = time.monotonic() + timeout
     try:
-        tag = clf.connect(rdwr={"targets": ["106A", "212F"], "on-connect": lambda t: False,
-                                "iterations": 1, "interval": 0.1, "beep-on-connect": True},
-                          terminate=lambda: time.monotonic() > deadline)
-    finally:
-        clf.close()
-    if not tag:
-        fail("no card was presented in time")
-    return bytes(tag.identifier).hex().upper()
+        return read_uid(path, timeout)
+    except HardwareError as exc:
+        fail(str(exc))
 
 
 @click.group("card")

@@ -139,12 +139,14 @@ def resident_code(obj, person_id, days):
 @click.option("--no-live", is_flag=True, help="Do not follow the live channel.")
 @click.option("--secure-cookies", is_flag=True,
               help="Mark cookies Secure (behind HTTPS: the nginx proxy or --certfile).")
+@click.option("--nfc-reader", help="The office's NFC reader (an nfcpy path, e.g. usb): "
+                                   "person pages offer 'read it on the office reader'.")
 @click.option("--certfile", type=click.Path(dir_okay=False, exists=True),
               help="Serve HTTPS with this certificate (PEM) ...")
 @click.option("--keyfile", type=click.Path(dir_okay=False, exists=True),
               help="... and this private key.")
 @click.pass_obj
-def web(obj, listen, broker_url, no_live, secure_cookies, certfile, keyfile):
+def web(obj, listen, broker_url, no_live, secure_cookies, nfc_reader, certfile, keyfile):
     """Serve the office console: staff sign in at /, residents at /me.
 
     \b
@@ -169,7 +171,7 @@ def web(obj, listen, broker_url, no_live, secure_cookies, certfile, keyfile):
         fail(f"the console needs its extra: pip install 'accessd[web]' ({exc.name} is missing)")
     site_dir, database = obj.site_location()
     console = Console(site_dir, database, broker_url=broker_url, live=not no_live,
-                      secure_cookies=secure_cookies or bool(certfile))
+                      secure_cookies=secure_cookies or bool(certfile), nfc_reader=nfc_reader)
     click.echo(f"office console on http{'s' if certfile else ''}://{listen}/ "
                f"(site {console.site_id})", err=True)
     uvicorn.run(create_app(console), host=host, port=int(port), log_level="warning",

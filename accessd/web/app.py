@@ -61,11 +61,13 @@ class Console:
 
     def __init__(self, site_dir: Path, database: str | None = None, *,
                  broker_url: str | None = None, live: bool = True, clock=time.time,
-                 secure_cookies: bool = False, session: str = "console"):
+                 secure_cookies: bool = False, session: str = "console",
+                 nfc_reader: str | None = None):
         self.site_dir = Path(site_dir)
         self.database = database
         self.clock = clock
         self.secure_cookies = secure_cookies
+        self.nfc_reader = nfc_reader     # the office's own NFC reader (an nfcpy path)
         self._local = threading.local()
         probe = self.open_site()
         self.site_id = probe.site_id

@@ -6,7 +6,7 @@ and the CSV import of residents (every line checked before anything is stored)."
 from __future__ import annotations
 
 from ...core.credentials import KINDS
-from ...errors import CredentialFormatError, NotFoundError
+from ...errors import CredentialFormatError, HardwareError, NotFoundError
 from ...site import csvimport, staff
 from ...site.db import ROLES
 from ..core import BadInput, Download, Page, Redirect, Req
@@ -61,7 +61,8 @@ def _person_data(req: Req, person_id: str, **extra) -> dict:
             "schedule": own_schedule[0] if own_schedule else None,
             "role_schedule": site.role_schedules().get(p.role),
             "kinds": ENROL_KINDS, "doors": [d["id"] for d in site.doors()],
-            "live": req.console.live_enabled, **extra}
+            "live": req.console.live_enabled, "office_reader": bool(req.console.nfc_reader),
+            **extra}
 
 
 def person(req: Req):
@@ -79,8 +80,15 @@ def enrol(req: Req):
         raise BadInput(f"kind: one of {', '.join(ENROL_KINDS)}")
     door = req.field("door", max_len=64)
     value = req.field("value", max_len=200)
+    office_reader = req.field("reader", max_len=10) == "office"
     try:
-        if door and kind != "pin":
+        if office_reader:
+            if kind != "nfc" or not req.console.nfc_reader:
+                raise BadInput("reader: the office reader reads NFC cards, and the console "
+                               "was started without --nfc-reader")
+            from ...site.office_reader import read_uid
+            value = read_uid(req.console.nfc_reader, req.number("timeout", 5, 120, 30))
+        elif door and kind != "pin":
             from ...live import office
             site.door(door)
             with office.connect(site) as oc:
@@ -91,7 +99,7 @@ def enrol(req: Req):
         elif not value:
             raise BadInput("value: type the number printed on it, the card's UID or the PIN")
         rec = site.enrol(pid, kind, value)
-    except CredentialFormatError as exc:
+    except (CredentialFormatError, HardwareError) as exc:
         return Page("person.html", _person_data(req, pid, error=str(exc)), 400)
     return Redirect(f"/people/{pid}", req._("Enrolled {kind} {fp}; publish to update the "
                                             "doors.", kind=kind, fp=rec["fingerprint"]))
