@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ import pytest
 from accessd.testing import SIM_READER, free_tcp_port, terminate
 
 from .helpers import wait_until
-from .test_live_office import Estate
+from .test_live_office import Estate, door_log
 from .test_passes import QR_READER
 
 CHROMIUM = "/usr/bin/chromium"
@@ -142,6 +143,27 @@ def test_the_whole_loop_in_chromium(console, browser, tmp_path):
     assert "Enrolled fob" in page.inner_text(".flash")
     person_url = page.url.split("?")[0]
     page.screenshot(path=str(shot / "person.png"), full_page=True)
+
+    # and Dora's card by presenting it at the door (the live channel; the number is
+    # sealed to the console and never shown)
+    page.goto(base + "/people?q=dora")
+    page.click("text=Dora Holm")
+    page.wait_for_selector("#enrol-capture")
+    page.select_option("#enrol-capture select[name=kind]", "nfc")
+    page.select_option("#enrol-capture select[name=door]", "door-a")
+    before = len(door_log(door, "cmd.received"))
+
+    def present():
+        wait_until(lambda: len(door_log(door, "cmd.received")) > before, timeout=30,
+                   what="the door to take the capture command")
+        door.request({"op": "sim", "input": "tap", "uid": "04D0A0C0FFEE01"})
+    tapper = threading.Thread(target=present)
+    tapper.start()
+    page.click("#enrol-capture button[type=submit]")
+    page.wait_for_selector(".flash")
+    tapper.join(40)
+    assert "Enrolled nfc" in page.inner_text(".flash")
+    assert "04D0A0C0FFEE01" not in page.content().upper()
 
     # publish, and follow the doors applying it
     page.goto(base + "/publish")
