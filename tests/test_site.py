@@ -246,3 +246,49 @@ def test_a_short_report_puts_each_record_in_its_local_day_across_a_dst_change(tm
     assert fast == slow and {r["day"] for r in fast} >= {"2026-10-25", "2026-10-26"}
     assert sum(r["granted"] + r["denied"] + r["alarms"] for r in fast) == 297   # (2 before)
     site.close()
+
+
+def test_a_subject_access_export_holds_everything_about_one_person_and_is_recorded(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from accessd.cli import accessctl
+    from accessd.site.db import SiteDB
+    site = SiteDB.init(tmp_path / "site", "riverside")
+    site.timezone_set("Asia/Shanghai")
+    site.group_add("bldg-a")
+    site.door_add("front", "bldg-a")
+    anna = site.person_add('Anna <b>Berg</b>', "12A", "resident", "+8613800000000")
+    site.grant(anna, "bldg-a")
+    bo = site.person_add("Bo Lind", "3C", "resident")
+    fob = site.enrol(anna, "fob", "0004512345")["id"]
+    other = site.enrol(bo, "fob", "0004599999")["id"]
+    rows = [("front", "L", 1, "2026-12-01T00:30:00.000Z", "access.granted", fob),
+            ("front", "L", 2, "2026-12-01T01:00:00.000Z", "access.granted", other)]
+    with site.db.atomic():
+        site.db.executemany("INSERT INTO events (door, log, seq, ts, kind, credential, reason, "
+                            "detail, prev_hash, hash) VALUES (?,?,?,?,?,?,'r','','','h')", rows)
+    site.close()
+    out = tmp_path / "anna.json"
+    r = CliRunner().invoke(accessctl.main, ["--site", str(tmp_path / "site"), "person", "export",
+                                            anna, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert doc["person"]["name"] == "Anna <b>Berg</b>" and doc["door_groups"] == ["bldg-a"]
+    assert [c["id"] for c in doc["credentials"]] == [fob]
+    assert "4512345" not in out.read_text()               # fingerprints, never the number
+    assert [e["credential"] for e in doc["door_events"]] == [fob]     # not Bo's
+    assert doc["door_events"][0]["time"]["local"] == "2026-12-01 08:30:00"   # site's zone
+    assert any(a["action"] == "credential.add" for a in doc["office_access"])
+    page = out.with_suffix(".html").read_text()
+    assert "Anna &lt;b&gt;Berg&lt;/b&gt;" in page and "<b>Berg" not in page
+    site = SiteDB.open(tmp_path / "site")
+    assert site.audit_log()[-1]["event"] == "person.export"
+    site.close()
+    r = CliRunner().invoke(accessctl.main, ["--site", str(tmp_path / "site"), "person", "export",
+                                            "nobody", "--out", str(out)])
+    assert r.exit_code == 1 and "nobody" in r.output
+    r = CliRunner().invoke(accessctl.main, ["--site", str(tmp_path / "site"), "person", "export",
+                                            anna, "--out", str(tmp_path / "x.txt")])
+    assert r.exit_code == 1 and ".json" in r.output

@@ -5,14 +5,17 @@ Each command parses, calls the library (accessd.site), prints (rich tables, or -
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
 from rich.progress import Progress
 
 from ..site import csvimport
 from ..site.db import ROLES
-from .common import (InputFile, console, fmt_time, json_opt, out, plural, read_input, site_of)
+from .common import (InputFile, SafePath, console, fmt_time, json_opt, out, plural, read_input,
+                     site_of)
 from .office_common import _table
 
 
@@ -96,6 +99,40 @@ def person_show(obj, person_id, as_json):
                 if c.get("duress") else c["kind"]
             click.echo(f"  {c['id']} {kind} {c['fingerprint']} {c['status']}{valid}")
     out(as_json, doc, human)
+
+@person_group.command("export")
+@click.argument("person_id")
+@click.option("--out", "out_path", type=SafePath(dir_okay=False, path_type=Path), required=True,
+              help="The JSON file to write; the readable page goes beside it (.html).")
+@click.pass_obj
+def person_export(obj, person_id, out_path):
+    """Everything the site holds about one person, for them (subject access): profile,
+    credentials (fingerprints, never values), groups, schedules, passes they issued,
+    their door events and who at the office looked at their data; as JSON and as a
+    readable HTML page, in the site's time zone. The export is itself recorded.
+
+    \b
+    Example:
+      accessctl --site /srv/accessd-site person export p1a2b3c4 --out anna-berg.json
+    """
+    from ..site import subject
+    site = site_of(obj)
+    pid = site.person_named(person_id)
+    html_path = out_path.with_suffix(".html")
+    if out_path.suffix.lower() != ".json":
+        raise click.BadParameter(f"{out_path}: must end in .json (the page goes beside it "
+                                 "as .html)", param_hint="--out")
+    doc = subject.export(site, pid)
+    try:
+        out_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        html_path.write_text(subject.to_html(doc))
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {exc.filename}: {exc.strerror}",
+                                 param_hint="--out") from None
+    click.echo(f"{out_path} and {html_path}: {len(doc['credentials'])} credentials, "
+               f"{len(doc['door_events'])} door events, {len(doc['office_access'])} office "
+               "accesses")
+
 
 @person_group.command("edit")
 @click.argument("person_id")

@@ -266,6 +266,7 @@ def show(site: SiteDB, *, door=None, person=None, since=None, kinds=(), limit=No
         args.append(door)
     if person:
         site.person(person)  # exists?
+        site.audit("logs.search", f"door events of person {person}")
         mine = [k for k, v in holders.items() if v[0] == person]
         if not mine:
             return []
