@@ -253,7 +253,7 @@ def render(estate: Estate, tz: str):
                    a["reason"], style="red")
     if not alarms:
         at.add_row("", "", "", "none", "")
-    published = int(estate.site.meta("bundle_version") or 0)
+    published = estate.site.bundle_version
     dt = Table(title=f"Doors (whitelist v{published} published)", title_justify="left",
                expand=True, title_style="bold")
     for col in ("door", "link", "last seen", "mode", "relay", "door ", "whitelist"):

@@ -23,11 +23,21 @@ class Watcher:
         oc.subscribe(f"{topics.ROOT}/{estate.site_id}/#")
 
     def step(self, timeout: float = 0.5) -> list[dict]:
-        lines: list[dict] = []
+        return self.take(self.next_message(timeout))
+
+    def next_message(self, timeout: float):
+        """The next message from the broker (or None after `timeout` s): the waiting
+        half of step(), which touches no state."""
         try:
-            topic, payload, retained = self.oc.messages.get(timeout=timeout)
+            return self.oc.messages.get(timeout=timeout)
         except queue.Empty:
-            topic = None
+            return None
+
+    def take(self, message) -> list[dict]:
+        """The other half: feed one message (or None) to the estate, ask for what was
+        missed; the lines that happened."""
+        lines: list[dict] = []
+        topic, payload, retained = message if message is not None else (None, b"", False)
         if topic == "$disconnected":
             lines.append(self.estate.link(False, payload.decode()))
         elif topic == "$connected":

@@ -448,9 +448,14 @@ class SiteDB:
         self.audit("alarm.ack", f"alarm #{alarm_id}" + (f": {note}" if note else ""))
         return {"id": alarm_id, "acked_by": actor, "note": note}
 
+    @property
+    def bundle_version(self) -> int:
+        """The newest bundle version given out (0: nothing published yet)."""
+        return int(self.meta("bundle_version") or 0)
+
     def next_bundle_version(self) -> int:
         with self.db.atomic():
-            v = int(self.meta("bundle_version") or 0) + 1
+            v = self.bundle_version + 1
             self.db.upsert("meta", {"key": "bundle_version", "value": str(v)}, pk="key")
         return v
 
@@ -799,7 +804,8 @@ class SiteDB:
                               [self.digest(kind, value)]).fetchone()
         return row[0] if row else None
 
-    def credentials(self, person_id: str | None = None, *, revoked: bool = False) -> list[dict]:
+    def credentials(self, person_id: str | None = None, *, revoked: bool = False,
+                    credential_id: str | None = None) -> list[dict]:
         """The site's credentials (fingerprints, never values); with revoked=True also
         the revoked ones the office remembers (status 'revoked')."""
         sql = ("SELECT id, person_id, kind, fingerprint, assurance, valid_from, valid_until, "
@@ -812,6 +818,9 @@ class SiteDB:
         if person_id:
             sql += " WHERE person_id = ?"
             args.append(person_id)
+        if credential_id:
+            sql += (" AND" if person_id else " WHERE") + " id = ?"
+            args.append(credential_id)
         cols = ("id", "person", "kind", "fingerprint", "assurance", "valid_from", "valid_until",
                 "status", "duress")
         return [{**dict(zip(cols, r)), "duress": bool(r[8])}

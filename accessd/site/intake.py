@@ -355,6 +355,12 @@ def strangers(site: SiteDB, *, since=None, min_doors: int = 2) -> list[dict]:
             for fp, n, t, a, b, ds in site.db.execute(sql, args)]
 
 
+# grants, denials and alarms of a group of records (its parameters: sorted(ALARM_KINDS))
+_COUNTS = ("count(*) FILTER (WHERE kind = 'access.granted'), "
+           "count(*) FILTER (WHERE kind = 'access.denied'), "
+           f"count(*) FILTER (WHERE kind IN ({', '.join('?' * len(ALARM_KINDS))}))")
+
+
 def report(site: SiteDB, *, since=None, now: float | None = None,
            doors: list[str] | None = None) -> list[dict]:
     """Per door and day in the site's time zone: grants, denials and alarms (of the
@@ -369,10 +375,7 @@ def report(site: SiteDB, *, since=None, now: float | None = None,
                 return rows
     # count per UTC minute in SQL (every zone's day starts on a whole minute), then
     # fold the minutes into the site's local days
-    sql = ("SELECT door, substr(ts, 1, 16) AS minute, "
-           "count(*) FILTER (WHERE kind = 'access.granted'), "
-           "count(*) FILTER (WHERE kind = 'access.denied'), "
-           f"count(*) FILTER (WHERE kind IN ({', '.join('?' * len(ALARM_KINDS))})) FROM events")
+    sql = f"SELECT door, substr(ts, 1, 16) AS minute, {_COUNTS} FROM events"
     args: list = sorted(ALARM_KINDS)
     sql += " WHERE 1=1"
     if since:
@@ -420,11 +423,7 @@ def _report_days(site: SiteDB, since: str, days: list[tuple[str, str]],
     timestamp with the days' UTC boundaries, in SQL (one row per door and day back)."""
     case = " ".join("WHEN ts < ? THEN ?" for _ in days)
     args: list = [x for day, end in days for x in (end, day)]
-    sql = (f"SELECT door, CASE {case} ELSE NULL END AS day, "
-           "count(*) FILTER (WHERE kind = 'access.granted'), "
-           "count(*) FILTER (WHERE kind = 'access.denied'), "
-           f"count(*) FILTER (WHERE kind IN ({', '.join('?' * len(ALARM_KINDS))})) "
-           "FROM events WHERE ts >= ?")
+    sql = f"SELECT door, CASE {case} ELSE NULL END AS day, {_COUNTS} FROM events WHERE ts >= ?"
     args += sorted(ALARM_KINDS) + [since]
     if doors is not None:
         sql += f" AND door IN ({', '.join('?' * len(doors))})" if doors else " AND 0=1"

@@ -20,8 +20,9 @@ QR_FORMATS = (".png", ".svg", ".txt")
 
 
 def issue(site: SiteDB, *, group: str, role: str, label: str, valid_from: float,
-          valid_until: float, uses: int) -> tuple[passes.Pass, str]:
-    """Sign a new pass; returns it and its text (what the QR code holds)."""
+          valid_until: float, uses: int, by: str | None = None) -> tuple[passes.Pass, str]:
+    """Sign a new pass; returns it and its text (what the QR code holds). by: who
+    issued it (default: the site's actor)."""
     site.group_key(group)  # the group exists (NotFoundError otherwise)
     label = checked_text("the pass's label", label, NAME_MAX, required=True)
     if valid_until <= time.time():
@@ -34,7 +35,7 @@ def issue(site: SiteDB, *, group: str, role: str, label: str, valid_from: float,
         site.db.insert("passes", {"id": p.pass_id, "group_id": group, "role": role,
                                   "label": label, "valid_from": p.valid_from,
                                   "valid_until": p.valid_until, "uses": uses,
-                                  "issued": time.time(), "issued_by": site.actor})
+                                  "issued": time.time(), "issued_by": by or site.actor})
     site.audit("pass.issue", f"pass {p.pass_id} for {label!r} ({role}) at group {group}")
     return p, text
 
@@ -62,6 +63,17 @@ _COLS = ("id", "group_id", "role", "label", "valid_from", "valid_until", "uses",
 def _rows(site: SiteDB, where: str, args) -> list[dict]:
     sql = f"SELECT {', '.join(_COLS)} FROM passes {where} ORDER BY issued DESC, id"
     return [dict(zip(_COLS, r)) for r in site.db.execute(sql, args)]
+
+
+def get(site: SiteDB, pass_id: str) -> dict | None:
+    """One pass by its id (with or without 'pass-'), or None."""
+    rows = _rows(site, "WHERE id = ?", [pass_id.strip().lower().removeprefix("pass-")])
+    return rows[0] if rows else None
+
+
+def issued_by(site: SiteDB, who: str) -> list[dict]:
+    """The passes one actor issued (e.g. 'resident:p1a2b3c4'), newest first."""
+    return _rows(site, "WHERE issued_by = ?", [who])
 
 
 def listing(site: SiteDB, *, all_passes: bool = False, now: float | None = None) -> list[dict]:
@@ -134,9 +146,9 @@ def resident_issue(site: SiteDB, person_id: str, *, group: str, role: str, label
         if resident_issued(site, person_id, now) >= lim["resident_pass_per_month"]:
             raise CredentialFormatError(f"you have issued {lim['resident_pass_per_month']} "
                                         "passes in the last 30 days, the most allowed")
-        site.actor = f"resident:{person_id}"
         return issue(site, group=group, role=role, label=label, valid_from=now,
-                     valid_until=now + hours * 3600, uses=entries)
+                     valid_until=now + hours * 3600, uses=entries,
+                     by=f"resident:{person_id}")
 
 
 def qr_svg(text: str, *, scale: int = 6) -> str:

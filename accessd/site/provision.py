@@ -156,7 +156,7 @@ def doctor(site: SiteDB, *, now: float | None = None, upload_hours: float = 36,
     last applied against the one published, its last sync failure, and what is wrong."""
     from ..core import when
     now = time.time() if now is None else now
-    current = int(site.meta("bundle_version") or 0)
+    current = site.bundle_version
     published = float(site.meta("published_at") or 0) or None
     out = []
     refused: dict[str, list[str]] = {}

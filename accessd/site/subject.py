@@ -17,6 +17,7 @@ import time
 
 from ..core import when
 from . import intake
+from . import passes as site_passes
 from .db import SiteDB
 
 
@@ -30,10 +31,7 @@ def export(site: SiteDB, person_id: str, *, now: float | None = None) -> dict:
         [c["id"]])] for c in creds}
     own = site.db.execute("SELECT schedule FROM people WHERE id = ?", [p.id]).fetchone()
     events = intake.show(site, credentials=[c["id"] for c in creds]) if creds else []
-    passes = [dict(zip(("id", "group", "role", "label", "valid_from", "valid_until", "uses",
-                        "issued", "revoked"), r)) for r in site.db.execute(
-        "SELECT id, group_id, role, label, valid_from, valid_until, uses, issued, revoked "
-        "FROM passes WHERE issued_by = ? ORDER BY issued", [f"resident:{p.id}"])]
+    passes = sorted(site_passes.issued_by(site, f"resident:{p.id}"), key=lambda x: x["issued"])
     looked = [a for a in site.audit_log() if p.id in a["detail"] or a["actor"].endswith(p.id)]
     site.audit("person.export", f"subject access export for person {p.id}")
 
@@ -51,7 +49,9 @@ def export(site: SiteDB, person_id: str, *, now: float | None = None) -> dict:
                          "status": c["status"], "duress": c["duress"],
                          "valid_from": t(c["valid_from"]), "valid_until": t(c["valid_until"]),
                          "door_groups": cred_grants.get(c["id"], [])} for c in creds],
-        "passes_issued": [{**x, "valid_from": t(x["valid_from"]),
+        "passes_issued": [{"id": x["id"], "group": x["group_id"], "role": x["role"],
+                           "label": x["label"], "uses": x["uses"],
+                           "valid_from": t(x["valid_from"]),
                            "valid_until": t(x["valid_until"]), "issued": t(x["issued"]),
                            "revoked": t(x["revoked"])} for x in passes],
         "door_events": [{"time": {"utc": e["ts"], "local": when.fmt_iso(e["ts"], tz)},

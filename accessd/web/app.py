@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -34,6 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
+from ..alarms import label as alarm_label
 from ..core import when
 from ..errors import AccessdError
 from ..site import staff as site_staff
@@ -75,16 +76,9 @@ class Console:
         from .live import LiveFeed
         self.live = LiveFeed(self._new_site, broker_url, session=session)
         self.live_enabled = live and has_broker
-        self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
-                               autoescape=select_autoescape(["html", "svg"]),
-                               extensions=["jinja2.ext.i18n"], trim_blocks=True,
-                               lstrip_blocks=True)
-        self.env.filters["when"] = lambda t, tz: when.fmt(t, tz) if t else "-"
-        self.env.filters["when_iso"] = lambda ts, tz: when.fmt_iso(ts, tz) if ts else "-"
-        self.env.filters["urlq"] = lambda s: quote(str(s), safe="")
-        from ..alarms import label as alarm_label
-        self.env.filters["alarm"] = alarm_label
-        self.env.globals["version"] = __version__
+        # one template environment per language, its catalogue installed once: requests
+        # in two languages at the same time never share one
+        self.envs = {lang: _environment(lang) for lang in i18n.LANGUAGES}
 
     def _new_site(self) -> SiteDB:
         return SiteDB.open(self.site_dir, self.database)
@@ -108,14 +102,14 @@ class Console:
                 target = "/me/login" if route.path.startswith("/me") else "/login"
                 nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"{target}?next={quote(nxt, safe='')}", 303)
-            return self._error(request, tr, lang, actor, 401 if actor is None else 403,
+            return self._error(lang, actor, 401 if actor is None else 403,
                                tr.gettext("You may not do this."), wants_json)
         if request.method == "POST":
             sent = form.get("csrf") or request.headers.get("x-csrf-token", "")
             expected = (request.cookies.get("accessd_pre", "") if route.csrf == "pre"
                         else actor.csrf if actor is not None else "")
             if not expected or not hmac.compare_digest(str(sent), expected):
-                return self._error(request, tr, lang, actor, 403,
+                return self._error(lang, actor, 403,
                                    tr.gettext("This form has expired: reload the page and "
                                               "try again."), wants_json)
         if actor is not None:
@@ -129,7 +123,7 @@ class Console:
             result = route.handler(req)
         except (AccessdError, ValueError) as exc:
             status = 404 if isinstance(exc, LookupError) else 400
-            return self._error(request, tr, lang, actor, status, str(exc), wants_json)
+            return self._error(lang, actor, status, str(exc), wants_json)
         return self.respond(request, req, result, wants_json)
 
     def respond(self, request: Request, req: Req, result, wants_json: bool) -> Response:
@@ -154,26 +148,38 @@ class Console:
         return HTMLResponse(self.render(template, req, result.data), result.status,
                             headers=HEADERS)
 
-    def render(self, template: str, req: Req, data: dict) -> str:
-        tr = i18n.translations(req.lang)
-        self.env.install_gettext_translations(tr, newstyle=True)
-        t = self.env.get_template(template)
-        done = req.query.get("done", "")[:300]
-        return t.render(**data, req=req, actor=req.actor, role=role_of(req.actor),
-                        tz=req.site.timezone, site_id=self.site_id, lang=req.lang,
-                        languages=i18n.LANGUAGES, may=lambda a: may(req.actor, a),
-                        csrf=req.actor.csrf if req.actor else "", done=done,
-                        path=urlsplit(str(req.query.get("_path", ""))).path)
+    def _page(self, template: str, lang: str, actor, data: dict) -> str:
+        """A template in a language, with what every page shows (who, the site, the
+        language switch, the CSRF token)."""
+        return self.envs[lang].get_template(template).render(
+            **data, actor=actor, role=role_of(actor), site_id=self.site_id, lang=lang,
+            languages=i18n.LANGUAGES, may=lambda a: may(actor, a),
+            csrf=actor.csrf if actor else "")
 
-    def _error(self, request, tr, lang, actor, status, message, wants_json) -> Response:
+    def render(self, template: str, req: Req, data: dict) -> str:
+        return self._page(template, req.lang, req.actor,
+                          {"done": req.query.get("done", "")[:300], **data, "req": req,
+                           "tz": req.site.timezone})
+
+    def _error(self, lang, actor, status, message, wants_json) -> Response:
         if wants_json:
             return JSONResponse({"error": message}, status, headers=HEADERS)
-        self.env.install_gettext_translations(tr, newstyle=True)
-        html = self.env.get_template("error.html").render(
-            message=message, status=status, actor=actor, role=role_of(actor),
-            lang=lang, languages=i18n.LANGUAGES, site_id=self.site_id,
-            may=lambda a: may(actor, a), csrf=actor.csrf if actor else "", done="")
+        html = self._page("error.html", lang, actor,
+                          {"message": message, "status": status, "done": ""})
         return HTMLResponse(html, status, headers=HEADERS)
+
+
+def _environment(lang: str) -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                      autoescape=select_autoescape(["html", "svg"]),
+                      extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
+    env.install_gettext_translations(i18n.translations(lang), newstyle=True)
+    env.filters["when"] = lambda t, tz: when.fmt(t, tz) if t else "-"
+    env.filters["when_iso"] = lambda ts, tz: when.fmt_iso(ts, tz) if ts else "-"
+    env.filters["urlq"] = lambda s: quote(str(s), safe="")
+    env.filters["alarm"] = alarm_label
+    env.globals["version"] = __version__
+    return env
 
 
 def _jsonable(obj):

@@ -87,8 +87,9 @@ class LiveFeed:
                 self.estate, self.receiving, self.error = estate, True, ""
                 self._publish({"type": "link", "receiving": True, "session_kept": True})
                 while not self._stop.is_set():
+                    message = watcher.next_message(0.2)   # (waiting: dashboards read on)
                     with self._lock:
-                        lines = watcher.step(0.2)
+                        lines = watcher.take(message)
                     self.receiving = estate.receiving
                     for line in lines:
                         self._publish(line)

@@ -17,13 +17,9 @@ from ..core import Page, Redirect, Req
 from ..permissions import may
 
 
-def _published(req: Req) -> int:
-    return int(req.site.meta("bundle_version") or 0)
-
-
 def door_rows(req: Req) -> list[dict]:
     """The doors as the live channel sees them (or, without it, as the site knows them)."""
-    published = _published(req)
+    published = req.site.bundle_version
     live = req.console.live.door_rows(published) if req.console.live_enabled else None
     known = {d["id"]: d for d in req.site.doors()}
     rows = {r["id"]: r for r in (live or [])}
@@ -50,7 +46,7 @@ def _data(req: Req) -> dict:
         c = counts.get(d["id"], {})
         d["granted"], d["denied"] = c.get("granted", 0), c.get("denied", 0)
     feed = req.console.live
-    return {"doors": doors, "published": _published(req),
+    return {"doors": doors, "published": req.site.bundle_version,
             "alarms": req.site.alarms(open_only=True, limit=50),
             "open_alarms": req.site.open_alarm_count(),
             "live": {"enabled": req.console.live_enabled, "receiving": feed.receiving,

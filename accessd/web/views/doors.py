@@ -11,11 +11,13 @@ from ..core import BadInput, Page, Redirect, Req
 from .dashboard import door_rows
 
 
+def _data(req: Req, **extra) -> dict:
+    return {"doors": door_rows(req), "modes": DOOR_MODES, "groups": req.site.groups(),
+            "published": req.site.bundle_version, "live": req.console.live_enabled, **extra}
+
+
 def doors(req: Req):
-    return Page("doors.html", {"doors": door_rows(req), "modes": DOOR_MODES,
-                               "groups": req.site.groups(),
-                               "published": int(req.site.meta("bundle_version") or 0),
-                               "live": req.console.live_enabled})
+    return Page("doors.html", _data(req))
 
 
 def command(req: Req):
@@ -50,9 +52,7 @@ def import_csv(req: Req):
     if not data:
         raise BadInput("file: choose a CSV file of doors")
     rep = import_doors(req.site, decode(data, "the CSV file"))
-    if getattr(rep, "errors", None):
-        return Page("doors.html", {"doors": door_rows(req), "modes": DOOR_MODES,
-                                   "groups": req.site.groups(), "live": req.console.live_enabled,
-                                   "published": int(req.site.meta("bundle_version") or 0),
-                                   "errors": [f"line {n}: {m}" for n, m in rep.errors]}, 400)
+    if rep.errors:
+        return Page("doors.html", _data(req, errors=[f"line {n}: {m}" for n, m in rep.errors]),
+                    400)
     return Redirect("/doors", req._("Doors imported."))

@@ -50,8 +50,7 @@ def issue(req: Req):
 
 def revoke(req: Req):
     pass_id = req.params["pass_id"]
-    row = next((r for r in site_passes.listing(req.site, all_passes=True)
-                if r["id"] == pass_id.removeprefix("pass-")), None)
+    row = site_passes.get(req.site, pass_id)
     if row is None:
         raise NotFoundError(f"no pass {pass_id!r}")
     if req.form.get("confirm") != "yes":

@@ -20,7 +20,8 @@ def _matches(p, q: str) -> bool:
 
 
 def search(req: Req) -> dict:
-    q = req.field("q", max_len=100).casefold()
+    text = req.field("q", max_len=100)
+    q = text.casefold()
     page = req.number("page", 1, 10_000, default=1)
     people = req.site.people()
     hits = [p for p in people if _matches(p, q)] if q else people
@@ -28,7 +29,7 @@ def search(req: Req) -> dict:
     start = (page - 1) * PAGE
     rows = [{"id": p.id, "name": p.name, "unit": p.unit, "role": p.role}
             for p in hits[start:start + PAGE]]
-    return {"q": req.field("q", max_len=100), "people": rows, "total": len(hits),
+    return {"q": text, "people": rows, "total": len(hits),
             "all": len(people), "page": page, "pages": max(1, -(-len(hits) // PAGE)),
             "roles": ROLES, "groups": [g["id"] for g in req.site.groups()]}
 
@@ -112,7 +113,7 @@ def credential_action(req: Req):
     action = req.field("action", required=True, max_len=10)
     if action not in ("revoke", "lost"):
         raise BadInput("action: revoke or lost")
-    row = next((c for c in site.credentials(revoked=False) if c["id"] == cid), None)
+    row = next(iter(site.credentials(credential_id=cid)), None)
     if row is None:
         raise NotFoundError(f"no credential {cid!r}")
     if req.form.get("confirm") != "yes":

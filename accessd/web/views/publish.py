@@ -14,13 +14,12 @@ def _state(req: Req, version: int) -> dict:
     applied = [d["id"] for d in doors if d["version"] is not None and d["version"] >= version]
     return {"version": version, "doors": doors, "applied": len(applied), "total": len(doors),
             "late": [d["id"] for d in doors if d["id"] not in applied],
-            "published": int(req.site.meta("bundle_version") or 0),
+            "published": req.site.bundle_version,
             "store": req.site.store_url, "live": req.console.live_enabled}
 
 
 def page(req: Req):
-    published = int(req.site.meta("bundle_version") or 0)
-    return Page("publish.html", _state(req, published))
+    return Page("publish.html", _state(req, req.site.bundle_version))
 
 
 def publish(req: Req):

@@ -27,8 +27,7 @@ def _me(req: Req) -> dict:
     events = intake.show(site, credentials=[c["id"] for c in site.credentials(pid, revoked=True)],
                          limit=EVENTS, newest_first=True)
     lim = site_passes.resident_limits(site)
-    mine = [r for r in site_passes.listing(site, all_passes=True)
-            if r["issued_by"] == f"resident:{pid}"][:20]
+    mine = site_passes.issued_by(site, f"resident:{pid}")[:20]
     return {"person": {"name": p.name, "unit": p.unit}, "credentials": creds,
             "events": [{"ts": e["ts"], "door": e["door"], "kind": e["kind"],
                         "word": WORDS.get(e["kind"], e["kind"])} for e in events],
