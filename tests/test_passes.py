@@ -286,7 +286,7 @@ def test_the_office_log_names_a_pass_by_whom_it_was_for(site):
     now = time.time()
     p, _ = site_passes.issue(site, group="g", role="courier", label="DHL", valid_from=now,
                              valid_until=now + 3600, uses=3)
-    before = utc_iso(now)
+    before = utc_iso(now - 1)    # before the revocation, even one in the same millisecond
     assert intake.holder_of(site, site.holders(), p.credential_id, before, {}) == (
         "DHL (courier's QR pass)", "")
     site_passes.revoke(site, p.pass_id)

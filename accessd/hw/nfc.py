@@ -55,6 +55,12 @@ def _link(path: str) -> str:
         return f"udp:{host}:{s.getsockname()[1]}"
 
 
+# How long a simulated card stays in the field waiting for the reader to poll it:
+# nearly the control socket's reply timeout (10 s), so a loaded machine whose reader
+# loop polls late still reads it (the emulator's default is 5 s).
+SIM_PRESENT_SECONDS = 9.0
+
+
 class NfcReader(Reader):
     kind = "nfc"
 
@@ -170,6 +176,6 @@ class NfcReader(Reader):
         emulator = CardEmulator(self.path)
         kind = "felica" if len(uid) == 8 else ("type4" if card is not None else "type2")
         threading.Thread(target=emulator.present, args=(uid,),
-                         kwargs={"kind": kind, "hold": 0.8,
+                         kwargs={"kind": kind, "hold": 0.8, "timeout": SIM_PRESENT_SECONDS,
                                  "applet": card.apdu if card is not None else None},
                          name=f"card-{self.name}", daemon=True).start()
