@@ -59,6 +59,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "data_dir": ((str,), "/var/lib/accessd"),
         "key_file": ((str,), "/etc/accessd/keys.json"),
         "max_events": ((int,), 1_000_000),   # the log keeps at most this many (~200 MB)
+        "retention_days": ((int,), 30),      # uploaded records older than this go (nightly)
     },
     "api": {
         "socket": ((str,), "/run/accessd/control.sock"),
@@ -185,6 +186,7 @@ class StorageConfig:
     data_dir: Path
     key_file: Path
     max_events: int
+    retention_days: int = 30
 
     @property
     def whitelist_path(self) -> Path:
@@ -313,7 +315,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "door.unlock_seconds": (0.001, 600), "door.held_open_seconds": (1, 86400),
     "door.prealarm_seconds": (0, 86400),
     "gpio.bounce_ms": (0, 1000),
-    "storage.max_events": (1000, 100_000_000),
+    "storage.max_events": (1000, 100_000_000), "storage.retention_days": (1, 3650),
     "api.max_connections": (1, 1024), "api.idle_timeout_seconds": (0.1, 3600),
     "sync.interval_seconds": (1, 86400), "sync.max_age_hours": (0.01, 8760),
     "sync.timeout_seconds": (0.1, 600),
@@ -547,7 +549,8 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
 
     st = s["storage"]
     storage = StorageConfig(data_dir=base / st["data_dir"], key_file=base / st["key_file"],
-                            max_events=st["max_events"])
+                            max_events=st["max_events"],
+                            retention_days=st["retention_days"])
     if storage.data_dir.exists() and not storage.data_dir.is_dir():
         raise _err(path, "storage.data_dir", f"{storage.data_dir} is a file, not a directory")
     check_key_file(path, storage.key_file, storage.data_dir, must_exist=require_keys,

@@ -642,6 +642,27 @@ class Postgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def dump(self, url: str) -> bytes:
+        """pg_dump of a database (plain SQL), as a backup would take it."""
+        name = url.rsplit("/", 1)[1]
+        r = subprocess.run([str(postgres_bindir() / "pg_dump"), "-h", "127.0.0.1", "-p",
+                            str(self.port), "-U", self.user, "--no-owner", name],
+                           capture_output=True, env={**os.environ, "PGPASSWORD": self.password})
+        if r.returncode:
+            raise RuntimeError(f"pg_dump failed: {r.stderr.decode()[-500:]}")
+        return r.stdout
+
+    def restore(self, dump: bytes) -> str:
+        """A new database loaded from a pg_dump; its URL."""
+        url = self.database()
+        r = subprocess.run([str(postgres_bindir() / "psql"), "-q", "-v", "ON_ERROR_STOP=1",
+                            "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
+                            url.rsplit("/", 1)[1]], input=dump, capture_output=True,
+                           env={**os.environ, "PGPASSWORD": self.password})
+        if r.returncode:
+            raise RuntimeError(f"psql restore failed: {r.stderr.decode()[-500:]}")
+        return url
+
     def stop(self) -> None:
         terminate(self.proc)
         self._rm(self.dir, ignore_errors=True)

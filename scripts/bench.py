@@ -24,6 +24,11 @@
                     (scripts/bench_revocation.py): on a file store and on S3 (moto), each
                     door syncing every --revocation-interval s, and pushed over the live
                     channel (sync-now to every door through a local Mosquitto)
+  console           the office console's pages at 5,000 residents and 1M events
+                    (scripts/bench_console.py)
+  retention         the office purging 1M events older than it keeps (SQLite, PostgreSQL),
+                    and a door purging 100k uploaded records with the decision latency
+                    while it does (scripts/bench_retention.py)
 """
 
 from __future__ import annotations
@@ -200,6 +205,9 @@ def main() -> None:
     ap.add_argument("--no-console", action="store_true",
                     help="skip the office console (pages with 5,000 residents, 225 doors and "
                          "1M events on SQLite and PostgreSQL; an alarm to the dashboard)")
+    ap.add_argument("--no-retention", action="store_true",
+                    help="skip retention (the office purging 1M events on SQLite and "
+                         "PostgreSQL; a door purging 100k records while it decides taps)")
     args = ap.parse_args()
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -260,6 +268,10 @@ def main() -> None:
             from bench_console import bench_console
             result["console"] = bench_console(Path(tmp) / "console")
             print("bench: console done", file=sys.stderr)
+        if not args.no_retention:
+            from bench_retention import bench_retention
+            result["retention"] = bench_retention(Path(tmp) / "retention")
+            print("bench: retention done", file=sys.stderr)
     print(json.dumps(result, indent=2))
 
 

@@ -144,6 +144,7 @@ def test_a_control_character_in_a_path_is_a_config_error_not_a_crash(tmp_path):
     ("policy", "card_pin_timeout_seconds = nan", "policy.card_pin_timeout_seconds"),
     ("mqtt", "reconnect_max_seconds = 99999", "mqtt.reconnect_max_seconds"),
     ("storage", "max_events = 99999999999999", "storage.max_events"),
+    ("storage", "retention_days = 0", "storage.retention_days"),   # purged before upload
 ])
 def test_every_number_is_finite_and_in_its_range(tmp_path, section, line, key):
     """Each number in the schema has a range a door can live with, checked at load:

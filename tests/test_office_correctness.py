@@ -88,7 +88,8 @@ def test_a_taken_pin_is_refused_without_saying_whose_and_the_clash_is_audited(of
     audit = json.loads(office("audit", "--json").stdout)
     clash = [a for a in audit if a["event"] == "pin.collision"]
     assert len(clash) == 1 and audit[-1] is clash[0]   # (after the adds and the first PIN)
-    assert "Bo Lund (14C)" in clash[0]["detail"] and "Anna Berg (12A)" in clash[0]["detail"]
+    assert "Bo Lund (14C)" in clash[0]["text"] and "Anna Berg (12A)" in clash[0]["text"]
+    assert "Bo" not in clash[0]["detail"] and "Anna" not in clash[0]["detail"]  # ids, sealed
     # a card is a thing in the clerk's hand: its holder is named, by name
     office("enroll", "--person", office.anna, "--kind", "nfc", "--uid", "04A1B2C3")
     r = office("enroll", "--person", office.bo, "--kind", "nfc", "--uid", "04A1B2C3", ok=False)
@@ -362,3 +363,10 @@ def test_the_console_unit_is_hardened_as_the_upload_unit_is():
     assert not missing, sorted(missing)
     unit = (ROOT / "systemd" / "accessd-console.service").read_text()
     assert "--listen 127.0.0.1:" in unit and "--secure-cookies" in unit
+    # the nightly purge at the office: as hardened, and it pulls before it purges
+    missing = settings("accessd-upload.service") - settings("accessd-office-purge.service") - {
+        "ExecStart", "Description"}
+    assert not missing, sorted(missing)
+    purge = (ROOT / "systemd" / "accessd-office-purge.service").read_text()
+    assert purge.index("logs pull") < purge.index("logs purge")
+    assert "OnCalendar=" in (ROOT / "systemd" / "accessd-office-purge.timer").read_text()

@@ -84,26 +84,59 @@ def keys_init(obj: Ctx) -> None:
 @main.command()
 @click.option("--limit", type=click.IntRange(1, 10_000_000), default=50, show_default=True,
               help="The newest this many entries.")
+@click.option("--staff", help="Only what this staff member (console account or OS user) did.")
+@click.option("--person", help="Only lines about this person (id or name).")
+@click.option("--action", help="Only this action, e.g. logs.search, or a family: credential.")
+@click.option("--since", help="From 2026-11-21, 2026-11-21T18:00 (site time zone) or 7d (ago).")
+@click.option("--until", help="Up to (not including) this time, same forms.")
+@click.option("--verify", is_flag=True, help="Check the trail's hash chain and signed anchors.")
 @json_opt
 @click.pass_obj
-def audit(obj: Ctx, limit: int, as_json: bool) -> None:
-    """For administrators: the site's audit trail, e.g. a PIN refused at enrolment
-    because another resident already has it (whose is named only here).
+def audit(obj: Ctx, limit, staff, person, action, since, until, verify, as_json) -> None:
+    """For administrators and auditors: the site's audit trail. Every office action
+    (enrol, revoke, forget, export, publish, pass, remote command, a log search naming
+    a person) is one line: who, from which terminal, when, what. The lines are
+    hash-chained; --verify recomputes the chain (exit 1 if it is broken).
 
     \b
-    Example:
+    Examples:
       accessctl --site /srv/accessd-site audit --limit 20
+      accessctl --site /srv/accessd-site audit --person p1a2b3c4 --action logs.search
+      accessctl --site /srv/accessd-site audit --staff bo --since 2026-12-01
+      accessctl --site /srv/accessd-site audit --verify
     """
     site = site_of(obj)
-    rows = site.audit_log(limit)
     tz = site.timezone
+    if verify:
+        rep = site.audit_verify()
+
+        def said():
+            for p in rep["problems"]:
+                console.print(f"[red]{p}[/red]")
+            console.print(f"{rep['lines']} lines, {rep['anchors']} signed anchors, head "
+                          f"{rep['head'][:16]}: " + ("chain intact" if not rep["problems"]
+                                                     else "BROKEN"))
+        _out(as_json, rep, said)
+        if rep["problems"]:
+            sys.exit(1)
+        return
+    who = site.person_named(person) if person else None
+    rows = site.audit_log(limit, staff=staff, person=who, action=action,
+                          since=parse_when(since, tz=tz, past=True, param="--since")
+                          if since else None,
+                          until=parse_when(until, tz=tz, past=True, param="--until")
+                          if until else None)
+    names = site.audit_names(rows)
+    for r in rows:
+        r["text"] = site.audit_text(r, names)
 
     def human():
         t = Table(title=f"audit (times in {tz})")
-        for col in ("time", "who", "event", "detail"):
+        for col in ("#", "time", "who", "terminal", "event", "detail"):
             t.add_column(col)
         for r in rows:
-            t.add_row(_fmt_time(r["ts"], tz), r["actor"], r["event"], r["detail"])
+            t.add_row(str(r["id"]), _fmt_time(r["ts"], tz), r["actor"], r["terminal"],
+                      r["event"], r["text"])
         console.print(t)
     _out(as_json, rows, human)
 

@@ -212,6 +212,19 @@ def upload(config_path: str, store_url: str | None) -> None:
     click.echo(f"uploaded {plural(res['events'], 'event')} in "
                f"{plural(res['batches'], 'batch', 'batches')} "
                f"(acknowledged up to #{res['acked_seq']})")
+    # retention: what the office has and is older than storage.retention_days goes
+    import time as _time
+
+    from ..storage.eventlog import purge_uploaded, utc_iso
+    days = cfg.storage.retention_days
+    try:
+        gone = purge_uploaded(cfg.storage.eventlog_path, acked_seq=res["acked_seq"],
+                              before=utc_iso(_time.time() - days * 86400))
+    except AccessdError as exc:
+        click.echo(f"accessd: uploaded, but the log was not purged: {exc}", err=True)
+        sys.exit(1)
+    if gone:
+        click.echo(f"purged {plural(gone, 'uploaded record')} older than {days} days")
 
 
 def _new_log_identity(cfg) -> bool:

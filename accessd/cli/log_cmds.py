@@ -67,6 +67,27 @@ def logs_pull(obj, store_url, as_json):
     if any(not r.ok for r in res.values()):
         sys.exit(1)
 
+@logs_group.command("purge")
+@json_opt
+@click.pass_obj
+def logs_purge(obj, as_json):
+    """Delete door events older than the site keeps them ('site retention', default
+    180 days) and acknowledged alarms as old; a signed checkpoint keeps each door's
+    hash chain verifiable from where it was cut. Run nightly (the office's
+    accessd-office-purge.timer does).
+
+    \b
+    Example:
+      accessctl --site /srv/accessd-site logs purge
+    """
+    from ..site import intake
+    site = site_of(obj)
+    res = intake.purge(site)
+    out(as_json, res, lambda: click.echo(
+        f"{plural(res['events'], 'door event')} of {plural(len(res['doors']), 'door')} and "
+        f"{plural(res['alarms'], 'alarm')} older than {res['days']} days deleted"))
+
+
 @logs_group.command("show")
 @click.option("--door", help="Only this door.")
 @click.option("--person", help="Only this person's credentials: the id, or the name "

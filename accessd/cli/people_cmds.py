@@ -157,6 +157,56 @@ def person_edit(obj, person_id, name, unit, role, phone, schedule):
             site.person_schedule_set(person_id, None if schedule == "none" else schedule)
     click.echo(f"{p.id} updated")
 
+@person_group.command("forget")
+@click.argument("person_id")
+@click.option("--reason", required=True,
+              help="Why (kept, sealed, in the audit trail), e.g. 'moved out 2026-11-30'.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-publish", is_flag=True,
+              help="Do not publish now (the doors keep the credentials until you do).")
+@json_opt
+@click.pass_obj
+def person_forget(obj, person_id, reason, yes, no_publish, as_json):
+    """Erase a person for good (right to erasure): their credentials are revoked and
+    published, and their name, phone, the labels of passes they issued and the notes
+    about them become unreadable everywhere the site keeps them, backups taken before
+    included (their data key is destroyed). Their door events stay, as "former
+    resident" with the unit. Cannot be undone.
+
+    \b
+    Example:
+      accessctl --site /srv/accessd-site person forget p1a2b3c4 --reason "moved out"
+    """
+    site = site_of(obj)
+    pid = site.person_named(person_id)
+    p = site.person(pid)
+    if p.forgotten:
+        from ..errors import StoreError
+        raise StoreError(f"person {pid} was already erased")
+    if not yes and not click.confirm(f"Erase {site.label(p)} [{pid}] for good? This cannot "
+                                     "be undone", default=False, err=True):
+        raise click.Abort()
+    done = site.person_forget(pid, reason)
+    if not no_publish and site.groups():
+        from ..errors import AccessdError
+        from ..site.publish import publish
+        try:
+            res = publish(site, site.store())
+            done["published"] = res[0]["version"] if res else None
+        except AccessdError as exc:
+            done["published"] = None
+            click.echo(f"accessctl: erased, but not published ({exc}): run 'accessctl "
+                       "publish' so the doors drop the credentials", err=True)
+
+    def human():
+        click.echo(f"{pid} erased: {plural(len(done['credentials']), 'credential')} revoked, "
+                   f"{plural(done['passes_revoked'], 'pass', 'passes')} revoked; the log now "
+                   f"reads \"former resident ({done['unit'] or '-'})\""
+                   + (f"; published version {done['published']}" if done.get("published")
+                      else ""))
+    out(as_json, done, human)
+
+
 @person_group.command("remove")
 @click.argument("person_id")
 @click.pass_obj

@@ -146,6 +146,25 @@ def site_timezone(obj, tz):
     site_of(obj).timezone_set(tz)
     click.echo(f"time zone {tz}; run 'accessctl publish' to update the doors")
 
+
+@site_group.command("retention")
+@click.argument("days", type=click.IntRange(1, 3650), required=False)
+@click.pass_obj
+def site_retention(obj, days):
+    """Show, or set, how many days the office keeps door events (default 180).
+    'accessctl logs purge' (nightly: systemd/accessd-office-purge.timer) deletes
+    older ones; doors keep their own (storage.retention_days, default 30).
+
+    \b
+    Example:
+      accessctl --site /srv/accessd-site site retention 90
+    """
+    from ..site import intake
+    site = site_of(obj)
+    if days is not None:
+        intake.retention_set(site, days)
+    click.echo(f"door events are kept {intake.retention_days(site)} days at the office")
+
 # ---- schedules and holidays ----------------------------------------------------
 
 

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
+import re
 import secrets
 import time
+from hashlib import sha256
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from ..errors import AccessdError, KeyFileError, NotFoundError, StoreError
 from ..core.text import check_text
 from ..storage.crypto import Sealer, fingerprint, lookup_digest
 from . import keys as site_keys
+from .personal import SITE, Keyring
 from .sql import Conflict, PostgresDatabase, SQLiteDatabase, is_url
 
 ROLES = ("resident", "courier", "visitor", "staff", "contractor")
@@ -188,6 +192,31 @@ SITE_MIGRATIONS = [
     CREATE TABLE login_failures (key TEXT PRIMARY KEY, count INTEGER NOT NULL,
                                  first REAL NOT NULL, locked_until REAL);
     """,
+    # 16: personal data (site/personal.py): a data key per person, wrapped under the
+    #     ring key (never in the database; key_ring carries each new generation wrapped
+    #     under the one before); people erased ('forgotten'); pass labels, alarm notes
+    #     and the audit's free text sealed; the audit trail hash-chained, with the
+    #     terminal and the person each line is about; signed checkpoints where the
+    #     office purged a door's log (retention)
+    """
+    CREATE TABLE key_ring (gen INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
+    CREATE TABLE person_keys (owner TEXT PRIMARY KEY, gen INTEGER NOT NULL,
+                              sealed BLOB NOT NULL);
+    ALTER TABLE people ADD COLUMN forgotten REAL;
+    ALTER TABLE audit ADD COLUMN terminal TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN person TEXT;
+    ALTER TABLE audit ADD COLUMN note BLOB;
+    ALTER TABLE audit ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN hash TEXT NOT NULL DEFAULT '';
+    CREATE INDEX audit_person ON audit(person);
+    CREATE INDEX audit_ts ON audit(ts);
+    ALTER TABLE passes ADD COLUMN label_sealed BLOB;
+    ALTER TABLE alarms ADD COLUMN note_sealed BLOB;
+    CREATE TABLE log_checkpoints (door TEXT NOT NULL, log TEXT NOT NULL,
+                                  seq INTEGER NOT NULL, hash TEXT NOT NULL,
+                                  cut REAL NOT NULL, signature BLOB NOT NULL,
+                                  PRIMARY KEY (door, log));
+    """,
 ]
 
 
@@ -203,6 +232,16 @@ def check_readers(readers) -> list[str]:
         except AccessdError as exc:
             raise StoreError(str(exc)) from None
     return sorted(set(out))
+
+
+def os_terminal() -> str:
+    """This machine and terminal, as the audit trail names them ('office-pc pts/3')."""
+    import socket
+    try:
+        tty = os.ttyname(0).removeprefix("/dev/")
+    except OSError:
+        tty = ""
+    return f"{socket.gethostname()} {tty}".strip()[:64]
 
 
 def os_user() -> str:
@@ -232,6 +271,29 @@ def check_id(what: str, value: str) -> str:
     return value
 
 
+PERSONAL_FORMAT = "2"     # names sealed under per-person keys (site/personal.py)
+GENESIS = "0" * 64
+FORMER = "former resident"   # how a forgotten person is named from then on
+
+
+def _anchor_text(site_id: str, aid: int, h: str) -> bytes:
+    return f"accessd audit anchor\0{site_id}\0{aid}\0{h}".encode()
+
+
+def _pass_owner(issued_by: str) -> str:
+    """Whose key seals a pass's label: the resident who issued it, or the site."""
+    return issued_by[9:] if issued_by.startswith("resident:") else SITE
+
+
+def audit_hash(aid: int, ts: float, actor: str, terminal: str, event: str,
+               person: str | None, detail: str, note, prev: str) -> str:
+    """The hash of one audit line, chained to the one before it."""
+    body = json.dumps([aid, ts, actor, terminal, event, person, detail,
+                       bytes(note).hex() if note is not None else None, prev],
+                      separators=(",", ":"))
+    return sha256(body.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Person:
     id: str
@@ -239,6 +301,7 @@ class Person:
     role: str
     name: str
     phone: str | None
+    forgotten: float | None = None    # when the person was erased (name is then FORMER)
 
 
 class SiteDB:
@@ -253,6 +316,8 @@ class SiteDB:
                    else SQLiteDatabase(self.dir / "site.db", SITE_MIGRATIONS))
         self._readers: tuple[int, list[str] | None] | None = None   # (transaction, readers)
         self.actor = os_user()   # who the audit trail names: the OS user, or a console account
+        self.terminal = os_terminal()    # and where from: this host and tty, or an address
+        self.personal = Keyring(self.db, self.dir / "keys")
 
     @property
     def where(self) -> str:
@@ -288,7 +353,9 @@ class SiteDB:
         with site.db.atomic():
             site.db.insert_all("meta", [{"key": "site_id", "value": site_id},
                                         {"key": "bundle_version", "value": "0"},
-                                        {"key": "key_check", "value": site._key_check()}])
+                                        {"key": "key_check", "value": site._key_check()},
+                                        {"key": "personal", "value": PERSONAL_FORMAT}])
+            site.personal.key(SITE, create=True)
         return site
 
     @classmethod
@@ -310,7 +377,44 @@ class SiteDB:
             site.close()
             raise KeyFileError(f"{site_dir / 'keys'}: these are not the keys of site "
                                f"{site_id!r} in {site.where}")
+        if site.meta("personal") != PERSONAL_FORMAT:
+            site._upgrade_personal()
         return site
+
+    def _upgrade_personal(self) -> None:
+        """A site made before per-person keys: its names and phones, pass labels, alarm
+        notes and audit details sealed the new way, and the audit trail chained."""
+        with self.db.atomic():
+            if self.meta("personal") == PERSONAL_FORMAT:
+                return                                   # another terminal did it
+            ids = set()
+            for pid, sealed in self.db.execute(
+                    "SELECT id, sealed FROM people").fetchall():
+                data = self._data.open(f"person:{pid}".encode(), bytes(sealed))
+                self.db.execute("UPDATE people SET sealed = ? WHERE id = ?",
+                                [self.personal.seal(pid, "person", data), pid])
+                ids.add(pid)
+            for pid, label, by in self.db.execute(
+                    "SELECT id, label, issued_by FROM passes").fetchall():
+                self.db.execute("UPDATE passes SET label = '', label_sealed = ? WHERE id = ?",
+                                [self.personal.seal(_pass_owner(by), f"pass:{pid}", label),
+                                 pid])
+            for aid, note in self.db.execute(
+                    "SELECT id, note FROM alarms WHERE note <> ''").fetchall():
+                self.db.execute("UPDATE alarms SET note = NULL, note_sealed = ? WHERE id = ?",
+                                [self.personal.seal(SITE, f"alarm:{aid}", note), aid])
+            prev = GENESIS
+            for aid, ts, actor, event, detail in self.db.execute(
+                    "SELECT id, ts, actor, event, detail FROM audit ORDER BY id").fetchall():
+                person = next((w for w in re.findall(r"[\w.-]+", detail) if w in ids), None)
+                note = (self.personal.seal(person or SITE, f"audit:{aid}", detail)
+                        if detail else None)
+                h = audit_hash(aid, ts, actor, "", event, person, "", note, prev)
+                self.db.execute("UPDATE audit SET detail = '', note = ?, person = ?, "
+                                "prev_hash = ?, hash = ? WHERE id = ?",
+                                [note, person, prev, h, aid])
+                prev = h
+            self.db.upsert("meta", {"key": "personal", "value": PERSONAL_FORMAT}, pk="key")
 
     def close(self) -> None:
         self.db.close()
@@ -398,24 +502,157 @@ class SiteDB:
         with self.db.atomic():
             self.db.upsert("meta", {"key": key, "value": value}, pk="key")
 
-    def audit(self, event: str, detail: str) -> None:
-        """A line for administrators (accessctl audit), with the OS user who caused it."""
+    def audit(self, event: str, detail: str, *, person: str | None = None,
+              note: str | None = None) -> None:
+        """One line of the audit trail: who (the OS user, or a console account), from
+        which terminal, when, what (`event`, and `detail`: ids, never free text), about
+        which person, and free text (`note`: a pass's label, a reason) sealed under that
+        person's key (or the site's). Each line is chained to the one before it."""
         with self.db.atomic():
-            self.db.insert("audit", {"ts": time.time(), "actor": self.actor, "event": event,
-                                     "detail": detail})
+            last = self.db.execute("SELECT id, hash FROM audit ORDER BY id DESC "
+                                   "LIMIT 1").fetchone()
+            aid, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            owner = person or SITE
+            if note and person and self.db.execute(
+                    "SELECT forgotten FROM people WHERE id = ?", [person]).fetchone() != (None,):
+                owner = SITE          # an erased (or unknown) person's key is not made again
+            sealed = self.personal.seal(owner, f"audit:{aid}", note) if note else None
+            ts = time.time()
+            self.db.insert("audit", {
+                "id": aid, "ts": ts, "actor": self.actor, "terminal": self.terminal,
+                "event": event, "person": person, "detail": detail, "note": sealed,
+                "prev_hash": prev, "hash": audit_hash(aid, ts, self.actor, self.terminal,
+                                                      event, person, detail, sealed, prev)})
 
-    def audit_log(self, limit: int | None = None) -> list[dict]:
-        sql = "SELECT id, ts, actor, event, detail FROM audit ORDER BY id DESC"
-        rows = self.db.execute(sql + (" LIMIT ?" if limit else ""),
-                               [limit] if limit else []).fetchall()
-        return [dict(zip(("id", "ts", "actor", "event", "detail"), r)) for r in reversed(rows)]
+    _AUDIT_COLS = ("id", "ts", "actor", "terminal", "event", "person", "detail", "note")
+
+    def audit_log(self, limit: int | None = None, *, staff: str | None = None,
+                  person: str | None = None, action: str | None = None,
+                  since: float | None = None, until: float | None = None) -> list[dict]:
+        """Audit lines, oldest first (the newest `limit` of them): by a staff member
+        (or OS user), about a person (the line's person, or one naming them), of an
+        action ('pin.collision', or a prefix: 'credential'), from/until a time. The
+        note is opened (None: there is none; '(erased)': its person was forgotten)."""
+        sql = f"SELECT {', '.join(self._AUDIT_COLS)} FROM audit WHERE 1=1"
+        args: list = []
+        if staff:
+            sql += " AND (actor = ? OR actor = ?)"
+            args += [staff, f"web:{staff}"]
+        if person:
+            sql += " AND (person = ? OR detail LIKE ?)"
+            args += [person, f"%{person}%"]
+        if action:
+            sql += " AND (event = ? OR event LIKE ?)"
+            args += [action, f"{action}.%"]
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND ts < ?"
+            args.append(until)
+        sql += " ORDER BY id DESC" + (" LIMIT ?" if limit else "")
+        rows = self.db.execute(sql, args + ([limit] if limit else [])).fetchall()
+        self.personal.open_many({r[5] or SITE for r in rows if r[7] is not None})
+        out = []
+        for r in reversed(rows):
+            row = dict(zip(self._AUDIT_COLS, r))
+            if row["note"] is not None:
+                opened = self._open_note(row["person"], f"audit:{row['id']}", row["note"])
+                row["note"] = "(erased)" if opened is None else opened
+            out.append(row)
+        return out
+
+    def audit_names(self, rows: list[dict]) -> dict[str, str]:
+        """Person id -> how staff see them, for the people audit lines name (the
+        administrator's view: 'accessctl audit', the console's audit page)."""
+        words = {w for r in rows for w in re.findall(r"[\w.-]+", r["detail"])}
+        words |= {r["person"] for r in rows if r["person"]}
+        words = sorted(words)
+        out: dict[str, str] = {}
+        for i in range(0, len(words), 500):
+            part = words[i:i + 500]
+            for row in self.db.execute(f"SELECT {self._PERSON_COLS} FROM people WHERE id IN "
+                                       f"({', '.join('?' * len(part))})", part).fetchall():
+                out[row[0]] = self.label(self._person(row))
+        return out
+
+    @staticmethod
+    def audit_text(row: dict, names: dict[str, str]) -> str:
+        """An audit line's detail with people named, and its note."""
+        detail = re.sub(r"\bperson ([\w.-]+)",
+                        lambda m: f"person {m[1]} ({names[m[1]]})" if m[1] in names else m[0],
+                        row["detail"])
+        return detail + (f" — {row['note']}" if row.get("note") else "")
+
+    def _open_note(self, person: str | None, what: str, blob):
+        """A note sealed under the person's key, or the site's (a line written after
+        the person was erased); None when neither opens it (the person's key is gone)."""
+        for owner in dict.fromkeys([person or SITE, SITE]):
+            try:
+                opened = self.personal.open(owner, what, blob, fresh=False)
+            except StoreError:
+                continue
+            if opened is not None:
+                return opened
+        return None
+
+    def audit_verify(self) -> dict:
+        """Recompute the audit trail's chain: {lines, head, problems, anchors}. A line
+        edited, removed or put in out of order breaks it; the signed anchors (kept by
+        each nightly purge) say the trail up to there is the one the office signed."""
+        from cryptography.exceptions import InvalidSignature
+        problems, prev, n, ids = [], GENESIS, 0, {}
+        expect = None
+        for aid, ts, actor, terminal, event, person, detail, note, ph, h in self.db.execute(
+                "SELECT id, ts, actor, terminal, event, person, detail, note, prev_hash, hash "
+                "FROM audit ORDER BY id"):
+            n += 1
+            if expect is not None and aid != expect:
+                problems.append(f"line {aid}: lines {expect}-{aid - 1} are missing")
+            if ph != prev:
+                problems.append(f"line {aid}: its link to the line before is broken")
+            if audit_hash(aid, ts, actor, terminal, event, person, detail, note, ph) != h:
+                problems.append(f"line {aid}: its content does not match its hash (edited)")
+            ids[aid], prev, expect = h, h, aid + 1
+        anchors = 0
+        for raw in json.loads(self.meta("audit_anchors") or "[]"):
+            try:
+                self.keys.public.verify(bytes.fromhex(raw["sig"]),
+                                        _anchor_text(self.site_id, raw["id"], raw["hash"]))
+            except (InvalidSignature, KeyError, ValueError):
+                problems.append(f"anchor at line {raw.get('id')}: bad signature")
+                continue
+            if ids.get(raw["id"]) != raw["hash"]:
+                problems.append(f"line {raw['id']}: not the line the office signed on "
+                                f"{time.strftime('%Y-%m-%d', time.gmtime(raw.get('t', 0)))} "
+                                "(the trail was rewritten)")
+            anchors += 1
+        return {"lines": n, "head": prev, "problems": problems, "anchors": anchors}
+
+    def audit_anchor(self) -> dict | None:
+        """Sign the audit trail's newest line (kept in meta; `audit --verify` checks
+        them): rewriting the trail before it then needs the site's signing key."""
+        with self.db.atomic():
+            last = self.db.execute("SELECT id, hash FROM audit ORDER BY id DESC "
+                                   "LIMIT 1").fetchone()
+            if last is None:
+                return None
+            anchors = json.loads(self.meta("audit_anchors") or "[]")
+            if anchors and anchors[-1]["id"] == last[0]:
+                return anchors[-1]
+            sig = self.keys.signing.sign(_anchor_text(self.site_id, last[0], last[1]))
+            anchors = (anchors + [{"id": last[0], "hash": last[1], "t": time.time(),
+                                   "sig": sig.hex()}])[-400:]
+            self.db.upsert("meta", {"key": "audit_anchors", "value": json.dumps(anchors)},
+                           pk="key")
+            return anchors[-1]
 
     # ---- alarms ----------------------------------------------------------------------
     def alarms(self, *, open_only: bool = True, door: str | None = None,
                limit: int | None = None) -> list[dict]:
         """Alarms, newest first: those no one acknowledged yet, or all of them."""
-        sql = ("SELECT id, door, log, seq, ts, kind, reason, received, acked, acked_by, note "
-               "FROM alarms WHERE 1=1")
+        sql = ("SELECT id, door, log, seq, ts, kind, reason, received, acked, acked_by, "
+               "note_sealed FROM alarms WHERE 1=1")
         args: list = []
         if open_only:
             sql += " AND acked IS NULL"
@@ -426,7 +663,12 @@ class SiteDB:
         args += [limit] if limit else []
         cols = ("id", "door", "log", "seq", "ts", "kind", "reason", "received", "acked",
                 "acked_by", "note")
-        return [dict(zip(cols, r)) for r in self.db.execute(sql, args)]
+        out = [dict(zip(cols, r)) for r in self.db.execute(sql, args)]
+        if any(a["note"] is not None for a in out):
+            self.personal.open_many([SITE])
+        for a in out:
+            a["note"] = self.personal.open(SITE, f"alarm:{a['id']}", a["note"], fresh=False) or ""
+        return out
 
     def open_alarm_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM alarms WHERE acked IS NULL").fetchone()[0]
@@ -436,16 +678,18 @@ class SiteDB:
         note = text("the note", note, NOTE_MAX)
         actor = self.actor
         with self.db.atomic():   # one statement: two terminals cannot both acknowledge it
-            done = self.db.execute("UPDATE alarms SET acked = ?, acked_by = ?, note = ? "
-                                   "WHERE id = ? AND acked IS NULL",
-                                   [time.time(), actor, note, alarm_id]).rowcount
+            done = self.db.execute(
+                "UPDATE alarms SET acked = ?, acked_by = ?, note_sealed = ? "
+                "WHERE id = ? AND acked IS NULL",
+                [time.time(), actor, self.personal.seal(SITE, f"alarm:{alarm_id}", note)
+                 if note else None, alarm_id]).rowcount
         if not done:
             row = self.db.execute("SELECT acked_by FROM alarms WHERE id = ?",
                                   [alarm_id]).fetchone()
             if row is None:
                 raise NotFoundError(f"no alarm #{alarm_id} (see 'accessctl alarms --all')")
             raise StoreError(f"alarm #{alarm_id} was already acknowledged by {row[0]}")
-        self.audit("alarm.ack", f"alarm #{alarm_id}" + (f": {note}" if note else ""))
+        self.audit("alarm.ack", f"alarm #{alarm_id}", note=note or None)
         return {"id": alarm_id, "acked_by": actor, "note": note}
 
     @property
@@ -573,16 +817,23 @@ class SiteDB:
         if role not in ROLES:
             raise StoreError(f"role {role!r} is not one of {', '.join(ROLES)}")
         person_id = check_id("person", person_id) if person_id else "p" + secrets.token_hex(4)
-        sealed = self._data.seal(f"person:{person_id}".encode(), {"name": name, "phone": phone})
         try:
             with self.db.atomic():
+                if self.db.execute("SELECT 1 FROM people WHERE id = ?", [person_id]).fetchone():
+                    raise Conflict(person_id)
+                sealed = self.personal.seal(person_id, "person", {"name": name, "phone": phone})
                 self.db.insert("people", {"id": person_id, "ident": self.person_ident(unit, name),
                                           "unit": unit, "role": role, "sealed": sealed,
                                           "created": time.time()})
         except Conflict:
+            self.personal.discard(person_id)
             raise StoreError(f"{name} in unit {unit!r} is already registered "
                              f"(or the id {person_id!r} is taken)") from None
-        self.audit("person.add", f"person {person_id} ({role}, unit {unit or '-'})")
+        except BaseException:
+            self.personal.discard(person_id)
+            raise
+        self.audit("person.add", f"person {person_id} ({role}, unit {unit or '-'})",
+                   person=person_id)
         return person_id
 
     @staticmethod
@@ -597,8 +848,8 @@ class SiteDB:
         if self.db.execute("SELECT 1 FROM people WHERE id = ?", [text]).fetchone():
             return text
         want = text.casefold()
-        hits = [p for p in self.people()
-                if want in (p.name.casefold(), self.label(p).casefold())]
+        hits = [p for p in self.people() if not p.forgotten
+                and want in (p.name.casefold(), self.label(p).casefold())]
         if not hits:
             raise NotFoundError(f"no person with the id or name {text!r}")
         if len(hits) > 1:
@@ -612,24 +863,35 @@ class SiteDB:
                               [self.person_ident(unit, name)]).fetchone()
         return row[0] if row else None
 
-    def _person(self, row) -> Person:
-        pid, unit, role, sealed = row
-        data = self._data.open(f"person:{pid}".encode(), sealed)
+    def _person(self, row, fresh: bool = True) -> Person:
+        pid, unit, role, sealed, forgotten = row
+        data = None if forgotten else self.personal.open(pid, "person", sealed, fresh=fresh)
+        if data is None:
+            return Person(pid, unit, role, FORMER, None, forgotten or 0.0)
         return Person(pid, unit, role, data["name"], data.get("phone"))
 
+    _PERSON_COLS = "id, unit, role, sealed, forgotten"
+
     def person(self, person_id: str) -> Person:
-        row = self.db.execute("SELECT id, unit, role, sealed FROM people WHERE id = ?",
+        row = self.db.execute(f"SELECT {self._PERSON_COLS} FROM people WHERE id = ?",
                               [person_id]).fetchone()
         if row is None:
             raise NotFoundError(f"no person {person_id!r}")
         return self._person(row)
 
-    def people(self) -> list[Person]:
-        return [self._person(r) for r in self.db.execute(
-            "SELECT id, unit, role, sealed FROM people ORDER BY unit, id")]
+    def people(self, *, forgotten: bool = False) -> list[Person]:
+        """Everyone on the site (and with forgotten=True the people erased too)."""
+        rows = self.db.execute(f"SELECT {self._PERSON_COLS} FROM people"
+                               + ("" if forgotten else " WHERE forgotten IS NULL")
+                               + " ORDER BY unit, id").fetchall()
+        self.personal.open_many(r[0] for r in rows if r[4] is None)
+        return [self._person(r, fresh=False) for r in rows]
 
     def person_edit(self, person_id: str, *, name=None, unit=None, role=None, phone=None) -> Person:
         p = self.person(person_id)
+        if p.forgotten:
+            raise StoreError(f"person {person_id} was erased ('person forget'): there is "
+                             "nothing left to edit; add them again as a new person")
         new = Person(p.id, text("the unit", unit, UNIT_MAX) if unit is not None else p.unit,
                      role or p.role,
                      text("a person's name", name, NAME_MAX, required=True)
@@ -641,16 +903,63 @@ class SiteDB:
         with self.db.atomic():
             self.db.execute("UPDATE people SET unit = ?, role = ?, ident = ?, sealed = ? WHERE id = ?",
                             [new.unit, new.role, self.person_ident(new.unit, new.name),
-                             self._data.seal(f"person:{p.id}".encode(),
-                                             {"name": new.name, "phone": new.phone}), p.id])
-        self.audit("person.edit", f"person {p.id}")
+                             self.personal.seal(p.id, "person",
+                                                {"name": new.name, "phone": new.phone}), p.id])
+        self.audit("person.edit", f"person {p.id}", person=p.id)
         return new
 
     def person_remove(self, person_id: str) -> None:
+        """Take a person off the site entirely (one added by mistake): their key goes
+        too. For a resident who leaves, 'forget' keeps the log's "former resident"."""
         self.person(person_id)
+        if self.db.in_transaction:   # the new ring key is written only after the commit
+            raise StoreError("a removal cannot run inside another transaction")
         with self.db.atomic():
             self.db.execute("DELETE FROM people WHERE id = ?", [person_id])
-        self.audit("person.remove", f"person {person_id}")
+            self.personal.destroy(person_id)
+        self.personal.commit_ring()
+        self.audit("person.remove", f"person {person_id}", person=person_id)
+
+    def person_forget(self, person_id: str, reason: str) -> dict:
+        """Erase a person (GDPR art. 17, PIPL art. 47): their credentials revoked (kept
+        as fingerprints, so the log reads "former resident (12A)"), their grants, sign-in
+        codes and sessions gone, passes they issued revoked, and their data key destroyed
+        with a new ring generation (site/personal.py): their name, phone, pass labels and
+        audit notes are unreadable from then on, in this database and in copies of it.
+        The caller publishes (the doors drop the credentials). Returns what was done."""
+        reason = text("the reason", reason, NOTE_MAX, required=True)
+        if self.db.in_transaction:   # the new ring key is written only after the commit
+            raise StoreError("an erasure cannot run inside another transaction")
+        p = self.person(person_id)
+        if p.forgotten:
+            raise StoreError(f"person {person_id} was already erased")
+        now = time.time()
+        with self.db.atomic():
+            creds = [r[0] for r in self.db.execute(
+                "SELECT id FROM credentials WHERE person_id = ?", [person_id])]
+            self.db.execute(
+                "INSERT INTO retired_credentials (id, person_id, kind, fingerprint, status, "
+                "retired) SELECT id, person_id, kind, fingerprint, 'revoked', ? "
+                "FROM credentials WHERE person_id = ?", [now, person_id])
+            self.db.execute("DELETE FROM credentials WHERE person_id = ?", [person_id])
+            self.db.execute("DELETE FROM grants WHERE person_id = ?", [person_id])
+            self.db.execute("DELETE FROM resident_codes WHERE person_id = ?", [person_id])
+            self.db.execute("DELETE FROM web_sessions WHERE kind = 'resident' AND subject = ?",
+                            [person_id])
+            passes = self.db.execute(
+                "UPDATE passes SET revoked = ?, revoked_by = ? WHERE issued_by = ? "
+                "AND revoked IS NULL AND valid_until > ?",
+                [now, self.actor, f"resident:{person_id}", now]).rowcount
+            self.db.execute("UPDATE people SET sealed = ?, ident = ?, schedule = NULL, "
+                            "forgotten = ? WHERE id = ?",
+                            [b"", secrets.token_bytes(32), now, person_id])
+            gen = self.personal.destroy(person_id)
+        self.personal.commit_ring()
+        self.audit("person.forget", f"person {person_id} ({p.role}, unit {p.unit or '-'}): "
+                   f"{len(creds)} credentials revoked, {passes} passes revoked, data key "
+                   f"destroyed (ring generation {gen})", person=person_id, note=reason)
+        return {"person": person_id, "unit": p.unit, "credentials": creds,
+                "passes_revoked": passes, "generation": gen}
 
     # ---- credentials and grants ---------------------------------------------------------
     def fingerprint(self, kind: str, value: str) -> str:
@@ -723,17 +1032,17 @@ class SiteDB:
                 # administrator can see the clash (accessctl audit) and ask that
                 # resident to change theirs.
                 self.audit("pin.collision",
-                           f"a PIN typed for {self.label(self.person(person_id))} "
-                           f"[{person_id}] is already the PIN of "
-                           f"{self.label(self.person(other[1]))} [{other[1]}, {other[0]}]; "
-                           "refused (ask the holder to change it if it may be known)")
+                           f"a PIN typed for person {person_id} is already the PIN of "
+                           f"person {other[1]} ({other[0]}); refused (ask the holder to "
+                           "change it if it may be known)", person=person_id)
                 raise StoreError("this PIN cannot be used: choose another one (PINs are "
                                  "unique on a site; an administrator can see the clash "
                                  "with 'accessctl audit')")
             raise StoreError(f"that {kind} is already enrolled to "
                              f"{self.label(self.person(other[1]))} ({other[0]})")
         self.audit("credential.add", f"{kind} {cid} ({row['fingerprint']}) for person "
-                                     f"{person_id}" + (" (duress)" if duress else ""))
+                                     f"{person_id}" + (" (duress)" if duress else ""),
+                   person=person_id)
         return {k: v for k, v in row.items() if k not in ("lookup", "card_sealed")}
 
     def credential_check(self, kind: str, value: str) -> None:
@@ -865,7 +1174,7 @@ class SiteDB:
                 self.db.execute("UPDATE credentials SET status = ?, status_since = ? "
                                 "WHERE id = ?", [status, time.time(), credential_id])
         self.audit(f"credential.{status or 'revoke'}",
-                   f"{held[1]} {credential_id} of person {held[0]}")
+                   f"{held[1]} {credential_id} of person {held[0]}", person=held[0])
         return held[0], held[1]
 
     def _subject(self, subject: str, group_id: str | None = None) -> str:
@@ -889,7 +1198,8 @@ class SiteDB:
         with self.db.atomic():
             self.db.execute(f"INSERT INTO {table} VALUES (?, ?) ON CONFLICT DO NOTHING",
                             [subject, group_id])
-        self.audit("grant", f"{kind} {subject} -> group {group_id}")
+        self.audit("grant", f"{kind} {subject} -> group {group_id}",
+                   person=subject if kind == "person" else None)
         return kind
 
     def ungrant(self, subject: str, group_id: str) -> None:
@@ -899,7 +1209,8 @@ class SiteDB:
         with self.db.atomic():
             self.db.execute(f"DELETE FROM {table} WHERE {col} = ? AND group_id = ?",
                             [subject, group_id])
-        self.audit("ungrant", f"{kind} {subject} -/-> group {group_id}")
+        self.audit("ungrant", f"{kind} {subject} -/-> group {group_id}",
+                   person=subject if kind == "person" else None)
 
     def grants(self, person_id: str) -> list[str]:
         return [r[0] for r in self.db.execute(

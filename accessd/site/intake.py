@@ -182,6 +182,13 @@ def _store(site: SiteDB, name: str, door: str, log_id: str, records: list[list],
     a duplicate, or tampering if it differs. Call inside site.db.atomic()."""
     if not records:
         return
+    cp = checkpoint(site, door, log_id)
+    if cp is not None:     # purged already (older than the site keeps): not loaded again
+        old = [v for v in records if v[_SEQ] <= cp["seq"]]
+        rep.duplicates += len(old)
+        records = [v for v in records if v[_SEQ] > cp["seq"]]
+        if not records:
+            return
     seqs = [v[_SEQ] for v in records]
     had = dict(site.db.execute("SELECT seq, hash FROM events WHERE door = ? AND log = ? "
                                "AND seq BETWEEN ? AND ?", [door, log_id, min(seqs), max(seqs)]))
@@ -228,18 +235,117 @@ def _check_replaced(site: SiteDB, store, name: str, tag: str, was, out) -> None:
 
 def verify_door(site: SiteDB, door: str, log_id: str = "") -> tuple[list[tuple[int, int]],
                                                                      list[tuple[int, str]]]:
-    """Sequence gaps and broken links in one of a door's logs, as collected."""
+    """Sequence gaps and broken links in one of a door's logs, as collected: from its
+    first record, or from the signed checkpoint where the office last purged it."""
     gaps, bad = [], []
     prev_seq, prev_hash = 0, GENESIS
+    cp = checkpoint(site, door, log_id)
+    if cp is not None:
+        if not cp["ok"]:
+            bad.append((cp["seq"], "the purge checkpoint's signature is wrong (forged?)"))
+        prev_seq, prev_hash = cp["seq"], cp["hash"]
     for seq, ph, h in site.db.execute(
-            "SELECT seq, prev_hash, hash FROM events WHERE door = ? AND log = ? ORDER BY seq",
-            [door, log_id]):
+            "SELECT seq, prev_hash, hash FROM events WHERE door = ? AND log = ? AND seq > ? "
+            "ORDER BY seq", [door, log_id, prev_seq]):
         if seq != prev_seq + 1:
             gaps.append((prev_seq + 1, seq - 1))
         elif ph != prev_hash:
             bad.append((seq, "previous-hash link broken"))
         prev_seq, prev_hash = seq, h
     return gaps, bad
+
+
+# ---- retention ------------------------------------------------------------------------
+RETENTION_DAYS = 180       # the office keeps door events this long (site setting)
+PURGE_CHUNK = 20_000       # rows deleted per transaction (other terminals wait no longer)
+
+
+def _checkpoint_text(site: SiteDB, door: str, log_id: str, seq: int, h: str, cut: float):
+    return f"accessd log checkpoint\0{site.site_id}\0{door}\0{log_id}\0{seq}\0{h}\0{cut!r}".encode()
+
+
+def checkpoint(site: SiteDB, door: str, log_id: str) -> dict | None:
+    """Where the office last purged a door's log: {seq, hash, cut, ok} (ok: signed by
+    this site), or None if it never did."""
+    row = site.db.execute("SELECT seq, hash, cut, signature FROM log_checkpoints WHERE "
+                          "door = ? AND log = ?", [door, log_id]).fetchone()
+    if row is None:
+        return None
+    from cryptography.exceptions import InvalidSignature
+    seq, h, cut, sig = row
+    try:
+        site.keys.public.verify(bytes(sig), _checkpoint_text(site, door, log_id, seq, h, cut))
+        ok = True
+    except InvalidSignature:
+        ok = False
+    return {"seq": seq, "hash": h, "cut": cut, "ok": ok}
+
+
+def retention_days(site: SiteDB) -> int:
+    try:
+        return int(site.meta("retention_days") or RETENTION_DAYS)
+    except ValueError:
+        return RETENTION_DAYS
+
+
+def retention_set(site: SiteDB, days: int) -> None:
+    if not 1 <= days <= 3650:
+        from ..errors import StoreError
+        raise StoreError(f"retention must be 1-3650 days, got {days}")
+    site.meta_set("retention_days", str(days))
+    site.audit("retention", f"door events kept {days} days at the office")
+
+
+def purge(site: SiteDB, *, now: float | None = None, progress=None) -> dict:
+    """Delete door events (and acknowledged alarms) older than the site keeps them.
+    Each door's log loses a prefix only (up to its first record inside the window, so
+    nothing younger goes), and a signed checkpoint (seq, hash) is kept where it was cut:
+    `verify_door` and the next intake go on from there. Also signs the audit trail's
+    newest line (an anchor for `audit --verify`). Returns what was deleted."""
+    now = time.time() if now is None else now
+    days = retention_days(site)
+    cutoff = utc_iso(now - days * 86400)
+    out = {"days": days, "before": cutoff, "events": 0, "alarms": 0, "doors": {}}
+    logs = site.db.execute("SELECT door, log FROM events GROUP BY door, log "
+                           "HAVING min(ts) < ?", [cutoff]).fetchall()
+    for door, log_id in logs:
+        young = site.db.execute("SELECT min(seq) FROM events WHERE door = ? AND log = ? AND "
+                                "ts >= ?", [door, log_id, cutoff]).fetchone()[0]
+        last = site.db.execute(
+            "SELECT seq, hash FROM events WHERE door = ? AND log = ?"
+            + (" AND seq < ?" if young is not None else "") + " ORDER BY seq DESC LIMIT 1",
+            [door, log_id] + ([young] if young is not None else [])).fetchone()
+        if last is None:
+            continue
+        cut_seq, cut_hash = last
+        sig = site.keys.signing.sign(_checkpoint_text(site, door, log_id, cut_seq, cut_hash,
+                                                      now))
+        with site.db.atomic():
+            site.db.execute("INSERT INTO log_checkpoints (door, log, seq, hash, cut, signature) "
+                            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (door, log) DO UPDATE SET "
+                            "seq = excluded.seq, hash = excluded.hash, cut = excluded.cut, "
+                            "signature = excluded.signature",
+                            [door, log_id, cut_seq, cut_hash, now, sig])
+        low = site.db.execute("SELECT min(seq) FROM events WHERE door = ? AND log = ?",
+                              [door, log_id]).fetchone()[0]
+        n = 0
+        while low is not None and low <= cut_seq:
+            top = min(cut_seq, low + PURGE_CHUNK - 1)
+            with site.db.atomic():
+                n += site.db.execute("DELETE FROM events WHERE door = ? AND log = ? AND "
+                                     "seq BETWEEN ? AND ?", [door, log_id, low, top]).rowcount
+            low = top + 1
+            if progress:
+                progress(door, n)
+        out["events"] += n
+        out["doors"][door] = out["doors"].get(door, 0) + n
+    with site.db.atomic():
+        out["alarms"] = site.db.execute("DELETE FROM alarms WHERE acked IS NOT NULL AND ts < ?",
+                                        [cutoff]).rowcount
+    site.audit("logs.purge", f"door events before {cutoff} ({days} days): {out['events']} "
+                             f"records of {len(out['doors'])} doors, {out['alarms']} alarms")
+    site.audit_anchor()
+    return out
 
 
 _WHAT = {"nfc": "card", "fob": "fob", "pin": "PIN"}
@@ -266,7 +372,7 @@ def show(site: SiteDB, *, door=None, person=None, since=None, kinds=(), limit=No
         args.append(door)
     if person:
         site.person(person)  # exists?
-        site.audit("logs.search", f"door events of person {person}")
+        site.audit("logs.search", f"door events of person {person}", person=person)
         mine = [k for k, v in holders.items() if v[0] == person]
         if not mine:
             return []
@@ -311,8 +417,10 @@ def holder_of(site: SiteDB, holders: dict, cred: str | None, ts: str,
     for a stranger. `holders` is site.holders(); `people` caches labels."""
     if cred and cred.startswith("pass-"):   # a QR pass: its label, from the office's list
         if cred not in people:
-            people[cred] = site.db.execute("SELECT label, role, revoked FROM passes WHERE id = ?",
-                                           [cred[5:]]).fetchone()
+            from .passes import label as pass_label
+            row = site.db.execute("SELECT label_sealed, issued_by, role, revoked FROM passes "
+                                  "WHERE id = ?", [cred[5:]]).fetchone()
+            people[cred] = row and (pass_label(site, cred[5:], row[0], row[1]), *row[2:])
         row = people[cred]
         if row is None:
             return "", ""

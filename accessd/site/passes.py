@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..core import passes
 from ..errors import CredentialFormatError, NotFoundError, StoreError
-from .db import NAME_MAX, SiteDB, text as checked_text
+from .db import NAME_MAX, SiteDB, _pass_owner, text as checked_text
+from .personal import SITE
 
 QR_FORMATS = (".png", ".svg", ".txt")
 
@@ -31,12 +32,17 @@ def issue(site: SiteDB, *, group: str, role: str, label: str, valid_from: float,
     p = passes.new_pass(site=site.site_id, group=group, role=role, label=label,
                         valid_from=int(valid_from), valid_until=int(valid_until), uses=uses)
     text = passes.sign(p, site.keys.signing)
+    by = by or site.actor
+    owner = _pass_owner(by)
     with site.db.atomic():
         site.db.insert("passes", {"id": p.pass_id, "group_id": group, "role": role,
-                                  "label": label, "valid_from": p.valid_from,
+                                  "label": "", "valid_from": p.valid_from,
+                                  "label_sealed": site.personal.seal(owner, f"pass:{p.pass_id}",
+                                                                     label),
                                   "valid_until": p.valid_until, "uses": uses,
-                                  "issued": time.time(), "issued_by": by or site.actor})
-    site.audit("pass.issue", f"pass {p.pass_id} for {label!r} ({role}) at group {group}")
+                                  "issued": time.time(), "issued_by": by})
+    site.audit("pass.issue", f"pass {p.pass_id} ({role}) at group {group}",
+               person=None if owner == SITE else owner, note=label)
     return p, text
 
 
@@ -60,9 +66,20 @@ _COLS = ("id", "group_id", "role", "label", "valid_from", "valid_until", "uses",
          "issued_by", "revoked", "revoked_by")
 
 
+def label(site: SiteDB, pass_id: str, sealed, issued_by: str, *, fresh: bool = True) -> str:
+    """A pass's label, opened ("(erased)" once the resident who issued it is forgotten)."""
+    got = site.personal.open(_pass_owner(issued_by), f"pass:{pass_id}", sealed, fresh=fresh)
+    return "(erased)" if got is None else got
+
+
 def _rows(site: SiteDB, where: str, args) -> list[dict]:
-    sql = f"SELECT {', '.join(_COLS)} FROM passes {where} ORDER BY issued DESC, id"
-    return [dict(zip(_COLS, r)) for r in site.db.execute(sql, args)]
+    cols = ", ".join("label_sealed" if c == "label" else c for c in _COLS)
+    sql = f"SELECT {cols} FROM passes {where} ORDER BY issued DESC, id"
+    out = [dict(zip(_COLS, r)) for r in site.db.execute(sql, args)]
+    site.personal.open_many({_pass_owner(r["issued_by"]) for r in out})
+    for r in out:
+        r["label"] = label(site, r["id"], r["label"], r["issued_by"], fresh=False)
+    return out
 
 
 def get(site: SiteDB, pass_id: str) -> dict | None:

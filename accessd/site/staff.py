@@ -183,7 +183,8 @@ def login(site: SiteDB, name: str, password: str, *, now: float | None = None,
             ok = False
     if not ok:
         _failed(site, keys, now)
-        site.audit("login.failed", f"staff sign-in as {name!r} from {terminal or '?'}")
+        site.audit("login.failed", f"staff sign-in from {terminal or '?'}",
+                   note=f"as {name!r}")
         raise LoginRefused("wrong name or password")
     _cleared(site, f"staff:{name}")
     if hasher.check_needs_rehash(row[0]):
@@ -202,6 +203,8 @@ def resident_code(site: SiteDB, person_id: str, *, now: float | None = None,
     hash is kept). An earlier unused code of theirs stops working."""
     now = time.time() if now is None else now
     person = site.person(person_id)
+    if person.forgotten:
+        raise StoreError(f"person {person.id} was erased: no sign-in code")
     raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
     with site.db.atomic():
         site.db.execute("UPDATE resident_codes SET used = ? WHERE person_id = ? AND used IS NULL",
@@ -209,7 +212,8 @@ def resident_code(site: SiteDB, person_id: str, *, now: float | None = None,
         site.db.insert("resident_codes", {"code_hash": _sha(raw), "person_id": person.id,
                                           "issued": now, "expires": now + days * 86400,
                                           "used": None, "issued_by": site.actor})
-    site.audit("resident.code", f"a sign-in code for person {person.id} ({person.unit})")
+    site.audit("resident.code", f"a sign-in code for person {person.id} ({person.unit})",
+               person=person.id)
     return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
 
 

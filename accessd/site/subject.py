@@ -32,8 +32,9 @@ def export(site: SiteDB, person_id: str, *, now: float | None = None) -> dict:
     own = site.db.execute("SELECT schedule FROM people WHERE id = ?", [p.id]).fetchone()
     events = intake.show(site, credentials=[c["id"] for c in creds]) if creds else []
     passes = sorted(site_passes.issued_by(site, f"resident:{p.id}"), key=lambda x: x["issued"])
-    looked = [a for a in site.audit_log() if p.id in a["detail"] or a["actor"].endswith(p.id)]
-    site.audit("person.export", f"subject access export for person {p.id}")
+    looked = site.audit_log(person=p.id) + site.audit_log(staff=f"resident:{p.id}")
+    looked.sort(key=lambda a: a["id"])
+    site.audit("person.export", f"subject access export for person {p.id}", person=p.id)
 
     def t(epoch):
         return None if epoch is None else {"utc": when.fmt(epoch, "UTC"), "local":

@@ -138,6 +138,7 @@ class EventLog:
                                (excess - 1,)).fetchone()[0]
             unacked = conn.execute("SELECT count(*) FROM events WHERE seq <= ? AND seq > ?",
                                    (cut, acked_seq)).fetchone()[0]
+            _keep_checkpoint(conn, cut)
             conn.execute("DELETE FROM events WHERE seq <= ?", (cut,))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -148,6 +149,64 @@ class EventLog:
 
     def close(self) -> None:
         self.db.conn.close()
+
+
+def _keep_checkpoint(conn, cut: int) -> None:
+    """Before records up to `cut` are deleted: its hash, to verify the rest from."""
+    row = conn.execute("SELECT seq, hash FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
+                       (cut,)).fetchone()
+    if row:
+        conn.execute("INSERT OR REPLACE INTO log_meta VALUES ('checkpoint', ?)",
+                     [json.dumps({"seq": row[0], "hash": row[1]})])
+
+
+def read_checkpoint(conn) -> dict | None:
+    """Where the log was last cut (retention or its cap): {seq, hash}, or None."""
+    try:
+        row = conn.execute("SELECT value FROM log_meta WHERE key = 'checkpoint'").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return json.loads(row[0]) if row else None
+
+
+def purge_uploaded(path: Path, *, before: str, acked_seq: int, chunk: int = 500,
+                   busy_timeout: float = 10.0, pause: float = 0.005, progress=None) -> int:
+    """Retention at the door: delete records the office has (seq <= acked_seq) and that
+    are older than `before` (UTC timestamp text), oldest first, `chunk` per
+    transaction with a pause between (the daemon's writer waits at most 0.2 s for the
+    file before it holds records in memory: it must get its turn); never the newest record (the
+    chain goes on from it). A checkpoint (seq, hash) is kept where it was cut. Safe
+    while the daemon runs (its own connection, WAL). Returns how many went."""
+    import time
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    conn.execute("PRAGMA synchronous = NORMAL")   # (a delete lost to a power cut is redone)
+    gone = 0
+    try:
+        newest = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        young = conn.execute("SELECT min(seq) FROM events WHERE ts >= ?", (before,)).fetchone()[0]
+        limit = min(acked_seq, newest - 1, (young - 1) if young is not None else newest)
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = conn.execute("SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?",
+                                    (limit, chunk)).fetchall()
+                if rows:
+                    _keep_checkpoint(conn, rows[-1][0])
+                    gone += conn.execute("DELETE FROM events WHERE seq <= ?",
+                                         (rows[-1][0],)).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if len(rows) < chunk:
+                return gone
+            if progress:
+                progress(gone)
+            time.sleep(pause)
+    except sqlite3.Error as exc:
+        raise EventLogError(f"{path}: cannot purge: {exc}") from exc
+    finally:
+        conn.close()
 
 
 def make_log_id() -> str:
@@ -201,13 +260,17 @@ class ChainReport:
 
 
 def verify_chain(conn: sqlite3.Connection, *, start_prev: str | None = None) -> ChainReport:
-    """Recompute every hash and link; report gaps and bad records."""
+    """Recompute every hash and link; report gaps and bad records. A log cut by its
+    retention or its cap is verified from its checkpoint."""
     gaps, bad = [], []
     count, first, prev_seq, prev_hash = 0, None, None, start_prev
+    cp = read_checkpoint(conn) if start_prev is None else None
+    if cp:
+        prev_seq, prev_hash = cp["seq"], cp["hash"]
     for row in conn.execute(f"SELECT {', '.join(EventLog.COLUMNS)} FROM events ORDER BY seq"):
         seq, ts, door, kind, cred, reason, detail, prev, h = row
         count += 1
-        if first is None:
+        if first is None and prev_seq is None:
             first = seq
             if seq == 1 and prev != GENESIS:
                 bad.append((seq, "first record does not start the chain"))
@@ -217,8 +280,9 @@ def verify_chain(conn: sqlite3.Connection, *, start_prev: str | None = None) -> 
             bad.append((seq, "previous-hash link broken"))
         if record_hash(seq, ts, door, kind, cred, reason, detail, prev) != h:
             bad.append((seq, "record hash does not match its contents"))
+        first = seq if first is None else first
         prev_seq, prev_hash = seq, h
-    return ChainReport(count, first, prev_seq, gaps, bad)
+    return ChainReport(count, first, prev_seq if count else None, gaps, bad)
 
 
 def reply_when_committed(reply: Future | None, futs: list[Future], payload: dict) -> None:

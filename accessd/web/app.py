@@ -93,6 +93,7 @@ class Console:
     def handle(self, route, request: Request, form: dict, files: dict) -> Response:
         site = self.open_site()
         site.actor = "web"
+        site.terminal = f"web {request.client.host if request.client else '?'}"[:64]
         actor = site_staff.session(site, request.cookies.get(COOKIE), now=self.clock())
         lang = i18n.choose(request.cookies.get("lang"), request.headers.get("accept-language"))
         tr = i18n.translations(lang)

@@ -46,4 +46,8 @@ def limits(req: Req):
 
 
 def audit(req: Req):
-    return Page("audit.html", {"rows": list(reversed(req.site.audit_log(500)))})
+    rows = list(reversed(req.site.audit_log(500)))
+    names = req.site.audit_names(rows)
+    for r in rows:
+        r["text"] = req.site.audit_text(r, names)
+    return Page("audit.html", {"rows": rows})
