@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def overlay(tmp_path):
         d.mkdir()
     seed_upper(upper)
 
-    def run() -> subprocess.CompletedProcess:
+    def run(**extra_env) -> subprocess.CompletedProcess:
         script = f"""set -e
 mount -t overlay overlay -o lowerdir=/,upperdir={upper},workdir={work} {merged}
 mount --bind /proc {merged}/proc
@@ -61,6 +62,7 @@ exec chroot {merged} /bin/bash -c 'cd /opt/accessd && exec scripts/install-on-pi
 """
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
         env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        env.update(extra_env)
         return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                                script], capture_output=True, text=True, env=env, timeout=900)
     return upper, run
@@ -74,6 +76,14 @@ def test_install_on_pi_installs_everything_and_checks_itself(overlay):
     assert "PASS  check-config" in out and "PASS  lgpio" in out, out
     assert "FAIL  relay-safe" in out and "this machine is not a Raspberry Pi" in out, out
     assert "install-on-pi: 1 self-check(s) failed" in out and r.returncode == 1, out
+    # systemd is not running in a chroot: the last words do not send anyone to journalctl
+    assert r.stderr.splitlines()[-1] == "install-on-pi: 1 self-check(s) failed (see above)"
+    assert "first command: sudo accessd check-config" in out
+    for cmd in ("accessd", "accessctl"):   # on the PATH
+        assert os.readlink(upper / "usr/local/bin" / cmd) == f"/opt/accessd/.venv/bin/{cmd}"
+    # lgpio was imported as root and as accessd: no notification pipe left anywhere
+    assert not [p for p in upper.rglob(".lgd-nfy*")], list(upper.rglob(".lgd-nfy*"))
+    assert "https://pypi.org/simple reachable" in out
 
     etc = upper / "etc"
     for unit in ("accessd.service", "accessd-upload.service", "accessd-upload.timer"):
@@ -120,3 +130,36 @@ def test_install_on_pi_installs_everything_and_checks_itself(overlay):
     assert "UART block already there" in out2
     assert (boot / "config.txt").read_text().count("enable_uart=1") == 1
     assert "PASS  check-config" in out2 and r2.returncode == 1
+
+
+def test_without_systemctl_it_stops_before_changing_anything(overlay):
+    """A root with no systemd (a container, a minimal debootstrap): said at once, and
+    no config, key, user or venv is made (it used to die half-way, rc 127)."""
+    upper, run = overlay
+    (upper / "usr/bin").mkdir(parents=True, exist_ok=True)
+    os.mknod(upper / "usr/bin/systemctl", 0o600 | stat.S_IFCHR, 0)   # an overlay whiteout
+    r = run()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr.strip() == ("install-on-pi: this system lacks: systemctl. accessd needs "
+                                "systemd and Debian's tools (Raspberry Pi OS Lite has them "
+                                "all); nothing was changed.")
+    assert not (upper / "etc").exists() and not (upper / "opt/accessd/.venv").exists()
+    assert r.stdout == ""
+
+
+def test_an_unreachable_package_index_is_said_as_such_not_as_a_missing_wheel(overlay):
+    """The index cannot be reached (here: nothing listens at its address): the installer
+    says so in its own words as its last line, names the index, and neither builds
+    lgpio nor installs a compiler."""
+    from accessd.testing import free_tcp_port
+    upper, run = overlay
+    index = f"http://127.0.0.1:{free_tcp_port()}/simple"
+    r = run(PIP_INDEX_URL=index)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"install-on-pi: cannot reach the Python package index {index} ("), out
+    assert "Connection refused" in last and "Nothing was installed from the index." in last
+    assert "building it" not in out and "swig" not in out.replace(last, "")
+    assert not (upper / "opt/accessd/.venv").exists()
+    assert not (upper / "usr/bin/gcc").exists()

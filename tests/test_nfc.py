@@ -71,6 +71,25 @@ def test_no_reader_at_the_path_is_a_fault_with_the_reason(nfc_rig):
     assert reader.health()["state"] == "fault"
 
 
+def test_a_link_host_that_does_not_resolve_is_named_and_a_tap_is_refused_at_once(nfc_rig,
+                                                                                mocker):
+    """A root with no /etc/hosts (no 'localhost'): the fault names the host and the link,
+    not a bare gaierror; a simulated tap on the faulted reader is refused at once with
+    that reason (not after the 5 s a starting reader gets)."""
+    from concurrent.futures import Future
+    reader, q, _ = nfc_rig(path="udp:no-such-host.invalid:auto")
+    ev = q.get(timeout=5)
+    assert ev.kind == "reader.fault", ev
+    assert "cannot resolve 'no-such-host.invalid' for the NFC link" in ev.detail
+    assert "udp:no-such-host.invalid:auto" in ev.detail and "gaierror" not in ev.detail
+    waited = mocker.spy(reader.opened, "wait")
+    with pytest.raises(OSError) as err:
+        reader.sim_present("nfc", "04A1B2C3D4E5F6", Future())
+    assert waited.call_count == 0             # said at once, no waiting for it to open
+    assert str(err.value).startswith("reader front-nfc is not open: cannot open: ")
+    assert "cannot resolve 'no-such-host.invalid'" in str(err.value)
+
+
 def test_unplug_mid_operation_then_back(nfc_rig, mocker):
     """USB gone: the driver's sense raises ENODEV (nfcpy's connect() turns that into
     False), and the device cannot be opened again until it is plugged back: faults

@@ -195,9 +195,9 @@ def test_lgpio_loads_under_the_unit_and_says_what_is_wrong(unit_door):
 
 
 def test_lgpio_that_cannot_make_its_pipe_is_a_hardware_fault_not_a_config_error(tmp_path):
-    """Outside the unit (no LG_WD, no RUNTIME_DIRECTORY) in a read-only working
-    directory: the message names the pipe and the directory, and the exit code is
-    1, so systemd's RestartPreventExitStatus=2 does not stop it retrying."""
+    """LG_WD pointing at a read-only directory: the message names the pipe and the
+    directory, and the exit code is 1, so systemd's RestartPreventExitStatus=2 does
+    not stop it retrying."""
     pytest.importorskip("lgpio", reason="lgpio has x86_64 wheels: the test extra installs it")
     from accessd.testing import write_sim_config
     cfg = write_sim_config(tmp_path / "door")
@@ -205,7 +205,8 @@ def test_lgpio_that_cannot_make_its_pipe_is_a_hardware_fault_not_a_config_error(
     ro = tmp_path / "ro"
     ro.mkdir()
     env = {k: v for k, v in os.environ.items()
-           if k not in ("LG_WD", "RUNTIME_DIRECTORY", "STATE_DIRECTORY")}
+           if k not in ("RUNTIME_DIRECTORY", "STATE_DIRECTORY")}
+    env["LG_WD"] = str(ro)
     script = (f'mount --bind -o ro "{ro}" "{ro}" && cd "{ro}" && '
               f'exec "{sys.executable}" -m accessd relay-safe --config "{cfg}"')
     r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
@@ -213,3 +214,25 @@ def test_lgpio_that_cannot_make_its_pipe_is_a_hardware_fault_not_a_config_error(
     assert r.returncode == 1, r.stderr
     assert "gpio backend lgpio failed to start" in r.stderr
     assert f"lgpio's notification pipe goes in {ro}: it must be writable" in r.stderr
+
+
+def test_lgpio_run_by_hand_leaves_no_pipe_behind(tmp_path):
+    """relay-safe run by hand (no unit: no LG_WD, no RUNTIME_DIRECTORY) from a writable
+    directory: lgpio's notification pipe goes in a directory of the process's own and
+    goes with it. (A root-owned /tmp/.lgd-nfy0 left by root's run made the next
+    user's lgpio fail: "Can't set permissions (436) for /tmp/.lgd-nfy0".)"""
+    pytest.importorskip("lgpio", reason="lgpio has x86_64 wheels: the test extra installs it")
+    from accessd.testing import write_sim_config
+    cfg = write_sim_config(tmp_path / "door")
+    cfg.write_text(cfg.read_text().replace('pin_factory = "mock"', 'pin_factory = "lgpio"'))
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LG_WD", "RUNTIME_DIRECTORY", "STATE_DIRECTORY")}
+    env["TMPDIR"] = str(tmp)
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-m", "accessd", "relay-safe", "--config", str(cfg)],
+                           capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+        assert r.returncode == 1 and "not a Raspberry Pi" in r.stderr, r.stderr
+    assert list(cwd.iterdir()) == [] and list(tmp.iterdir()) == []

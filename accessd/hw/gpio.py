@@ -39,15 +39,24 @@ log = logging.getLogger(__name__)
 
 def _lgpio_workdir() -> None:
     """lgpio makes its notification pipe (.lgd-nfy*) in $LG_WD, else in the working
-    directory, and chdir()s there; under systemd's ProtectSystem=strict the default
-    working directory "/" is read-only. Without LG_WD, use the unit's runtime (or
-    state) directory, which systemd creates writable for the service."""
+    directory, chdir()s there, and leaves the pipe behind; under systemd's
+    ProtectSystem=strict the default working directory "/" is read-only. Without
+    LG_WD, use the unit's runtime (or state) directory, which systemd creates writable
+    for the service; outside a unit (relay-safe or check-config run by hand), a
+    private directory of this process's own, removed when it exits: a root-owned pipe
+    left in /tmp would stop the next user's lgpio ("Can't set permissions")."""
     if "LG_WD" in os.environ:
         return
     for var in ("RUNTIME_DIRECTORY", "STATE_DIRECTORY"):
         if os.environ.get(var):
             os.environ["LG_WD"] = os.environ[var].split(":")[0]
             return
+    import atexit
+    import shutil
+    import tempfile
+    wd = tempfile.mkdtemp(prefix="accessd-lgpio-")
+    os.environ["LG_WD"] = wd
+    atexit.register(shutil.rmtree, wd, True)
 
 
 def _load_factory(name: str):

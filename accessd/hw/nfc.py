@@ -51,8 +51,19 @@ def _link(path: str) -> str:
     import socket
     host = path[len("udp:"):-len(":auto")] or "localhost"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((socket.gethostbyname(host), 0))
+        s.bind((_resolve(host, path), 0))
         return f"udp:{host}:{s.getsockname()[1]}"
+
+
+def _resolve(host: str, path: str) -> str:
+    """The address of a udp link's host; a name that does not resolve (a minimal root
+    with no /etc/hosts has no 'localhost') is an OSError naming it and the link."""
+    import socket
+    try:
+        return socket.gethostbyname(host)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve {host!r} for the NFC link {path!r} ({exc.strerror}): "
+                      "add it to /etc/hosts, or give an address (udp:127.0.0.1:PORT)") from None
 
 
 # How long a simulated card stays in the field waiting for the reader to poll it:
@@ -67,7 +78,10 @@ class NfcReader(Reader):
     def __init__(self, *args, secure=None, **kw):
         super().__init__(*args, **kw)
         self.secure = secure  # storage.secure_cards.SecureCards: checks secure cards
-        self.path = _link(self.options["path"])
+        try:
+            self.path = _link(self.options["path"])
+        except OSError:          # said as the reader's fault when it opens
+            self.path = self.options["path"]
         self.targets = list(self.options["targets"])
         self.clf = None
         self.field_clear = threading.Event()  # no card held on the reader
@@ -75,6 +89,9 @@ class NfcReader(Reader):
 
     def open(self) -> None:
         import nfc  # only doors with an NFC reader load nfcpy
+        self.path = _link(self.path)          # (udp:HOST:auto not resolved at start)
+        if self.path.startswith("udp:"):
+            _resolve(self.path.split(":")[1] or "localhost", self.path)
         clf = nfc.ContactlessFrontend()
         try:
             found = clf.open(self.path)

@@ -182,8 +182,13 @@ class Reader:
         return set()
 
     def _require_open(self) -> None:
-        """Simulated input needs the device open (bytes sent before that are lost)."""
-        if not self.opened.wait(5):
+        """Simulated input needs the device open (bytes sent before that are lost). A
+        reader still starting gets up to 5 s; one known to be down is said at once."""
+        if self.opened.is_set():
+            return
+        with self._lock:
+            starting = self.detail == "starting"
+        if not (starting and self.opened.wait(5)):
             raise OSError(f"reader {self.name} is not open: {self.detail}")
 
     def _expect(self, value: str, reply, kind: str = "fob") -> None:
