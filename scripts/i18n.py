@@ -30,7 +30,9 @@ ZH = {
     "%(m)s 扇门中已有 %(n)s 扇应用", "Not yet:": "尚未：",
     "Without the live channel the doors fetch it at their next poll and report it with their "
     "nightly upload.": "没有实时通道时，各门在下次轮询时获取，并在夜间上传时报告。",
-    "Audit": "审计", "Audit trail": "审计记录", "Who": "谁", "What": "什么", "Detail": "详情",
+    "Audit": "审计", "Audit trail": "审计记录", "Verify the chain": "校验哈希链",
+    "The chain is intact.": "哈希链完整。", "The chain is broken:": "哈希链已断开：",
+    "%(lines)s lines, %(anchors)s signed anchors.": "共 %(lines)s 条记录，%(anchors)s 个签名锚点。", "Who": "谁", "What": "什么", "Detail": "详情",
     "Office": "物业办公室", "Dashboard": "仪表板", "People": "人员", "Passes": "通行证",
     "Logs": "日志", "Publish": "发布", "Staff": "员工", "Resident": "住户", "Sign out": "退出",
     "Chart": "图表", "Grants and denials per day, last %(n)s days":

@@ -486,3 +486,16 @@ def test_a_card_read_on_the_office_reader_is_enrolled(office, tmp_path):
                                                      "csrf": _session_csrf(office, c2)})
     assert r.status_code == 400 and "usb:999:999" in r.text
     assert len(office.site.credentials(office.bo)) == 2
+
+
+def test_an_auditor_verifies_the_audit_trail_in_the_console(office):
+    c = office.client("auditor")
+    page = c.get("/audit?verify=1", headers={"Accept": "application/json"}).json()
+    assert page["verify"]["problems"] == [] and page["verify"]["lines"] >= 1
+    assert "The chain is intact." in c.get("/audit?verify=1").text
+    with office.site.db.atomic():     # someone with the database edits a line
+        office.site.db.execute("UPDATE audit SET actor = 'nobody' WHERE id = 1")
+    page = c.get("/audit?verify=1", headers={"Accept": "application/json"}).json()
+    assert page["verify"]["problems"] == ["line 1: its content does not match its hash (edited)"]
+    html = c.get("/audit?verify=1").text
+    assert "The chain is broken:" in html and "line 1: its content does not match" in html

@@ -50,4 +50,6 @@ def audit(req: Req):
     names = req.site.audit_names(rows)
     for r in rows:
         r["text"] = req.site.audit_text(r, names)
-    return Page("audit.html", {"rows": rows})
+    # an auditor checks the whole trail's chain and signed anchors on demand
+    check = req.site.audit_verify() if req.query.get("verify") else None
+    return Page("audit.html", {"rows": rows, "verify": check})
