@@ -46,3 +46,16 @@ def test_on_python_3_13_lgpio_would_need_a_compiler():
                                            "--extra", "pi")
     assert rc == 1 and summary["needs_compiler_or_missing"] == ["lgpio"], (summary, projects)
     assert "needs a C compiler" in projects["lgpio"]["how"]
+
+
+def test_the_documents_say_one_thing_about_lgpio_on_aarch64():
+    """pyproject.toml, check-pi-deps, the README and install-on-pi agree with what the
+    check above finds: PyPI has lgpio's aarch64 wheel for CPython 3.11 and 3.12, and
+    only a Python without one (3.13) builds it from source."""
+    texts = {name: (REPO / name).read_text() for name in
+             ("pyproject.toml", "scripts/check-pi-deps", "README.md", "scripts/install-on-pi")}
+    for name, text in texts.items():
+        flat = " ".join(text.replace("#", " ").split())   # (comments wrap)
+        assert "has no aarch64 wheel" not in flat and "builds it where the OS has none" \
+            not in flat, name
+        assert "aarch64 wheel" in flat and "3.12" in flat, name
