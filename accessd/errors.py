@@ -47,3 +47,8 @@ class BrokerError(AccessdError, ValueError):
 
 class CardAuthError(AccessdError, ValueError):
     """A secure card's answer is malformed or fails its cryptographic check."""
+
+
+class RecoveryKeyError(AccessdError, ValueError):
+    """A recovery key mistyped, or not the one a backup was made for (exit 1: bad input,
+    not a configuration problem)."""

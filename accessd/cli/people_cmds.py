@@ -184,19 +184,22 @@ def person_forget(obj, person_id, reason, yes, no_publish, as_json):
         from ..errors import StoreError
         raise StoreError(f"person {pid} was already erased")
     if not yes and not click.confirm(f"Erase {site.label(p)} [{pid}] for good? This cannot "
-                                     "be undone", default=False, err=True):
+                                     "be undone", default=False):
         raise click.Abort()
     done = site.person_forget(pid, reason)
-    if not no_publish and site.groups():
-        from ..errors import AccessdError
-        from ..site.publish import publish
-        try:
-            res = publish(site, site.store())
+    done["published"] = None
+    from ..errors import AccessdError
+    from ..site.backup import record_erasure
+    from ..site.publish import publish
+    try:
+        store = site.store()
+        record_erasure(store, pid, done["at"])   # (a restored office erases them again)
+        if not no_publish and site.groups():
+            res = publish(site, store)
             done["published"] = res[0]["version"] if res else None
-        except AccessdError as exc:
-            done["published"] = None
-            click.echo(f"accessctl: erased, but not published ({exc}): run 'accessctl "
-                       "publish' so the doors drop the credentials", err=True)
+    except AccessdError as exc:
+        click.echo(f"accessctl: erased, but the store was not reached ({exc}): run "
+                   "'accessctl publish' so the doors drop the credentials", err=True)
 
     def human():
         click.echo(f"{pid} erased: {plural(len(done['credentials']), 'credential')} revoked, "

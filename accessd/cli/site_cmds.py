@@ -1,4 +1,4 @@
-"""Office commands of `accessctl` for the site itself: create it, show it, check every door (doctor), its store and time zone.
+"""Office commands of `accessctl` for the site itself: create it, show it, check every door (doctor), its store, time zone and retention, and back it up and restore it.
 
 Each command parses, calls the library (accessd.site), prints (rich tables, or --json).
 """
@@ -6,12 +6,13 @@ Each command parses, calls the library (accessd.site), prints (rich tables, or -
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from ..site.db import SiteDB
-from .common import (FloatRange, console, iso_local,
-                     json_opt, out, plural, site_of)
+from .common import (FloatRange, InputFile, SafePath, console, fmt_time, iso_local,
+                     json_opt, out, plural, read_input, site_of)
 from .office_common import _table
 
 
@@ -40,11 +41,99 @@ def site_init(obj, site_id: str) -> None:
       accessctl --site postgresql://office@db.lan/accessd --site-dir /srv/accessd-site \\
           site init riverside-estate
     """
+    from ..site import backup
     site_dir, database = obj.site_location()
     site = SiteDB.init(site_dir, site_id, database)
     click.echo(f"site {site_id} created in {site.where} (keys in {site.dir / 'keys'}, "
                "mode 0600)")
+    _say_recovery_key(backup.recovery_key_new(site))
     site.close()
+
+
+def _say_recovery_key(text: str) -> None:
+    click.echo(f"recovery key (shown once: print it or write it down, and keep it away "
+               f"from this machine; 'site restore' needs it):\n  {text}")
+
+
+@site_group.command("recovery-key")
+@click.option("--yes", is_flag=True, help="Replace the site's recovery key without asking.")
+@click.pass_obj
+def site_recovery_key(obj, yes):
+    """Make a new recovery key (the key office backups are encrypted to) and show it
+    once. Backups made before still need the key they were made with.
+
+    \b
+    Example:
+      accessctl --site /srv/accessd-site site recovery-key
+    """
+    from ..site import backup
+    site = site_of(obj)
+    if site.meta("recovery_public") and not yes and not click.confirm(
+            "This site has a recovery key: make a new one (keep the old one for older "
+            "backups)?", default=False):
+        raise click.Abort()
+    _say_recovery_key(backup.recovery_key_new(site))
+
+
+@site_group.command("backup")
+@click.option("--out", "out_path", type=SafePath(dir_okay=False, path_type=Path),
+              required=True, help="The backup file to write (replaced if it exists).")
+@json_opt
+@click.pass_obj
+def site_backup(obj, out_path, as_json):
+    """Back up the office: the site database (a consistent copy while staff work; a
+    PostgreSQL site through pg_dump) and its keys/ directory, in one file encrypted to
+    the site's recovery key. Needs no secret: run it nightly and copy the file off
+    the machine.
+
+    \b
+    Example:
+      accessctl --site /srv/accessd-site site backup --out /mnt/usb/accessd-$(date +%F).backup
+    """
+    from ..site import backup
+    site = site_of(obj)
+    res = backup.backup(site, out_path, database_url=obj.site_location()[1])
+    out(as_json, res, lambda: click.echo(
+        f"{res['file']}: {res['bytes']} bytes, site {res['site']} ({res['dialect']}), "
+        f"encrypted to recovery key {res['recovery']}"))
+
+
+@site_group.command("restore")
+@click.argument("backup_file", type=SafePath(exists=True, dir_okay=False, path_type=Path))
+@click.option("--recovery-key-file", type=InputFile("rb"),
+              help="Read the recovery key from this file, or - (default: asked for).")
+@click.option("--store", "store_url", help="The site's store, if not the one the backup "
+                                            "names (to continue the bundle versions).")
+@json_opt
+@click.pass_obj
+def site_restore(obj, backup_file, recovery_key_file, store_url, as_json):
+    """Rebuild the office from a backup into an empty site directory (or, for a
+    PostgreSQL site, an empty database given as --site URL --site-dir DIR). The bundle
+    version goes on from the newest in the store (the doors take the next publish),
+    and people erased since the backup are erased again.
+
+    \b
+    Examples:
+      accessctl --site /srv/accessd-site site restore /mnt/usb/accessd-2026-12-04.backup
+      accessctl --site postgresql://office@db.lan/accessd2 --site-dir /srv/accessd-site \\
+          site restore accessd.backup --recovery-key-file /root/recovery.txt
+    """
+    from ..site import backup
+    site_dir, database = obj.site_location()
+    if recovery_key_file:
+        raw = read_input(recovery_key_file, "--recovery-key-file", limit=4096)
+        text = raw.decode("utf-8", "replace")    # (a wrong character is said as mistyped)
+    else:
+        text = click.prompt("recovery key", hide_input=True, err=True)
+    res = backup.restore(backup_file, text, site_dir, database=database, store_url=store_url)
+
+    def human():
+        click.echo(f"site {res['site']} restored from a backup made "
+                   f"{fmt_time(res['backup_made'])}; bundle version {res['version']} "
+                   f"(the backup had {res['version_in_backup']}); "
+                   f"{plural(len(res['erased_again']), 'person', 'people')} erased again. "
+                   "Publish now: the doors take it.")
+    out(as_json, res, human)
 
 @site_group.command("show")
 @json_opt

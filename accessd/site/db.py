@@ -959,7 +959,7 @@ class SiteDB:
                    f"{len(creds)} credentials revoked, {passes} passes revoked, data key "
                    f"destroyed (ring generation {gen})", person=person_id, note=reason)
         return {"person": person_id, "unit": p.unit, "credentials": creds,
-                "passes_revoked": passes, "generation": gen}
+                "passes_revoked": passes, "generation": gen, "at": now}
 
     # ---- credentials and grants ---------------------------------------------------------
     def fingerprint(self, kind: str, value: str) -> str:
