@@ -77,7 +77,8 @@ class Keyring:
             raise KeyFileError(f"{self.path}: not a people key file") from None
 
     def _write_file(self, gen: int, key: bytes) -> None:
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        import threading        # (a console's worker threads each have a Keyring)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             os.fchmod(fh.fileno(), 0o600)
