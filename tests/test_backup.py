@@ -128,3 +128,20 @@ def test_a_backup_needs_a_recovery_key_and_bad_files_are_named(tmp_path):
     assert r.exit_code == 1 and "mistyped" in r.output
     assert not (tmp_path / "x" / "keys").exists()
     site.close()
+
+
+def test_a_backup_never_takes_the_place_of_a_device_or_a_directory(tmp_path):
+    """The backup is written beside its target and renamed over it: pointed at a device
+    (as root, /dev/zero would become a file) or into a missing directory it refuses,
+    and the device is untouched."""
+    import os
+    import stat
+    loc = SiteLocation(tmp_path / "site")
+    loc.init().close()
+    ctl(loc, "site", "recovery-key", "--yes")
+    for target, said in (("/dev/null", "not a regular file"),
+                         (str(tmp_path / "no" / "such" / "f.backup"), "no such directory")):
+        r = ctl(loc, "site", "backup", "--out", target, ok=False)
+        assert r.exit_code == 1 and said in r.output, r.output
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not list(tmp_path.glob("**/*.part"))

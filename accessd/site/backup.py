@@ -132,6 +132,17 @@ def _pg(tool: str, url: str, *args, data: bytes | None = None) -> bytes:
 def backup(site: SiteDB, out: Path, *, database_url: str | None = None) -> dict:
     """Write the site's backup to `out` (replaced atomically). database_url: a
     PostgreSQL site's URL with its password (pg_dump needs it)."""
+    import stat
+    out = Path(out)
+    try:
+        mode = os.stat(out).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        # (it is replaced by rename: never let that take the place of a device or a pipe)
+        raise StoreError(f"{out}: not a regular file; write the backup to a new file")
+    if not out.parent.is_dir():
+        raise StoreError(f"{out.parent}: no such directory")
     rec_hex = site.meta("recovery_public")
     if not rec_hex:
         raise KeyFileError("this site has no recovery key yet: make one with 'accessctl site "
