@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .control import Client
 from .storage.keys import generate, write_key_file
+from .site.sql import postgres_bindir  # (tests import it from here)
 
 SIM_CONFIG = """\
 [door]
@@ -559,23 +560,6 @@ class CuttingProxy:
         self._srv.close()
 
 
-def postgres_bindir() -> Path | None:
-    """Where the PostgreSQL server programs are (Debian keeps them out of PATH)."""
-    import glob
-    import shutil
-
-    def major(d: str) -> int:
-        try:
-            return int(Path(d).parent.name)
-        except ValueError:
-            return 0
-    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=major, reverse=True):
-        if (Path(d) / "initdb").exists() and (Path(d) / "postgres").exists():
-            return Path(d)
-    found = shutil.which("initdb")
-    return Path(found).resolve().parent if found else None
-
-
 class Postgres:
     """A real PostgreSQL server for tests and the benchmark: a new cluster in a
     temporary directory (initdb, password login), on a free 127.0.0.1 port. As root
@@ -644,23 +628,14 @@ class Postgres:
 
     def dump(self, url: str) -> bytes:
         """pg_dump of a database (plain SQL), as a backup would take it."""
-        name = url.rsplit("/", 1)[1]
-        r = subprocess.run([str(postgres_bindir() / "pg_dump"), "-h", "127.0.0.1", "-p",
-                            str(self.port), "-U", self.user, "--no-owner", name],
-                           capture_output=True, env={**os.environ, "PGPASSWORD": self.password})
-        if r.returncode:
-            raise RuntimeError(f"pg_dump failed: {r.stderr.decode()[-500:]}")
-        return r.stdout
+        from .site.sql import pg_tool
+        return pg_tool("pg_dump", url, "--no-owner")
 
     def restore(self, dump: bytes) -> str:
         """A new database loaded from a pg_dump; its URL."""
+        from .site.sql import pg_tool
         url = self.database()
-        r = subprocess.run([str(postgres_bindir() / "psql"), "-q", "-v", "ON_ERROR_STOP=1",
-                            "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-                            url.rsplit("/", 1)[1]], input=dump, capture_output=True,
-                           env={**os.environ, "PGPASSWORD": self.password})
-        if r.returncode:
-            raise RuntimeError(f"psql restore failed: {r.stderr.decode()[-500:]}")
+        pg_tool("psql", url, "-q", "-v", "ON_ERROR_STOP=1", data=dump)
         return url
 
     def stop(self) -> None:

@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import tarfile
 import tempfile
 import time
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import KeyFileError, NotFoundError, RecoveryKeyError, StoreError
 from .db import SiteDB
+from .sql import pg_tool
 
 MAGIC = b"ACCESSD-BACKUP/1\n"
 CHUNK = 1 << 20
@@ -62,6 +62,11 @@ def recovery_key_new(site: SiteDB) -> str:
     priv = X25519PrivateKey.generate()
     site.meta_set("recovery_public", _raw(priv.public_key()).hex())
     site.audit("recovery.key", f"new recovery key {fingerprint(_raw(priv.public_key()))}")
+    return format_recovery_key(priv)
+
+
+def format_recovery_key(priv: X25519PrivateKey) -> str:
+    """The private key as printed: ARK1- and base32 in groups of 5, with 3 check bytes."""
     raw = priv.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                              serialization.NoEncryption())
     text = base64.b32encode(raw + sha256(raw).digest()[:3]).decode().rstrip("=")
@@ -97,38 +102,6 @@ def _nonce(i: int, last: bool) -> bytes:
 
 
 # ---- backup -----------------------------------------------------------------------------
-def _pg_tool(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    import glob                                      # Debian keeps the server's out of PATH
-    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                    key=lambda d: int(Path(d).parent.name) if Path(d).parent.name.isdigit()
-                    else 0, reverse=True):
-        if (Path(d) / name).exists():
-            return str(Path(d) / name)
-    raise StoreError(f"{name} is not installed (Debian: apt-get install postgresql-client)")
-
-
-def _pg(tool: str, url: str, *args, data: bytes | None = None) -> bytes:
-    """Run pg_dump or psql on the database at `url` (its password goes in the
-    environment, never on a command line others can see)."""
-    from urllib.parse import unquote, urlparse, urlunparse
-    u = urlparse(url)
-    env = dict(os.environ)
-    if u.password is not None:
-        env["PGPASSWORD"] = unquote(u.password)
-        host = u.hostname + (f":{u.port}" if u.port else "")
-        url = urlunparse(u._replace(netloc=f"{u.username}@{host}" if u.username else host))
-    r = subprocess.run([_pg_tool(tool), *args, "--dbname", url], input=data, env=env,
-                       capture_output=True, timeout=3600)
-    if r.returncode:
-        from .sql import redact
-        raise StoreError(f"{tool} {redact(url)} failed: "
-                         f"{r.stderr.decode(errors='replace').strip()[-300:]}")
-    return r.stdout
-
-
 def backup(site: SiteDB, out: Path, *, database_url: str | None = None) -> dict:
     """Write the site's backup to `out` (replaced atomically). database_url: a
     PostgreSQL site's URL with its password (pg_dump needs it)."""
@@ -152,7 +125,7 @@ def backup(site: SiteDB, out: Path, *, database_url: str | None = None) -> dict:
         tar_path = Path(tmp) / "backup.tar"
         with tarfile.open(tar_path, "w") as tar:
             if site.db.dialect == "postgresql":
-                dump = _pg("pg_dump", database_url or "", "--no-owner", "--no-privileges")
+                dump = pg_tool("pg_dump", database_url or "", "--no-owner", "--no-privileges")
                 info = tarfile.TarInfo("site.sql")
                 info.size, info.mtime = len(dump), int(time.time())
                 tar.addfile(info, io.BytesIO(dump))
@@ -203,7 +176,7 @@ def backup(site: SiteDB, out: Path, *, database_url: str | None = None) -> dict:
 
 # ---- restore ----------------------------------------------------------------------------
 def read(path: Path, key: X25519PrivateKey) -> tuple[dict, bytes]:
-    """(header, the tar's bytes) of a backup file; KeyFileError for another key,
+    """(header, the tar's bytes) of a backup file; RecoveryKeyError for another key,
     StoreError for a file that is not a whole, unaltered backup."""
     import stat
     try:
@@ -221,8 +194,8 @@ def read(path: Path, key: X25519PrivateKey) -> tuple[dict, bytes]:
     except (ValueError, KeyError, TypeError):
         raise StoreError(f"{path}: its header is damaged") from None
     if _raw(key.public_key()) != rec:
-        raise RecoveryKeyError(f"{path} was made for recovery key {fingerprint(rec)}, not this "
-                           f"one ({fingerprint(_raw(key.public_key()))})")
+        raise RecoveryKeyError(f"{path} was made for recovery key {fingerprint(rec)}, not "
+                               f"this one ({fingerprint(_raw(key.public_key()))})")
     aead = AESGCM(_key(key.exchange(X25519PublicKey.from_public_bytes(eph)), eph, rec))
     aad, pos, i, out, last = data[:end], end, 0, bytearray(), False
     while pos < len(data) and not last:
@@ -258,37 +231,27 @@ def restore(path: Path, key_text: str, site_dir: Path, *, database: str | None =
         raise StoreError(f"{site_dir}: a site is already here; restore into an empty "
                          "directory")
     if (header["dialect"] == "postgresql") != (database is not None):
-        raise StoreError("this backup is of a PostgreSQL site: give --database URL (an empty "
-                         "database)" if header["dialect"] == "postgresql" else
-                         "this backup is of a SQLite site: restore it without --database")
+        raise StoreError("this backup is of a PostgreSQL site: give the empty database to "
+                         "restore into as --site postgresql://... with --site-dir DIR"
+                         if header["dialect"] == "postgresql" else
+                         "this backup is of a SQLite site: give --site DIR (a directory), "
+                         "not a database URL")
     if database is not None:
-        tables = _pg("psql", database, "-tA", "-c",
-                     "SELECT count(*) FROM information_schema.tables WHERE "
-                     "table_schema = 'public'").strip()
+        tables = pg_tool("psql", database, "-tA", "-c",
+                         "SELECT count(*) FROM information_schema.tables WHERE "
+                         "table_schema = 'public'").strip()
         if tables not in (b"0", b""):
             raise StoreError("that database is not empty: restore into a new one "
                              "(createdb), never over a site")
     site_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     keydir = site_dir / "keys"
     keydir.mkdir(mode=0o700)
-    with tarfile.open(fileobj=io.BytesIO(payload)) as tar:
-        for m in tar.getmembers():
-            name = m.name
-            if not m.isfile() or name.startswith("/") or ".." in name.split("/"):
-                raise StoreError(f"{path}: holds an unexpected entry {name!r}")
-            body = tar.extractfile(m).read()
-            if name.startswith("keys/") and "/" not in name[5:]:
-                target = keydir / name[5:]
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(body)
-            elif name == "site.db":
-                (site_dir / "site.db").write_bytes(body)
-                os.chmod(site_dir / "site.db", 0o640)
-            elif name == "site.sql":
-                _pg("psql", database, "-q", "-v", "ON_ERROR_STOP=1", data=body)
-            else:
-                raise StoreError(f"{path}: holds an unexpected entry {name!r}")
+    try:
+        _unpack(path, payload, site_dir, database)
+    except BaseException:   # nothing half-written stays to refuse the next try
+        shutil.rmtree(keydir, ignore_errors=True)
+        (site_dir / "site.db").unlink(missing_ok=True)
+        raise
     site = SiteDB.open(site_dir, database)
     report = {"site": site.site_id, "backup_made": header["created"],
               "version_in_backup": site.bundle_version, "erased_again": []}
@@ -315,9 +278,33 @@ def restore(path: Path, key_text: str, site_dir: Path, *, database: str | None =
     return report
 
 
+def _unpack(path: Path, payload: bytes, site_dir: Path, database: str | None) -> None:
+    """The backup's tar into site_dir/keys and site_dir/site.db (or psql into `database`)."""
+    keydir = site_dir / "keys"
+    with tarfile.open(fileobj=io.BytesIO(payload)) as tar:
+        for m in tar.getmembers():
+            name = m.name
+            if not m.isfile() or name.startswith("/") or ".." in name.split("/"):
+                raise StoreError(f"{path}: holds an unexpected entry {name!r}")
+            body = tar.extractfile(m).read()
+            if name.startswith("keys/") and "/" not in name[5:]:
+                target = keydir / name[5:]
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(body)
+            elif name == "site.db":
+                (site_dir / "site.db").write_bytes(body)
+                os.chmod(site_dir / "site.db", 0o640)
+            elif name == "site.sql":
+                pg_tool("psql", database, "-q", "-v", "ON_ERROR_STOP=1", data=body)
+            else:
+                raise StoreError(f"{path}: holds an unexpected entry {name!r}")
+
+
 def store_version(site: SiteDB, store) -> int:
     """The newest bundle version the store's signed indexes name (0: none)."""
     from ..sync import index
+    from ..sync.bundle import BundleError
     newest = 0
     for g in site.groups():
         blob = store.get(index.index_name(g["id"]))
@@ -326,7 +313,7 @@ def store_version(site: SiteDB, store) -> int:
         try:
             newest = max(newest, index.verify(blob, public_key=site.keys.public,
                                               site=site.site_id, group=g["id"]).version)
-        except Exception:     # not this site's (or damaged): it does not count
+        except BundleError:   # not this site's (or damaged): it does not count
             continue
     return newest
 

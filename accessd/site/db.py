@@ -32,6 +32,7 @@ from ..core.credentials import (ASSURANCE, KINDS, SECURE_CARDS, STATUSES, check_
 from ..errors import AccessdError, KeyFileError, NotFoundError, StoreError
 from ..core.text import check_text
 from ..storage.crypto import Sealer, fingerprint, lookup_digest
+from ..storage.eventlog import GENESIS
 from . import keys as site_keys
 from .personal import SITE, Keyring
 from .sql import Conflict, PostgresDatabase, SQLiteDatabase, is_url
@@ -272,7 +273,6 @@ def check_id(what: str, value: str) -> str:
 
 
 PERSONAL_FORMAT = "2"     # names sealed under per-person keys (site/personal.py)
-GENESIS = "0" * 64
 FORMER = "former resident"   # how a forgotten person is named from then on
 
 
@@ -819,19 +819,13 @@ class SiteDB:
         person_id = check_id("person", person_id) if person_id else "p" + secrets.token_hex(4)
         try:
             with self.db.atomic():
-                if self.db.execute("SELECT 1 FROM people WHERE id = ?", [person_id]).fetchone():
-                    raise Conflict(person_id)
                 sealed = self.personal.seal(person_id, "person", {"name": name, "phone": phone})
                 self.db.insert("people", {"id": person_id, "ident": self.person_ident(unit, name),
                                           "unit": unit, "role": role, "sealed": sealed,
                                           "created": time.time()})
         except Conflict:
-            self.personal.discard(person_id)
             raise StoreError(f"{name} in unit {unit!r} is already registered "
                              f"(or the id {person_id!r} is taken)") from None
-        except BaseException:
-            self.personal.discard(person_id)
-            raise
         self.audit("person.add", f"person {person_id} ({role}, unit {unit or '-'})",
                    person=person_id)
         return person_id
@@ -937,11 +931,7 @@ class SiteDB:
         with self.db.atomic():
             creds = [r[0] for r in self.db.execute(
                 "SELECT id FROM credentials WHERE person_id = ?", [person_id])]
-            self.db.execute(
-                "INSERT INTO retired_credentials (id, person_id, kind, fingerprint, status, "
-                "retired) SELECT id, person_id, kind, fingerprint, 'revoked', ? "
-                "FROM credentials WHERE person_id = ?", [now, person_id])
-            self.db.execute("DELETE FROM credentials WHERE person_id = ?", [person_id])
+            self._retire("person_id", person_id, now)
             self.db.execute("DELETE FROM grants WHERE person_id = ?", [person_id])
             self.db.execute("DELETE FROM resident_codes WHERE person_id = ?", [person_id])
             self.db.execute("DELETE FROM web_sessions WHERE kind = 'resident' AND subject = ?",
@@ -1163,11 +1153,7 @@ class SiteDB:
             raise NotFoundError(f"no credential {credential_id!r}")
         with self.db.atomic():
             if status is None:
-                self.db.execute(
-                    "INSERT INTO retired_credentials (id, person_id, kind, fingerprint, status, "
-                    "retired) SELECT id, person_id, kind, fingerprint, 'revoked', ? "
-                    "FROM credentials WHERE id = ?", [time.time(), credential_id])
-                self.db.execute("DELETE FROM credentials WHERE id = ?", [credential_id])
+                self._retire("id", credential_id, time.time())
             else:
                 if status not in STATUSES:
                     raise StoreError(f"unknown status {status!r}")
@@ -1176,6 +1162,15 @@ class SiteDB:
         self.audit(f"credential.{status or 'revoke'}",
                    f"{held[1]} {credential_id} of person {held[0]}", person=held[0])
         return held[0], held[1]
+
+    def _retire(self, column: str, value: str, now: float) -> None:
+        """Revoke credentials (by id or by holder): they leave the doors' bundles, and the
+        office keeps who held them (retired_credentials). Inside a transaction."""
+        self.db.execute(
+            "INSERT INTO retired_credentials (id, person_id, kind, fingerprint, status, "
+            f"retired) SELECT id, person_id, kind, fingerprint, 'revoked', ? "
+            f"FROM credentials WHERE {column} = ?", [now, value])
+        self.db.execute(f"DELETE FROM credentials WHERE {column} = ?", [value])
 
     def _subject(self, subject: str, group_id: str | None = None) -> str:
         """'person' or 'credential': what a grant names (and does the group exist?)."""

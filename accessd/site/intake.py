@@ -182,11 +182,11 @@ def _store(site: SiteDB, name: str, door: str, log_id: str, records: list[list],
     a duplicate, or tampering if it differs. Call inside site.db.atomic()."""
     if not records:
         return
-    cp = checkpoint(site, door, log_id)
-    if cp is not None:     # purged already (older than the site keeps): not loaded again
-        old = [v for v in records if v[_SEQ] <= cp["seq"]]
-        rep.duplicates += len(old)
-        records = [v for v in records if v[_SEQ] > cp["seq"]]
+    cut = site.db.execute("SELECT seq FROM log_checkpoints WHERE door = ? AND log = ?",
+                          [door, log_id]).fetchone()
+    if cut is not None:    # purged already (older than the site keeps): not loaded again
+        rep.duplicates += sum(1 for v in records if v[_SEQ] <= cut[0])
+        records = [v for v in records if v[_SEQ] > cut[0]]
         if not records:
             return
     seqs = [v[_SEQ] for v in records]

@@ -128,8 +128,8 @@ class Keyring:
             key = secrets.token_bytes(32)
             self.db.execute("INSERT INTO person_keys (owner, gen, sealed) VALUES (?, ?, ?)",
                             [owner, gen, _wrap(ring, f"person-key:{owner}".encode(), key)])
-            self._keys[owner] = key
-            return key
+            return key      # (not cached: the transaction may still roll back)
+
         return self._open_row(owner, *row)
 
     def _open_row(self, owner: str, gen: int, sealed: bytes) -> bytes:
@@ -206,10 +206,3 @@ class Keyring:
             self._write_file(*pending)
             self._ring, self._pending = pending, None
 
-    def discard(self, owner: str) -> None:
-        """Forget a cached key (one made in a transaction that was rolled back)."""
-        self._keys.pop(owner, None)
-
-    def forget_cache(self) -> None:
-        self._keys.clear()
-        self._ring = None

@@ -307,5 +307,47 @@ class PostgresDatabase(Database):
         return f"string_agg({expr}, ',')"
 
 
+def postgres_bindir(*programs: str) -> Path | None:
+    """Where PostgreSQL's programs are (Debian keeps them out of PATH): the newest
+    /usr/lib/postgresql/N/bin holding all of `programs` (default: the server's)."""
+    import glob
+    import shutil
+    programs = programs or ("initdb", "postgres")
+
+    def major(d: str) -> int:
+        try:
+            return int(Path(d).parent.name)
+        except ValueError:
+            return 0
+    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=major, reverse=True):
+        if all((Path(d) / p).exists() for p in programs):
+            return Path(d)
+    found = shutil.which(programs[0])
+    return Path(found).resolve().parent if found else None
+
+
+def pg_tool(tool: str, url: str, *args, data: bytes | None = None) -> bytes:
+    """Run pg_dump or psql on the database at `url` (its password goes in the
+    environment, never on a command line others can see); StoreError if it fails."""
+    import os
+    import subprocess
+    from urllib.parse import unquote, urlparse, urlunparse
+    bindir = postgres_bindir(tool)
+    if bindir is None:
+        raise StoreError(f"{tool} is not installed (Debian: apt-get install postgresql-client)")
+    u = urlparse(url)
+    env = dict(os.environ)
+    if u.password is not None:
+        env["PGPASSWORD"] = unquote(u.password)
+        host = u.hostname + (f":{u.port}" if u.port else "")
+        url = urlunparse(u._replace(netloc=f"{u.username}@{host}" if u.username else host))
+    r = subprocess.run([str(bindir / tool), *args, "--dbname", url], input=data, env=env,
+                       capture_output=True, timeout=3600)
+    if r.returncode:
+        raise StoreError(f"{tool} {redact(url)} failed: "
+                         f"{r.stderr.decode(errors='replace').strip()[-300:]}")
+    return r.stdout
+
+
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -32,8 +32,9 @@ def export(site: SiteDB, person_id: str, *, now: float | None = None) -> dict:
     own = site.db.execute("SELECT schedule FROM people WHERE id = ?", [p.id]).fetchone()
     events = intake.show(site, credentials=[c["id"] for c in creds]) if creds else []
     passes = sorted(site_passes.issued_by(site, f"resident:{p.id}"), key=lambda x: x["issued"])
-    looked = site.audit_log(person=p.id) + site.audit_log(staff=f"resident:{p.id}")
-    looked.sort(key=lambda a: a["id"])
+    looked = sorted({a["id"]: a for a in site.audit_log(person=p.id)
+                     + site.audit_log(staff=f"resident:{p.id}")}.values(),
+                    key=lambda a: a["id"])   # (a resident's own pass: by them and about them)
     site.audit("person.export", f"subject access export for person {p.id}", person=p.id)
 
     def t(epoch):

@@ -270,8 +270,7 @@ def verify_chain(conn: sqlite3.Connection, *, start_prev: str | None = None) -> 
     for row in conn.execute(f"SELECT {', '.join(EventLog.COLUMNS)} FROM events ORDER BY seq"):
         seq, ts, door, kind, cred, reason, detail, prev, h = row
         count += 1
-        if first is None and prev_seq is None:
-            first = seq
+        if prev_seq is None:             # the first record, and no checkpoint before it
             if seq == 1 and prev != GENESIS:
                 bad.append((seq, "first record does not start the chain"))
         elif seq != prev_seq + 1:
