@@ -85,6 +85,14 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "reconnect_max_seconds": ((int, float), 30.0),
         "home_assistant": ((bool,), False),  # publish Home Assistant discovery messages
     },
+    "update": {                               # software releases (accessd update, as root)
+        "root": ((str,), "/opt/accessd"),           # releases/<version>/, current -> one
+        "state_dir": ((str,), "/var/lib/accessd-update"),
+        "python": ((str,), "/usr/bin/python3"),     # makes each release's venv
+        "ready_seconds": ((int, float), 90.0),      # no READY within this: roll back
+        "probation_seconds": ((int, float), 300.0),  # crashes counted this long after READY
+        "crash_limit": ((int,), 3),                 # this many crashes in probation: roll back
+    },
     "metrics": {
         "listen": ((str,), ""),              # "" = off; "127.0.0.1:9469" (OpenMetrics, HTTP)
     },
@@ -254,6 +262,16 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    root: Path
+    state_dir: Path
+    python: Path
+    ready_seconds: float
+    probation_seconds: float
+    crash_limit: int
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     host: str            # "" = no metrics endpoint
     port: int
@@ -290,13 +308,16 @@ class Config:
     policy: PolicyConfig
     mqtt: MqttConfig
     metrics: MetricsConfig
+    update: UpdateConfig | None = None
 
     def as_dict(self) -> dict:
         """The effective config, ready to print; holds no secret (keys live in the key file)."""
         out: dict[str, Any] = {"config_file": str(self.path)}
         for name in ("door", "gpio", "storage", "api", "pin", "sync", "policy", "mqtt",
-                     "metrics"):
+                     "metrics", "update"):
             section = getattr(self, name)
+            if section is None:
+                continue
             out[name] = {k: (str(v) if isinstance(v, Path) else v)
                          for k, v in section.__dict__.items()}
         out["readers"] = [{"name": r.name, "kind": r.kind, **r.options} for r in self.readers]
@@ -316,6 +337,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "door.prealarm_seconds": (0, 86400),
     "gpio.bounce_ms": (0, 1000),
     "storage.max_events": (1000, 100_000_000), "storage.retention_days": (1, 3650),
+    "update.ready_seconds": (5, 3600), "update.probation_seconds": (0, 86400),
+    "update.crash_limit": (1, 100),
     "api.max_connections": (1, 1024), "api.idle_timeout_seconds": (0.1, 3600),
     "sync.interval_seconds": (1, 86400), "sync.max_age_hours": (0.01, 8760),
     "sync.timeout_seconds": (0.1, 600),
@@ -631,6 +654,11 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
             ports[port] = where
         readers.append(ReaderConfig(name=rv["name"], kind=kind, options=opts))
 
+    u = s["update"]
+    for key in ("root", "state_dir", "python"):
+        if not u[key] or not (base / u[key]).is_absolute():
+            raise _err(path, f"update.{key}", f"must be a path, got {u[key]!r}")
+
     return Config(
         path=path,
         door=DoorConfig(**d),
@@ -645,6 +673,10 @@ def load_config(path: str | os.PathLike | None = None, *, require_keys: bool = T
         policy=PolicyConfig(**po),
         mqtt=_mqtt(path, base, s["mqtt"]),
         metrics=_metrics(path, s["metrics"]),
+        update=UpdateConfig(root=base / u["root"], state_dir=base / u["state_dir"],
+                            python=base / u["python"], ready_seconds=float(u["ready_seconds"]),
+                            probation_seconds=float(u["probation_seconds"]),
+                            crash_limit=u["crash_limit"]),
     )
 
 

@@ -166,6 +166,8 @@ class Controller:
             if self.sync is None:
                 raise ProtocolError("this door does not sync (no sync.url in its config)")
             from .sync.door import reply_seconds
+            from .updater import request_update
+            request_update(self.sync.cfg.storage.data_dir)   # and the updater looks too
             fut = self.sync.request()
             try:
                 return fut.result(reply_seconds(self.sync.cfg.sync.timeout_seconds))

@@ -52,3 +52,7 @@ class CardAuthError(AccessdError, ValueError):
 class RecoveryKeyError(AccessdError, ValueError):
     """A recovery key mistyped, or not the one a backup was made for (exit 1: bad input,
     not a configuration problem)."""
+
+
+class ReleaseError(AccessdError, ValueError):
+    """A software release was refused or could not be built or installed; says why."""

@@ -24,13 +24,19 @@ FILES = [
     ("systemd/accessd-upload.service", "systemd/accessd-upload.service",
      "the nightly log upload"),
     ("systemd/accessd-upload.timer", "systemd/accessd-upload.timer", "its timer"),
+    ("systemd/accessd-update.service", "systemd/accessd-update.service",
+     "the software updater (signed releases, rolls back by itself)"),
+    ("systemd/accessd-update.timer", "systemd/accessd-update.timer", "its hourly timer"),
+    ("systemd/accessd-update.path", "systemd/accessd-update.path", "and on sync-now"),
+    ("systemd/accessd-update-recover.service", "systemd/accessd-update-recover.service",
+     "at boot: a release switch cut short goes back"),
     ("hw/99-accessd-nfc.rules", "udev/99-accessd-nfc.rules",
      "udev rules: NFC reader access for the accessd user"),
     ("hw/config.txt.snippet", "boot/config.txt.snippet", "the Pi's UART lines"),
     ("hw/WIRING.md", "WIRING.md", "wiring: relay, readers, inputs, pin map"),
     ("hw/CHECKLIST.md", "CHECKLIST.md", "the installer's 15-minute checklist"),
 ]
-_SHIPPED_BIN = "/opt/accessd/.venv/bin/accessd"
+_SHIPPED_BIN = "/opt/accessd/current/bin/accessd"
 
 
 def read(name: str) -> str:

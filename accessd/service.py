@@ -197,9 +197,14 @@ class DoorService:
         self.server.start()
 
         count = self.whitelist.count()
-        self.logw.submit("daemon.started", f"accessd {__version__} started",
+        from .updater import running_release, take_reports
+        release = running_release()
+        self.logw.submit("daemon.started", f"accessd {__version__} started"
+                         + (f" (release {release})" if release else ""),
                          detail={"credentials": count, "keys": keys.fingerprint,
-                                 "simulation": cfg.api.simulation})
+                                 "simulation": cfg.api.simulation, "release": release})
+        for r in take_reports(cfg.storage.data_dir):   # what the updater did meanwhile
+            self.logw.submit(r["kind"], r["reason"], detail=r["detail"])
         self.core_thread = threading.Thread(target=self.engine.run, name="core", daemon=True)
         self.core_thread.start()
         if self.sync is not None:

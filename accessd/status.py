@@ -19,6 +19,7 @@ def door_status(engine) -> dict:
         "ok": True,
         "door": cfg.door.id,
         "mode": engine.mode,
+        "release": _release(),
         "fail_mode": cfg.door.fail_mode,
         "relay": engine._relay_word(),
         "door_open": s.door_open,
@@ -55,3 +56,9 @@ def _age(engine) -> float | None:
     except Exception:
         return None
     return None if age is None else round(age, 3)
+
+
+def _release() -> str | None:
+    """The software release this door runs (None: installed from a checkout)."""
+    from .updater import running_release
+    return running_release()

@@ -29,6 +29,8 @@
   retention         the office purging 1M events older than it keeps (SQLite, PostgreSQL),
                     and a door purging 100k uploaded records with the decision latency
                     while it does (scripts/bench_retention.py)
+  release           a release published to 225 doors, fetched and checked by each from
+                    an HTTP store; one door's offline install (scripts/bench_release.py)
 """
 
 from __future__ import annotations
@@ -208,6 +210,9 @@ def main() -> None:
     ap.add_argument("--no-retention", action="store_true",
                     help="skip retention (the office purging 1M events on SQLite and "
                          "PostgreSQL; a door purging 100k records while it decides taps)")
+    ap.add_argument("--no-release", action="store_true",
+                    help="skip releases (225 doors fetching a release from an HTTP store; "
+                         "needs the package index to build it)")
     args = ap.parse_args()
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -272,6 +277,10 @@ def main() -> None:
             from bench_retention import bench_retention
             result["retention"] = bench_retention(Path(tmp) / "retention")
             print("bench: retention done", file=sys.stderr)
+        if not args.no_release:
+            from bench_release import bench_release
+            result["release"] = bench_release(Path(tmp) / "release")
+            print("bench: release done", file=sys.stderr)
     print(json.dumps(result, indent=2))
 
 

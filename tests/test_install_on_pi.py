@@ -80,13 +80,17 @@ def test_install_on_pi_installs_everything_and_checks_itself(overlay):
     assert r.stderr.splitlines()[-1] == "install-on-pi: 1 self-check(s) failed (see above)"
     assert "first command: sudo accessd check-config" in out
     for cmd in ("accessd", "accessctl"):   # on the PATH
-        assert os.readlink(upper / "usr/local/bin" / cmd) == f"/opt/accessd/.venv/bin/{cmd}"
+        assert os.readlink(upper / "usr/local/bin" / cmd) == f"/opt/accessd/current/bin/{cmd}"
+    # the units start what `current` points at: the checkout's venv, until a release
+    assert os.readlink(upper / "opt/accessd/current") == ".venv"
     # lgpio was imported as root and as accessd: no notification pipe left anywhere
     assert not [p for p in upper.rglob(".lgd-nfy*")], list(upper.rglob(".lgd-nfy*"))
     assert "https://pypi.org/simple reachable" in out
 
     etc = upper / "etc"
-    for unit in ("accessd.service", "accessd-upload.service", "accessd-upload.timer"):
+    for unit in ("accessd.service", "accessd-upload.service", "accessd-upload.timer",
+                 "accessd-update.service", "accessd-update.timer", "accessd-update.path",
+                 "accessd-update-recover.service"):
         assert (etc / "systemd/system" / unit).read_text() == (REPO / "systemd" / unit).read_text()
     assert os.readlink(etc / "systemd/system/multi-user.target.wants/accessd.service") \
         == "/etc/systemd/system/accessd.service"

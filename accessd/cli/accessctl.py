@@ -285,10 +285,11 @@ def events(obj: Ctx, since, after, limit, follow, verify, as_json) -> None:
 
 # ---- simulation ------------------------------------------------------------
 from . import (credential_cmds, door_cmds, live_cmds, log_cmds, pass_cmds,  # noqa: E402
-               people_cmds, policy_cmds, publish_cmds, sim_cmds, site_cmds, staff_cmds)
+               people_cmds, policy_cmds, publish_cmds, release_cmds, sim_cmds, site_cmds,
+               staff_cmds)
 
 for _module in (credential_cmds, sim_cmds, site_cmds, policy_cmds, door_cmds, people_cmds,
-                publish_cmds, log_cmds, staff_cmds):
+                publish_cmds, release_cmds, log_cmds, staff_cmds):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 live_cmds.register(main)

@@ -61,7 +61,7 @@ def init(directory: str, accessd_bin: str | None, force: bool) -> None:
     if accessd_bin is not None and (not accessd_bin.startswith("/") or any(
             ord(c) < 32 or ord(c) == 127 for c in accessd_bin)):
         raise click.BadParameter(f"{accessd_bin!r}: give the absolute path of the accessd "
-                                 "program, e.g. /opt/accessd/.venv/bin/accessd",
+                                 "program, e.g. /opt/accessd/current/bin/accessd",
                                  param_hint="--accessd-bin")
     if accessd_bin is None:
         beside = Path(sys.executable).parent / "accessd"
@@ -79,7 +79,7 @@ def init(directory: str, accessd_bin: str | None, force: bool) -> None:
                    "hide from the service (ProtectHome=yes): systemd will not start it. "
                    "Install accessd under /opt (scripts/install-on-pi does) or give "
                    "--accessd-bin a path outside /home and /root", err=True)
-    click.echo(f"units start {accessd_bin or '/opt/accessd/.venv/bin/accessd'}. Next: edit "
+    click.echo(f"units start {accessd_bin or '/opt/accessd/current/bin/accessd'}. Next: edit "
                "accessd.toml (door.id, pins, readers), copy it to /etc/accessd/accessd.toml, "
                "then 'accessctl keys init' and 'accessd check-config'.")
 
@@ -225,6 +225,82 @@ def upload(config_path: str, store_url: str | None) -> None:
         sys.exit(1)
     if gone:
         click.echo(f"purged {plural(gone, 'uploaded record')} older than {days} days")
+
+
+@main.command()
+@CONFIG_OPT
+@click.option("--recover", is_flag=True,
+              help="At boot, before the door starts: finish a switch that was cut short "
+                   "(back to the release run before it).")
+def update(config_path: str, recover: bool) -> None:
+    """Install the release the office published for this door, and roll it back by
+    itself if it does not come up (as root; accessd-update.service runs it hourly
+    and on sync-now).
+
+    Exit 0: applied, or nothing to do; 1: refused, failed or rolled back (the
+    reason is printed and logged as a release.* event).
+
+    \b
+    Example:
+      sudo accessd update --config /etc/accessd/accessd.toml
+    """
+    cfg = _load(config_path, require_keys=not recover)
+    from ..storage.keys import load_key_file
+    from ..sync.store import open_store
+    from ..updater import Updater
+    if recover:
+        up = Updater(cfg, None, say=click.echo)
+        res = up.recover()
+    else:
+        if not cfg.sync.url:
+            click.echo("accessd: update: this door has no store (sync.url): releases come "
+                       "from the site's store", err=True)
+            sys.exit(2)
+        try:
+            keys = load_key_file(cfg.storage.key_file)
+        except AccessdError as exc:
+            click.echo(f"accessd: update: {exc}", err=True)
+            sys.exit(2)
+        if keys.site is None:
+            click.echo("accessd: update: this door's key file has no site: releases are "
+                       "signed by a site's office", err=True)
+            sys.exit(2)
+        up = Updater(cfg, keys, open_store(cfg.sync.url, cfg.sync.timeout_seconds),
+                     say=click.echo)
+        try:
+            res = up.run()
+        except OSError as exc:
+            click.echo(f"accessd: update: {exc}", err=True)
+            sys.exit(1)
+    click.echo(f"{res.result}: {res.message}")
+    if recover:      # going back to the release before a cut-short switch is a success
+        sys.exit(1 if res.result == "failed" else 0)
+    sys.exit(0 if res.ok else 1)
+
+
+@main.command("verify-release")
+@click.argument("directory", type=SafePath(file_okay=False, exists=True))
+@click.option("--key-file", type=SafePath(dir_okay=False, exists=True), required=True,
+              help="The door's key file (it holds the site's public key).")
+def verify_release(directory: str, key_file: str) -> None:
+    """Check a release directory (manifest and wheels/) against the site's key:
+    the manifest's signature and every file's size and SHA-256. The offline
+    installer runs it before anything from the release is used.
+
+    \b
+    Example:
+      accessd verify-release /boot/firmware/accessd/release --key-file /etc/accessd/keys.json
+    """
+    from pathlib import Path
+
+    from ..storage.keys import load_key_file
+    from ..updater import verify_release_dir
+    try:
+        m = verify_release_dir(Path(directory), load_key_file(Path(key_file)))
+    except AccessdError as exc:
+        click.echo(f"accessd: verify-release: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"release {m.version}: signature and {len(m.files)} files verified")
 
 
 def _new_log_identity(cfg) -> bool:

@@ -191,9 +191,15 @@ def door_import(obj, csv_file, as_json):
 @click.argument("out_dir", type=SafePath(file_okay=False))
 @click.option("--door", "door_ids", multiple=True,
               help="Only this door (repeatable; default: every door).")
+@click.option("--release", "release",
+              help="With OUT_DIR a card's boot partition: the built release to install "
+                   "from it ('accessctl release build').")
 @click.pass_obj
-def door_provision(obj, out_dir, door_ids):
-    """Write one directory per door: its key file and its config.
+def door_provision(obj, out_dir, door_ids, release):
+    """Write one directory per door: its key file and its config. With
+    --release, OUT_DIR is instead a fresh Raspberry Pi OS Lite card's boot
+    partition and --door one door: the card then installs that door at its
+    first boot, with no network (see the README, "Install 225 doors").
 
     OUT_DIR/<door>/keys.json (mode 0600) goes to the door as
     /etc/accessd/keys.json (owner accessd); OUT_DIR/<door>/accessd.toml is the
@@ -205,9 +211,20 @@ def door_provision(obj, out_dir, door_ids):
     Example:
       accessctl --site /srv/accessd-site door provision /srv/accessd-doors
       scp -r /srv/accessd-doors/bldg-a-main installer@bldg-a-main:
+      accessctl --site /srv/accessd-site door provision /media/$USER/bootfs \\
+          --door bldg-a-main --release 0.3.0
     """
-    from ..site.provision import provision
+    from ..site.provision import provision, write_boot
     site = site_of(obj)
+    if release is not None:
+        if len(door_ids) != 1:
+            raise click.UsageError("a card is for one door: give --door ID once with --release")
+        from .release_cmds import _release_dir
+        res = write_boot(site, door_ids[0], Path(out_dir), _release_dir(site, release, None))
+        click.echo(f"wrote door {res['door']} and release {res['release']} "
+                   f"({res['bytes'] / 1e6:.1f} MB) to {out_dir}: set the pins and readers in "
+                   f"{out_dir}/accessd/accessd.toml, then boot the Pi from the card")
+        return
     with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("writing", total=len(door_ids) or len(site.doors()) or None)
         done = provision(site, Path(out_dir), door_ids or None,

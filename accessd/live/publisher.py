@@ -332,7 +332,7 @@ class Publisher:
             log.debug("mqtt: no status: %s", exc)
             return
         doc = {"ts": self._wall(), "version": __version__, "door": self.cfg.door.id,
-               **{k: st.get(k) for k in ("mode", "relay", "door_open", "alarms", "whitelist",
+               **{k: st.get(k) for k in ("mode", "release", "relay", "door_open", "alarms", "whitelist",
                                          "readers", "clock", "sync", "log")},
                "live": self.info()}
         self.client.publish(f"{self.base}/status", json.dumps(doc, default=str), qos=1,

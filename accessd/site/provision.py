@@ -212,3 +212,64 @@ def _counted(reasons: list[str]) -> list[tuple[str, int]]:
     for r in reasons:
         counts[r] = counts.get(r, 0) + 1
     return list(counts.items())
+
+
+FIRSTRUN_ARGS = ("systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot "
+                 "systemd.unit=kernel-command-line.target")
+FIRSTRUN = """#!/bin/bash
+# Written by 'accessctl door provision --boot': runs once at the first boot (systemd.run=
+# on cmdline.txt), then takes itself off the card and the command line, and reboots.
+here="$(cd "$(dirname "$0")" && pwd)"
+bash "$here/accessd/firstrun.sh" || echo "accessd: firstrun failed" >> "$here/accessd/install.log"
+rm -f "$here/firstrun.sh"
+sed -i 's| systemd.run.*||g' "$here/cmdline.txt"
+exit 0
+"""
+HOOK = 'bash "$(dirname "$0")/accessd/firstrun.sh"   # accessd (door provision --boot)\n'
+
+
+def write_boot(site: SiteDB, door_id: str, boot: Path, release_dir: Path, *,
+               store_url: str | None = None) -> dict:
+    """Write what a stock Raspberry Pi OS Lite card needs to install `door_id` at its
+    first boot with no network: BOOT/accessd/ (the door's config and key file, the
+    signed release, the installer) and a firstrun.sh that cmdline.txt runs once.
+    A firstrun.sh already there (Raspberry Pi Imager's settings) is kept and runs ours."""
+    from .. import examples
+    from . import release as releases
+    import shutil
+    boot = Path(boot)
+    cmdline = boot / "cmdline.txt"
+    if not cmdline.is_file():
+        raise StoreError(f"{boot}: no cmdline.txt here: give the card's boot partition "
+                         "(bootfs), mounted, e.g. /media/$USER/bootfs")
+    site.door(door_id)
+    _, m = releases.load(site, release_dir)
+    if "aarch64" not in m.platforms and "x86_64" not in m.platforms:
+        raise StoreError(f"release {m.version} has no door platform")
+    url = store_url or site.store_url
+    if not url:
+        raise StoreError("this site has no store yet: set it first ('accessctl site store "
+                         "URL'), the doors' sync.url is that store")
+    dest = boot / "accessd"
+    if (dest / "release").exists():
+        shutil.rmtree(dest / "release")
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "accessd.toml").write_text(door_config(site, door_id, url))
+    write_key_file(dest / "keys.json", door_keys(site, door_id), overwrite=True)
+    (dest / "release" / "wheels").mkdir(parents=True)
+    for name in sorted(m.files):
+        shutil.copyfile(Path(release_dir) / name, dest / "release" / name)
+    shutil.copyfile(Path(release_dir) / "manifest", dest / "release" / "manifest")
+    for name in ("install-on-pi", "firstrun.sh", "firstboot", "accessd-firstboot.service"):
+        (dest / name).write_text(examples.read(f"install/{name}"))
+    first = boot / "firstrun.sh"
+    if first.exists() and "accessd/firstrun.sh" not in first.read_text(errors="replace"):
+        lines = first.read_text().splitlines(keepends=True)   # Imager's: ours runs first
+        first.write_text("".join(lines[:1] + [HOOK] + lines[1:]))
+    elif not first.exists():
+        first.write_text(FIRSTRUN)
+    line = cmdline.read_text().strip()
+    if "systemd.run=" not in line:
+        cmdline.write_text(f"{line} {FIRSTRUN_ARGS}\n")
+    return {"door": door_id, "boot": str(boot), "release": m.version,
+            "bytes": sum(f["size"] for f in m.files.values())}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 from ..errors import KeyFileError
 
 KEY_BYTES = 32
+MAX_KEY_FILE = 64 * 1024       # a key file is under 1 KB
 FORMAT = "accessd-door-keys/1"
 
 
@@ -89,7 +91,13 @@ def write_key_file(path: Path, keys: DoorKeys, *, overwrite: bool = False) -> No
 def load_key_file(path: Path) -> DoorKeys:
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise KeyFileError(f"{path}: key file is not a regular file")
+            data = f.read(MAX_KEY_FILE + 1)
+        if len(data) > MAX_KEY_FILE:
+            raise KeyFileError(f"{path}: key file is over {MAX_KEY_FILE} bytes: not one")
+        raw = json.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise KeyFileError(f"{path}: key file does not exist") from None
     except PermissionError:

@@ -176,7 +176,11 @@ class SyncWorker:
 
     def sync_once(self) -> dict:
         """One sync: read the group's signed index in full; fetch, check against the
-        index and apply the bundle only when the index names a newer version."""
+        index and apply the bundle only when the index names a newer version. What the
+        updater reported meanwhile is logged first."""
+        from ..updater import take_reports
+        for r in take_reports(self.cfg.storage.data_dir):
+            self.post(Notice(r["kind"], r["reason"], r["detail"]))
         path = self.cfg.storage.whitelist_path
         meta = current_whitelist_meta(path)
         current = int(meta.get("version", 0) or 0) if meta.get("site") else 0
