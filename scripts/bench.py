@@ -278,8 +278,9 @@ def main() -> None:
             result["retention"] = bench_retention(Path(tmp) / "retention")
             print("bench: retention done", file=sys.stderr)
         if not args.no_release:
-            from bench_release import bench_release
+            from bench_release import bench_release, bench_switch
             result["release"] = bench_release(Path(tmp) / "release")
+            result["release"]["one_door"] = bench_switch(Path(tmp) / "switch")
             print("bench: release done", file=sys.stderr)
     print(json.dumps(result, indent=2))
 

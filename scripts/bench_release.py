@@ -95,7 +95,32 @@ def bench_release(directory: Path, doors: int = 225, parallel: int = 32) -> dict
             "one_door_offline_install_s": round(install_s, 1)}
 
 
+def bench_switch(directory: Path) -> dict:
+    """One door's switch (old READY -> new READY) and rollback (READY timeout -> old
+    READY), under real systemd: the container test's door, which times both itself
+    (release.applied switch_seconds, release.rolled_back rollback_seconds)."""
+    import json
+    import os
+    if os.geteuid() != 0 or not shutil.which("systemd-nspawn"):
+        return {"skipped": "needs root and systemd-nspawn (a booted container)"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        f"--basetemp={directory}", "tests/test_release_container.py"],
+                       cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        return {"error": r.stdout[-500:]}
+    events = [json.loads(line) for f in directory.rglob("results/events.json")
+              for line in f.read_text().splitlines() if line.startswith("{")]
+    detail = {e["kind"]: json.loads(e["detail"]) if isinstance(e["detail"], str)
+              else e["detail"] for e in events}
+    return {"switch_old_ready_to_new_ready_s": detail["release.applied"]["switch_seconds"],
+            "rollback_after_ready_timeout_s":
+                detail["release.rolled_back"]["rollback_seconds"],
+            "ready_timeout_s": 20}
+
+
 if __name__ == "__main__":
     import json
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(bench_release(Path(tmp) / "release"), indent=2))
+        out = bench_release(Path(tmp) / "release")
+        out["one_door"] = bench_switch(Path(tmp) / "switch")
+        print(json.dumps(out, indent=2))

@@ -23,7 +23,7 @@ ZH = {
     "What happened": "发生了什么", "note": "备注", "Acknowledge": "确认",
     "No open alarms.": "没有未处理的警报。", "Doors": "门禁", "whitelist v%(v)s published":
     "已发布白名单 v%(v)s", "Link": "连接", "Last seen": "最后联系", "Mode": "模式",
-    "Whitelist": "白名单", "Granted today": "今日放行", "Denied today": "今日拒绝",
+    "Whitelist": "白名单", "Software": "软件版本", "told to run": "应运行", "Granted today": "今日放行", "Denied today": "今日拒绝",
     "behind": "未更新", "No doors yet.": "还没有门。", "%(n)s of %(all)s people":
     "%(n)s / %(all)s 人", "Unit": "单元", "Name": "姓名", "Role": "身份",
     "No one matches.": "没有匹配的人。", "applied by %(n)s of %(m)s doors":

@@ -50,7 +50,7 @@ def overlay(tmp_path):
         d.mkdir()
     seed_upper(upper)
 
-    def run(**extra_env) -> subprocess.CompletedProcess:
+    def run(*args, **extra_env) -> subprocess.CompletedProcess:
         script = f"""set -e
 mount -t overlay overlay -o lowerdir=/,upperdir={upper},workdir={work} {merged}
 mount --bind /proc {merged}/proc
@@ -58,7 +58,7 @@ mount --rbind /dev {merged}/dev
 mount --bind /sys {merged}/sys
 mount -t tmpfs tmpfs {merged}/run
 mount -t tmpfs tmpfs {merged}/tmp
-exec chroot {merged} /bin/bash -c 'cd /opt/accessd && exec scripts/install-on-pi'
+exec chroot {merged} /bin/bash -c 'cd /opt/accessd && exec scripts/install-on-pi {" ".join(args)}'
 """
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
         env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -167,3 +167,22 @@ def test_an_unreachable_package_index_is_said_as_such_not_as_a_missing_wheel(ove
     assert "building it" not in out and "swig" not in out.replace(last, "")
     assert not (upper / "opt/accessd/.venv").exists()
     assert not (upper / "usr/bin/gcc").exists()
+
+
+def test_an_offline_install_from_an_incomplete_card_changes_nothing(overlay):
+    """--from a card without its key file (or no such directory): said, nothing written."""
+    upper, run = overlay
+    card = upper / "boot/firmware/accessd"
+    (card / "release").mkdir(parents=True)
+    (card / "release/manifest").write_bytes(b"ACCESSD-RELEASE/1\n{}")
+    (card / "accessd.toml").write_text("[door]\nid = \"d\"\n")
+    r = run("--from", "/boot/firmware/accessd")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr.strip() == (
+        "install-on-pi: /boot/firmware/accessd lacks: keys.json. Write the card again at the "
+        "office ('accessctl door provision BOOT --door ID --release VERSION'); nothing was "
+        "changed.")
+    r = run("--from", "/boot/firmware/nothing")
+    assert r.returncode == 2 and "--from /boot/firmware/nothing: no such directory" in r.stderr
+    assert not (upper / "etc/accessd").exists() and not (upper / "opt/accessd/current").exists()
+    assert not (upper / "opt/accessd/releases").exists()

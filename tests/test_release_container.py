@@ -10,7 +10,8 @@ The office (this machine, which has a package index) builds the releases with
  boot 1: accessd-firstboot.service installs the door from the card (no apt, no
          index), READY; the office publishes 1.1, `accessctl sync now` makes the
          door's updater take it; 1.2 never sends READY and is rolled back by the
-         updater alone; 1.3's wheel is altered in the store and refused;
+         updater alone; 1.3's wheel is altered in the store and refused; 1.5 says
+         READY and then crashes every few seconds: rolled back too;
  boot 2: release 1.4 published, and every process in the container SIGKILLed while
          the door is switching to it;
  boot 3: the door boots, back on 1.1, READY.
@@ -73,6 +74,11 @@ open(w, "wb").write(b)
 PY
 systemctl start accessd-update.service
 readlink /opt/accessd/current > /results/current-after-tamper.txt
+
+office release publish 1.5 --door door-1  # READY, then a crash every few seconds
+systemctl start accessd-update.service
+phase
+ctl status --json > /results/status-1.5.json
 ctl sync now                           # the daemon logs what the updater reported
 for i in $(seq 40); do                 # (its log writer commits a moment later)
   ctl events --json > /results/events.json
@@ -182,19 +188,23 @@ def test_offline_install_signed_updates_rollback_and_a_kill_mid_switch(tmp_path)
     offline = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(first)}
     for v in ("1.1", "1.3", "1.4"):
         office(site, "release", "build", "--platform", "x86_64", "--version", v, env=offline)
-    broken = tmp_path / "src-broken"      # a release that never says READY
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
                            check=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        if (REPO / f).is_file():
-            (broken / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, broken / f)
-    svc = broken / "accessd/service.py"
-    text = svc.read_text()
-    assert "self.notifier.ready(status)" in text
-    svc.write_text(text.replace("self.notifier.ready(status)", "pass  # broken: no READY"))
-    office(site, "release", "build", "--platform", "x86_64", "--version", "1.2",
-           "--source", str(broken), env=offline)
+    for version, patch in (
+            ("1.2", "pass  # broken: never READY"),
+            ("1.5", "self.notifier.ready(status); "     # READY, then dies 3 s later
+                    "__import__('threading').Timer(3, __import__('os')._exit, [1]).start()")):
+        broken = tmp_path / f"src-{version}"
+        for f in filter(None, files):
+            if (REPO / f).is_file():
+                (broken / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / f, broken / f)
+        svc = broken / "accessd/service.py"
+        text = svc.read_text()
+        assert "self.notifier.ready(status)" in text
+        svc.write_text(text.replace("self.notifier.ready(status)", patch))
+        office(site, "release", "build", "--platform", "x86_64", "--version", version,
+               "--source", str(broken), env=offline)
 
     boot = upper / "boot/firmware"
     boot.mkdir(parents=True)
@@ -208,7 +218,7 @@ def test_offline_install_signed_updates_rollback_and_a_kill_mid_switch(tmp_path)
     cfg = cfg.replace('pin_factory = "lgpio"', 'pin_factory = "mock"')
     cfg = cfg.replace("simulation = false", "simulation = true")
     cfg += ('\n[[readers]]\nname = "sim"\nkind = "sim"\n'
-            '\n[update]\nready_seconds = 20\nprobation_seconds = 5\ncrash_limit = 3\n')
+            '\n[update]\nready_seconds = 20\nprobation_seconds = 30\ncrash_limit = 3\n')
     cfg_path.write_text(cfg)
     (upper / "etc").mkdir()
     (upper / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
@@ -257,8 +267,12 @@ def test_offline_install_signed_updates_rollback_and_a_kill_mid_switch(tmp_path)
     assert ("release.applied", "1.1") in kinds, kinds
     assert ("release.rolled_back", "1.2") in kinds, kinds
     assert ("release.refused", "1.3") in kinds, kinds
-    rolled = next(e for e in events if e["kind"] == "release.rolled_back")
-    assert "no READY within 20 s" in rolled["reason"]
+    # a release that crashes again and again after READY: rolled back too
+    assert "rolled_back 1.5" in log, log[-3000:]
+    assert json.loads((results / "status-1.5.json").read_text())["release"] == "1.1"
+    rolled = {e["detail"]["version"]: e for e in events if e["kind"] == "release.rolled_back"}
+    assert "no READY within 20 s" in rolled["1.2"]["reason"]
+    assert "crashed 3 times within 30 s of READY" in rolled["1.5"]["reason"], rolled["1.5"]
 
     # ---- boot 2: SIGKILL of everything in the middle of the switch to 1.4 -----------
     state = upper / "var/lib/accessd-update/state.json"

@@ -499,3 +499,25 @@ def test_an_auditor_verifies_the_audit_trail_in_the_console(office):
     assert page["verify"]["problems"] == ["line 1: its content does not match its hash (edited)"]
     html = c.get("/audit?verify=1").text
     assert "The chain is broken:" in html and "line 1: its content does not match" in html
+
+
+def test_the_door_list_shows_each_doors_software_and_what_failed(office):
+    """What the doors reported (pulled logs) against what they were told to run."""
+    import json as _json
+    site = office.site
+    site.meta_set("release_targets", _json.dumps({"front": {"version": "1.2", "serial": 2,
+                                                            "issued": 0}}))
+    rows = [("front", 1, "2026-12-05T10:00:00Z", "daemon.started", "accessd 0.2.0 started",
+             {"release": "1.1"}),
+            ("front", 2, "2026-12-05T10:05:00Z", "release.rolled_back",
+             "no READY within 90 s", {"version": "1.2", "release": "1.1"})]
+    with site.db.atomic():
+        for door, seq, ts, kind, reason, detail in rows:
+            site.db.execute("INSERT INTO events (door, log, seq, ts, kind, credential, reason, "
+                            "detail, prev_hash, hash) VALUES (?, '', ?, ?, ?, NULL, ?, ?, "
+                            "'', '')", [door, seq, ts, kind, reason, _json.dumps(detail)])
+    page = office.client("staff").get("/doors").text
+    row = re.search(r'<tr data-door="front">.*?</tr>', page, re.S).group(0)
+    assert "1.1" in row and "told to run 1.2: rolled back: no READY within 90 s" in row, row
+    back = re.search(r'<tr data-door="back">.*?</tr>', page, re.S).group(0)
+    assert 'class="software">-<' in back

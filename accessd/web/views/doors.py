@@ -12,7 +12,9 @@ from .dashboard import door_rows
 
 
 def _data(req: Req, **extra) -> dict:
+    from ...site.release import fleet
     return {"doors": door_rows(req), "modes": DOOR_MODES, "groups": req.site.groups(),
+            "software": {r["door"]: r for r in fleet(req.site)},
             "published": req.site.bundle_version, "live": req.console.live_enabled, **extra}
 
 
