@@ -297,9 +297,7 @@ class Updater:
             return
         keep = {self._link("current"), self._link("previous")}
         for d in self.releases.iterdir():
-            if d.resolve() in keep:
-                continue
-            if not (d / MARKER).exists() or d.name.startswith("."):
+            if d.resolve() not in keep:
                 shutil.rmtree(d, ignore_errors=True)
 
     def _fetch(self, target) -> tuple[rel.Manifest, Path]:

@@ -57,6 +57,10 @@ class UnitDoor:
         _check_tools()
         self.root = root
         self.etc, self.lib, self.run = root / "etc", root / "lib", root / "run"
+        # /opt/accessd as install-on-pi leaves a checkout: current -> the venv
+        self.opt = root / "opt"
+        self.opt.mkdir(parents=True)
+        os.symlink(REPO / ".venv", self.opt / "current")
         for d in (self.etc, self.lib, self.run):
             d.mkdir(parents=True)
         text = (REPO / "config" / "pi-door.toml").read_text()
@@ -94,7 +98,7 @@ class UnitDoor:
         return ["unshare", "--mount", "--propagation", "private", SYSTEM_PYTHON, "-I",
                 str(LAUNCHER), "--unit", str(UNIT), "--which", which,
                 "--bind", f"/etc/accessd={self.etc}", "--bind", f"/var/lib/accessd={self.lib}",
-                "--bind", f"/run/accessd={self.run}", "--bind", f"/opt/accessd={REPO}",
+                "--bind", f"/run/accessd={self.run}", "--bind", f"/opt/accessd={self.opt}",
                 "--keep", str(REPO), "--keep", str(base), "--user-id", str(UID), "--group-id", str(GID),
                 "--env", "NOTIFY_SOCKET=/run/accessd/notify.sock"]
 
