@@ -90,8 +90,15 @@ def take_reports(data_dir: Path) -> list[dict]:
     """The daemon's side: the outcomes written since it last looked, and the file
     gone. A line that is not one (cut by a power cut) is dropped."""
     path = Path(data_dir) / REPORTS
+    taken = path.with_name(REPORTS + ".taking")
+    try:      # renamed first: a line the updater appends meanwhile goes to a new file
+        os.replace(path, taken)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return []
     try:
-        raw = path.read_text(encoding="utf-8", errors="replace")
+        raw = taken.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return []
     out = []
@@ -106,7 +113,7 @@ def take_reports(data_dir: Path) -> list[dict]:
                         "detail": {k: v for k, v in doc["detail"].items()
                                    if isinstance(v, (str, int, float)) or v is None}})
     try:
-        path.unlink()
+        taken.unlink()
     except OSError:
         pass
     return out

@@ -28,7 +28,7 @@ import tomllib
 from hashlib import sha256
 from pathlib import Path
 
-from ..errors import ReleaseError, StoreError
+from ..errors import ReleaseError
 from ..sync import release as rel
 from .db import SiteDB
 
@@ -175,11 +175,7 @@ def publish(site: SiteDB, store, release_dir: Path, doors: list[str], *,
             downgrade: bool = False, progress=None) -> dict:
     """Put the release in the store (once) and a signed target for each door."""
     blob, m = load(site, release_dir)
-    have = None
-    try:
-        have = store.get(rel.manifest_name(m.version))
-    except StoreError:
-        raise
+    have = store.get(rel.manifest_name(m.version))
     step = progress or (lambda s: None)
     sent = 0
     if have != blob:
