@@ -216,3 +216,22 @@ def test_a_card_for_one_door(built, tmp_path):
     r = ctl("door", "provision", tmp_path, "--door", "a-2", "--release", "1.0", site=built)
     assert r.returncode == 1 and "no cmdline.txt here" in r.stderr
     shutil.rmtree(boot)
+
+
+def test_a_restored_office_publishes_above_the_serial_its_doors_took(built):
+    """The office's serial went back (restored from an older backup): the next target
+    still goes above the one in the store, so the door does not take it for a replay."""
+    site = SiteDB.open(built)
+    store = FileStore(built / "store")
+    r = ctl("release", "publish", "1.0", "--door", "b-1", site=built)
+    assert r.returncode == 0, r.stderr
+    before = rel.open_target(store.get(rel.target_name("b-1")),
+                             public_key=site.keys.signing.public_key(), site="riverside",
+                             door="b-1").serial
+    site.meta_set("release_serial", "0")            # as a restore from long ago leaves it
+    r = ctl("release", "publish", "1.0", "--door", "b-1", site=built)
+    after = rel.open_target(store.get(rel.target_name("b-1")),
+                            public_key=site.keys.signing.public_key(), site="riverside",
+                            door="b-1")
+    assert after.serial > before
+    assert rel.decide(after, running=None, last_serial=before) is None

@@ -187,8 +187,20 @@ def publish(site: SiteDB, store, release_dir: Path, doors: list[str], *,
             step(name)
         store.put(rel.manifest_name(m.version), blob)
     now = time.time()
+    # each door took the serial of the target it has: a new one goes above it, even for
+    # an office restored from a backup older than its last publish
+    seen = 0
+    for d in doors:
+        raw = store.get(rel.target_name(d))
+        if raw is None:
+            continue
+        try:
+            seen = max(seen, rel.open_target(raw, public_key=site.keys.signing.public_key(),
+                                             site=site.site_id, door=d).serial)
+        except ReleaseError:
+            continue                 # not ours (or altered): the door refuses it anyway
     with site.db.atomic():
-        serial = int(site.meta("release_serial") or 0) + 1
+        serial = max(int(site.meta("release_serial") or 0), seen) + 1
         site.db.upsert("meta", {"key": "release_serial", "value": str(serial)}, pk="key")
     told = targets(site)
     for d in doors:
