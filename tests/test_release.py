@@ -203,6 +203,8 @@ def test_a_card_for_one_door(built, tmp_path):
     assert (boot / "cmdline.txt").read_text().count("systemd.run=") == 1
     assert (boot / "firstrun.sh").read_text().count("accessd/firstrun.sh") == 1
     assert 'id = "a-2"' in (boot / "accessd/accessd.toml").read_text()
+    for f in ("firstrun.sh", "accessd/firstrun.sh", "accessd/firstboot"):
+        assert (boot / f).stat().st_mode & 0o111, f     # systemd.run= executes them
     r = subprocess.run([sys.executable, "-m", "accessd.cli.daemon", "verify-release",
                         boot / "accessd/release", "--key-file", boot / "accessd/keys.json"],
                        capture_output=True, text=True)

@@ -217,7 +217,7 @@ def _counted(reasons: list[str]) -> list[tuple[str, int]]:
 FIRSTRUN_ARGS = ("systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot "
                  "systemd.unit=kernel-command-line.target")
 FIRSTRUN = """#!/bin/bash
-# Written by 'accessctl door provision --boot': runs once at the first boot (systemd.run=
+# Written by 'accessctl door provision --release': runs once at the first boot (systemd.run=
 # on cmdline.txt), then takes itself off the card and the command line, and reboots.
 here="$(cd "$(dirname "$0")" && pwd)"
 bash "$here/accessd/firstrun.sh" || echo "accessd: firstrun failed" >> "$here/accessd/install.log"
@@ -225,7 +225,7 @@ rm -f "$here/firstrun.sh"
 sed -i 's| systemd.run.*||g' "$here/cmdline.txt"
 exit 0
 """
-HOOK = 'bash "$(dirname "$0")/accessd/firstrun.sh"   # accessd (door provision --boot)\n'
+HOOK = 'bash "$(dirname "$0")/accessd/firstrun.sh"   # accessd (door provision --release)\n'
 
 
 def write_boot(site: SiteDB, door_id: str, boot: Path, release_dir: Path, *,
@@ -262,12 +262,15 @@ def write_boot(site: SiteDB, door_id: str, boot: Path, release_dir: Path, *,
     shutil.copyfile(Path(release_dir) / "manifest", dest / "release" / "manifest")
     for name in ("install-on-pi", "firstrun.sh", "firstboot", "accessd-firstboot.service"):
         (dest / name).write_text(examples.read(f"install/{name}"))
+        if not name.endswith(".service"):
+            (dest / name).chmod(0o755)      # (a FAT card makes every file executable)
     first = boot / "firstrun.sh"
     if first.exists() and "accessd/firstrun.sh" not in first.read_text(errors="replace"):
         lines = first.read_text().splitlines(keepends=True)   # Imager's: ours runs first
         first.write_text("".join(lines[:1] + [HOOK] + lines[1:]))
     elif not first.exists():
         first.write_text(FIRSTRUN)
+    first.chmod(0o755)          # systemd.run= executes it
     line = cmdline.read_text().strip()
     if "systemd.run=" not in line:
         cmdline.write_text(f"{line} {FIRSTRUN_ARGS}\n")

@@ -94,8 +94,20 @@ def build(site: SiteDB, out: Path, *, version: str | None = None, source: Path |
         host, wheels = work / "host", work / "wheels"
         wheels.mkdir()
         step = progress or (lambda s: None)
+        # built from a clean copy: a checkout's build/ (left by an earlier build) could
+        # carry files the source no longer has into the wheel
+        tree = work / "source"
+        skip = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                      "__pycache__", ".pytest_cache", ".demo", "releases")
+
+        def ignore(d, names):       # and anything not a file, a directory or a link
+            return set(skip(d, names)) | {
+                n for n in names if not (os.path.isfile(os.path.join(d, n))
+                                         or os.path.isdir(os.path.join(d, n))
+                                         or os.path.islink(os.path.join(d, n)))}
+        shutil.copytree(source, tree, symlinks=True, ignore=ignore)
         step(f"pip wheel {source.name}[{PACKAGE_EXTRAS}]")
-        _pip(["wheel", "-q", "-w", str(host), f"{source}[{PACKAGE_EXTRAS}]"],
+        _pip(["wheel", "-q", "-w", str(host), f"{tree}[{PACKAGE_EXTRAS}]"],
              "building the wheels (pip wheel)")
         for w in sorted(host.glob("*.whl")):
             dist, ver, tags = _wheel_parts(w.name)
@@ -118,6 +130,7 @@ def build(site: SiteDB, out: Path, *, version: str | None = None, source: Path |
             package=f"accessd[{PACKAGE_EXTRAS}]=={pkg_version}", python=python,
             platforms=platforms, files=files))
         shutil.rmtree(host)
+        shutil.rmtree(tree)
         os.rename(work, target)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# accessd's part of a card's first boot (written by 'accessctl door provision --boot').
+# accessd's part of a card's first boot (written by 'accessctl door provision --release').
 # The kernel runs BOOT/firstrun.sh once (systemd.run= on cmdline.txt), which runs this:
 # it installs accessd-firstboot.service, and that unit installs the door at the next
 # boot from this directory (release/, accessd.toml, keys.json) with no network.
