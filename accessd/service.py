@@ -197,8 +197,8 @@ class DoorService:
         self.server.start()
 
         count = self.whitelist.count()
-        from .updater import running_release, take_reports
-        release = running_release()
+        from .updater import take_reports, this_release
+        release = this_release()
         self.logw.submit("daemon.started", f"accessd {__version__} started"
                          + (f" (release {release})" if release else ""),
                          detail={"credentials": count, "keys": keys.fingerprint,

@@ -60,5 +60,5 @@ def _age(engine) -> float | None:
 
 def _release() -> str | None:
     """The software release this door runs (None: installed from a checkout)."""
-    from .updater import running_release
-    return running_release()
+    from .updater import this_release
+    return this_release()

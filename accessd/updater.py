@@ -35,6 +35,7 @@ the daemon logs each as a release.* event (so it reaches the office's log and
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -60,14 +61,21 @@ REQUEST = "update-request"
 IN_FLIGHT = ("switching", "starting", "probation")
 
 
-def running_release(prefix: str | os.PathLike | None = None) -> str | None:
-    """The release this Python environment is (None: installed from a checkout)."""
-    import sys
+def running_release(prefix: str | os.PathLike) -> str | None:
+    """The release the Python environment at `prefix` is (None: installed from a
+    checkout)."""
     try:
-        doc = json.loads((Path(prefix or sys.prefix) / INFO).read_text())
+        doc = json.loads((Path(prefix) / INFO).read_text())
         return rel.check_version(doc["version"])
     except (OSError, ValueError, KeyError, TypeError, ReleaseError):
         return None
+
+
+@functools.cache
+def this_release() -> str | None:
+    """The release this process runs: read once (a new release is a new process)."""
+    import sys
+    return running_release(sys.prefix)
 
 
 def report(data_dir: Path, kind: str, reason: str, **detail) -> None:
@@ -199,6 +207,7 @@ class Updater:
         self.systemd = systemd or Systemd()
         self.clock, self.sleep = clock, sleep
         self.say = say or (lambda msg: log.info("%s", msg))
+        self.public = _public(keys.site.public_key) if keys is not None and keys.site else None
 
     # ---- layout and state ------------------------------------------------
     @property
@@ -245,8 +254,9 @@ class Updater:
     def _report(self, kind: str, reason: str, **detail) -> None:
         report(self.data_dir, kind, reason, **detail)
 
-    def _public_key(self):
-        return _public(self.keys.site.public_key)
+    def _remember(self, key: str, value) -> list:
+        """The state's list `key` with `value` added (the last 20 kept)."""
+        return (self.state().get(key, []) + [value])[-20:]
 
     # ---- one run ---------------------------------------------------------
     def run(self) -> Outcome:
@@ -265,7 +275,6 @@ class Updater:
             st = self.state()
         self._tidy()
         site = self.keys.site
-        public = _public(site.public_key)
         try:
             raw = self.store.get(rel.target_name(site.door))
         except StoreError as exc:
@@ -273,7 +282,8 @@ class Updater:
         if raw is None:
             return Outcome("none", "no release published for this door")
         try:
-            target = rel.open_target(raw, public_key=public, site=site.site, door=site.door)
+            target = rel.open_target(raw, public_key=self.public, site=site.site,
+                                     door=site.door)
         except ReleaseError as exc:
             return self._refuse(None, str(exc), key=_digest(raw))
         running = self.running()
@@ -290,12 +300,11 @@ class Updater:
         return self._install_and_switch(target, running)
 
     def _refuse(self, target, reason: str, *, key: str) -> Outcome:
-        st = self.state()
-        if key not in st.get("refused", []):      # said once, not every hour
+        if key not in self.state().get("refused", []):      # said once, not every hour
             self._report("release.refused", reason,
                          version=target.version if target else None,
                          serial=target.serial if target else None)
-            self._save(refused=(st.get("refused", []) + [key])[-20:])
+            self._save(refused=self._remember("refused", key))
         return Outcome("refused", reason)
 
     def _tidy(self) -> None:
@@ -308,7 +317,6 @@ class Updater:
                 shutil.rmtree(d, ignore_errors=True)
 
     def _fetch(self, target) -> tuple[rel.Manifest, Path]:
-        public = _public(self.keys.site.public_key)
         try:
             blob = self.store.get(rel.manifest_name(target.version))
         except StoreError as exc:
@@ -318,7 +326,7 @@ class Updater:
         if _digest(blob) != target.manifest_sha256:
             raise ReleaseError(f"release {target.version}: the manifest in the store is not the "
                                "one its signed target names (altered or replaced)")
-        m = rel.open_manifest(blob, public_key=public, site=self.keys.site.site,
+        m = rel.open_manifest(blob, public_key=self.public, site=self.keys.site.site,
                               version=target.version)
         incoming = Path(tempfile.mkdtemp(prefix="incoming-", dir=self.state_dir))
         try:
@@ -395,8 +403,7 @@ class Updater:
             self.say(f"release {m.version}: installing")
             dest = self._install(m, incoming / "wheels")
         except (ReleaseError, OSError, subprocess.SubprocessError) as exc:
-            self._save(failed=(self.state().get("failed", []) + [target.serial])[-20:],
-                       serial=target.serial)
+            self._save(failed=self._remember("failed", target.serial), serial=target.serial)
             self._report("release.failed", str(exc), version=m.version, serial=target.serial)
             return Outcome("failed", str(exc))
         finally:
@@ -427,7 +434,7 @@ class Updater:
             why = self._probation()
         if why is not None:
             return self._rollback(target, dest, old, running, why)
-        self._save(phase="done", running=target.version, failed=self.state().get("failed", []))
+        self._save(phase="done")
         self._report("release.applied", f"release {target.version} running (was "
                                         f"{running or 'the installed one'})",
                      version=target.version, release=target.version, previous=running,
@@ -478,8 +485,8 @@ class Updater:
             started = self.systemd.start()
         else:
             ok, out, started = False, "no previous release to return to", False
-        failed = (self.state().get("failed", []) + [target.serial])[-20:]
-        self._save(phase="rolled_back", failed=failed, serial=target.serial)
+        self._save(phase="rolled_back", failed=self._remember("failed", target.serial),
+                   serial=target.serial)
         self._report("release.rolled_back", why, version=target.version, release=running,
                      serial=target.serial, rollback_seconds=round(self.clock() - t0, 2),
                      relay_safe=out if not ok else "ok", restarted=started)
@@ -500,8 +507,7 @@ class Updater:
             old = Path(st["old"])
             if old.is_dir():
                 self._point("current", old)
-                failed = (st.get("failed", []) + [st.get("serial")])[-20:]
-                self._save(phase="rolled_back", failed=failed)
+                self._save(phase="rolled_back", failed=self._remember("failed", st.get("serial")))
                 self._report("release.rolled_back", f"the switch to release {st.get('version')}"
                              f" was cut short ({st['phase']}: power cut or killed); back on "
                              "the release before it", version=st.get("version"),

@@ -53,25 +53,26 @@ def bench_release(directory: Path, doors: int = 225, parallel: int = 32) -> dict
                             f'state_dir = "{directory}/state"\n')
         cfg = load_config(cfg_path, require_keys=False)
         cfg.update.state_dir.mkdir(parents=True)
-        served = {"bytes": 0}
 
         door_key = {d: door_keys(site, d) for d in ids}
 
-        def one(door: str) -> float:
+        def one(door: str) -> tuple[float, int]:
             keys = door_key[door]
             up = Updater(cfg, keys, HttpStore(dav.url))
             start = time.perf_counter()
-            target = rel.open_target(store.get(rel.target_name(door)),
-                                     public_key=up._public_key(), site=keys.site.site,
+            target = rel.open_target(up.store.get(rel.target_name(door)),
+                                     public_key=up.public, site=keys.site.site,
                                      door=door)
             m, incoming = up._fetch(target)
-            served["bytes"] += sum(f.stat().st_size for f in (incoming / "wheels").iterdir())
+            got = sum(f.stat().st_size for f in (incoming / "wheels").iterdir())
             shutil.rmtree(incoming)
-            return time.perf_counter() - start
+            return time.perf_counter() - start, got
         t0 = time.perf_counter()
         with ThreadPoolExecutor(parallel) as pool:
-            per_door = sorted(pool.map(one, ids))
+            fetched = list(pool.map(one, ids))
         all_s = time.perf_counter() - t0
+        per_door = sorted(t for t, _ in fetched)
+        served = sum(n for _, n in fetched)
         # one door's install from the wheels alone (what it does before switching)
         wheels = path / "wheels"
         venv = Path(tempfile.mkdtemp(dir=directory)) / "1.0"
@@ -90,8 +91,8 @@ def bench_release(directory: Path, doors: int = 225, parallel: int = 32) -> dict
             "all_doors_fetched_and_verified_s": round(all_s, 1),
             "per_door_fetch_p50_s": round(per_door[len(per_door) // 2], 2),
             "per_door_fetch_max_s": round(per_door[-1], 2),
-            "store_bytes_served_mb": round(served["bytes"] / 1e6, 1),
-            "store_mb_per_door": round(served["bytes"] / doors / 1e6, 1),
+            "store_bytes_served_mb": round(served / 1e6, 1),
+            "store_mb_per_door": round(served / doors / 1e6, 1),
             "one_door_offline_install_s": round(install_s, 1)}
 
 

@@ -237,3 +237,29 @@ def test_a_restored_office_publishes_above_the_serial_its_doors_took(built):
                             door="b-1")
     assert after.serial > before
     assert rel.decide(after, running=None, last_serial=before) is None
+
+
+def test_fleet_reads_each_doors_newest_release_events(site_at):
+    """On SQLite and PostgreSQL: what a door runs is its newest start or applied
+    release, what failed its newest release.* event; an older start does not count."""
+    site = site_at.init()
+    site.group_add("g")
+    for d in ("a", "b"):
+        site.door_add(d, "g")
+    site.meta_set("release_targets", json.dumps({"a": {"version": "1.2"}}))
+    rows = [(1, "daemon.started", "started", {"release": "1.0"}),
+            (2, "release.applied", "release 1.1 running", {"version": "1.1", "release": "1.1"}),
+            (3, "release.rolled_back", "no READY within 90 s", {"version": "1.2"}),
+            (4, "daemon.started", "started", {"release": "1.1"})]
+    with site.db.atomic():
+        for seq, kind, reason, detail in rows:
+            site.db.execute("INSERT INTO events (door, log, seq, ts, kind, credential, reason, "
+                            "detail, prev_hash, hash) VALUES ('a', '', ?, ?, ?, NULL, ?, ?, "
+                            "'', '')", [seq, f"2026-12-05T10:0{seq}:00Z", kind, reason,
+                                        json.dumps(detail)])
+    got = {r["door"]: r for r in releases.fleet(site)}
+    assert got["a"]["running"] == "1.1" and got["a"]["target"] == "1.2"
+    assert got["a"]["state"] == "rolled back: no READY within 90 s"
+    assert got["b"] == {"door": "b", "group": "g", "running": None, "target": None,
+                        "state": "no release published", "last": None}
+    site.close()

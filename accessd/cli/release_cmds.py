@@ -16,10 +16,8 @@ from .common import SafePath, console, json_opt, out, plural, site_of
 from .office_common import _site_store, _table
 
 
-def _release_dir(site, version: str | None, where: str | None) -> Path:
+def _release_dir(site, version: str, where: str | None) -> Path:
     base = Path(where) if where else site.dir / "releases"
-    if version is None:
-        raise click.UsageError("give the release's VERSION")
     from ..sync.release import check_version
     from ..errors import ReleaseError
     try:

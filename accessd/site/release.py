@@ -185,11 +185,10 @@ def targets(site: SiteDB) -> dict:
 
 
 def publish(site: SiteDB, store, release_dir: Path, doors: list[str], *,
-            downgrade: bool = False, progress=None) -> dict:
+            downgrade: bool = False) -> dict:
     """Put the release in the store (once) and a signed target for each door."""
     blob, m = load(site, release_dir)
     have = store.get(rel.manifest_name(m.version))
-    step = progress or (lambda s: None)
     sent = 0
     if have != blob:
         for name in sorted(m.files):
@@ -197,7 +196,6 @@ def publish(site: SiteDB, store, release_dir: Path, doors: list[str], *,
             m.check_file(name, data)        # the built copy is what was signed
             store.put(rel.file_name(m.version, name), data)
             sent += len(data)
-            step(name)
         store.put(rel.manifest_name(m.version), blob)
     now = time.time()
     # each door took the serial of the target it has: a new one goes above it, even for
@@ -221,7 +219,6 @@ def publish(site: SiteDB, store, release_dir: Path, doors: list[str], *,
             site.keys.signing, site=site.site_id, door=d, version=m.version, manifest=blob,
             serial=serial, issued=now, downgrade=downgrade))
         told[d] = {"version": m.version, "serial": serial, "issued": now}
-        step(d)
     site.meta_set("release_targets", json.dumps(told, sort_keys=True))
     site.audit("release.publish", f"release {m.version} to {len(doors)} door(s), serial "
                                   f"{serial}" + (", downgrade allowed" if downgrade else ""))
@@ -237,25 +234,21 @@ def fleet(site: SiteDB) -> list[dict]:
     and its last release event (what failed, and why)."""
     told = targets(site)
     out = []
-    marks = ",".join("?" * len(RELEASE_KINDS))
+    kinds = ("daemon.started", *RELEASE_KINDS)
+    # the newest event of each kind, one index probe each (events(door, kind, ts)): a
+    # door's whole log is never read
+    latest = " UNION ALL ".join(
+        f"SELECT * FROM (SELECT ts, seq, kind, reason, detail FROM events WHERE door = ? "
+        f"AND kind = ? ORDER BY ts DESC, seq DESC LIMIT 1) AS k{i}" for i in range(len(kinds)))
     for door in site.doors():
         d = door["id"]
-        running = last = None
-        for ts, kind, reason, detail in site.db.execute(
-                "SELECT ts, kind, reason, detail FROM events WHERE door = ? AND kind IN "
-                f"('daemon.started', {marks}) ORDER BY ts DESC, seq DESC LIMIT 50",
-                [d, *RELEASE_KINDS]):
-            try:
-                info = json.loads(detail) if detail else {}
-            except ValueError:
-                info = {}
-            if running is None and kind in ("daemon.started", "release.applied"):
-                running = info.get("release") or info.get("version")
-            if last is None and kind in RELEASE_KINDS:
-                last = {"ts": ts, "kind": kind, "reason": reason,
-                        "version": info.get("version")}
-            if running and last:
-                break
+        rows = [(ts, kind, reason, _detail(detail)) for ts, _seq, kind, reason, detail in sorted(
+            site.db.execute(latest, [x for k in kinds for x in (d, k)]),
+            key=lambda r: (r[0], r[1]), reverse=True)]
+        running = next((info.get("release") for _, kind, _, info in rows
+                        if kind in ("daemon.started", "release.applied")), None)
+        last = next(({"ts": ts, "kind": kind, "reason": reason, "version": info.get("version")}
+                     for ts, kind, reason, info in rows if kind in RELEASE_KINDS), None)
         want = (told.get(d) or {}).get("version")
         if want is None:
             state = "no release published"
@@ -268,3 +261,11 @@ def fleet(site: SiteDB) -> list[dict]:
         out.append({"door": d, "group": door["group"],
                     "running": running, "target": want, "state": state, "last": last})
     return out
+
+
+def _detail(text: str) -> dict:
+    try:
+        info = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}

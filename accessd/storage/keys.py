@@ -10,6 +10,7 @@ data directory alone reveals nothing.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -91,9 +92,15 @@ def write_key_file(path: Path, keys: DoorKeys, *, overwrite: bool = False) -> No
 def load_key_file(path: Path) -> DoorKeys:
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise KeyFileError(f"{path}: key file is not a regular file")
+        # (O_NONBLOCK: a FIFO given as the key file is refused, not waited on)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+            raise KeyFileError(f"{path}: key file is not a regular file")
+        with os.fdopen(fd, "rb") as f:
             data = f.read(MAX_KEY_FILE + 1)
         if len(data) > MAX_KEY_FILE:
             raise KeyFileError(f"{path}: key file is over {MAX_KEY_FILE} bytes: not one")
